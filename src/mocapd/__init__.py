@@ -1,0 +1,3 @@
+"""mocapd: an asynchronous video motion-capture service."""
+
+__version__ = "0.1.0"
