@@ -1,0 +1,91 @@
+"""The one table of error codes: code -> HTTP status, retryable, retryFrom, default stage.
+
+Every error a client can see carries one of these codes (SPEC section 4). Only the API's
+problem+json handler turns them into HTTP; everything else raises `mocapd.errors.MocapdError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["CODES", "CodeInfo", "RetryFrom", "code_info"]
+
+
+class RetryFrom(StrEnum):
+    UPLOAD = "upload"
+    COMPLETE_UPLOAD = "complete_upload"
+    NEW_JOB = "new_job"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    code: str
+    http_status: int
+    retryable: bool
+    retry_from: RetryFrom
+    stage: str
+    title: str
+
+
+def _c(code: str, status: int, retryable: bool, retry_from: RetryFrom, stage: str, title: str) -> CodeInfo:
+    return CodeInfo(code, status, retryable, retry_from, stage, title)
+
+
+_R = RetryFrom
+CODES: dict[str, CodeInfo] = {
+    c.code: c
+    for c in (
+        # create time
+        _c("validation_error", 422, False, _R.NEW_JOB, "create", "The request is not valid"),
+        _c("export_fps_invalid", 422, False, _R.NEW_JOB, "create", "exportFps must be 24, 30, 60 or 120"),
+        _c("mocap_type_invalid", 422, False, _R.NEW_JOB, "create", "mocapType must be full_body or upper_body"),
+        _c("api_target_ids_required", 422, False, _R.NEW_JOB, "create", "targetIds is required"),
+        _c("api_target_unsupported", 422, False, _R.NEW_JOB, "create", "A requested target is not available"),
+        _c("api_source_duration_invalid", 422, False, _R.NEW_JOB, "create", "The source duration is not valid"),
+        _c("api_trim_range_invalid", 422, False, _R.NEW_JOB, "validation", "The trim window is not valid"),
+        _c("api_duration_limit_exceeded", 422, False, _R.NEW_JOB, "validation", "The clip is longer than the plan allows"),
+        _c("api_file_size_limit_exceeded", 413, False, _R.NEW_JOB, "upload", "The file is larger than the plan allows"),
+        _c("api_concurrency_limit_exceeded", 429, True, _R.COMPLETE_UPLOAD, "validation", "Too many active jobs"),
+        _c("api_plan_inactive", 403, False, _R.NONE, "validation", "The account's plan is not active"),
+        _c("insufficient_api_v_credits", 402, False, _R.COMPLETE_UPLOAD, "validation", "Not enough credits"),
+        _c("idempotency_key_reused", 422, False, _R.NONE, "create", "Idempotency-Key was used with a different request"),
+        _c("idempotency_key_in_flight", 409, True, _R.NONE, "create", "A request with this Idempotency-Key is in progress"),
+        # upload
+        _c("upload_url_invalid", 403, False, _R.UPLOAD, "upload", "The upload URL is not valid"),
+        _c("upload_url_expired", 403, False, _R.UPLOAD, "upload", "The upload URL has expired"),
+        _c("upload_size_mismatch", 422, False, _R.UPLOAD, "upload", "The upload does not match sourceBytes"),
+        _c("upload_checksum_mismatch", 422, False, _R.UPLOAD, "upload", "The upload does not match sourceSha256"),
+        _c("job_not_awaiting_upload", 409, False, _R.NONE, "upload", "The job no longer accepts uploads"),
+        # complete-upload
+        _c("upload_missing", 409, False, _R.UPLOAD, "validation", "Nothing has been uploaded"),
+        _c("source_unreadable", 422, False, _R.NEW_JOB, "validation", "The file is not a readable video"),
+        _c("source_no_video_stream", 422, False, _R.NEW_JOB, "validation", "The file has no video stream"),
+        _c("source_unsupported", 422, False, _R.NEW_JOB, "validation", "The video cannot be decoded"),
+        # worker
+        _c("no_person_detected", 422, False, _R.NEW_JOB, "preflight", "No person was found in the video"),
+        _c("processing_failed", 500, True, _R.NEW_JOB, "processing", "Processing failed"),
+        _c("packaging_failed", 500, True, _R.NEW_JOB, "packaging", "Packaging failed"),
+        _c("runner_lost", 500, True, _R.NEW_JOB, "processing", "The worker running the job was lost"),
+        _c("runner_timeout", 500, True, _R.NEW_JOB, "processing", "The job took too long"),
+        # others
+        _c("job_not_found", 404, False, _R.NONE, "request", "No such job"),
+        _c("artifact_not_found", 404, False, _R.NONE, "request", "No such artifact"),
+        _c("unauthorized", 401, False, _R.NONE, "request", "A valid API key is required"),
+        _c("rate_limited", 429, True, _R.NONE, "request", "Too many requests"),
+        _c("canceled", 409, False, _R.NEW_JOB, "canceled", "The job was canceled"),
+        _c("job_not_cancelable", 409, False, _R.NONE, "request", "The job has already finished"),
+        _c("range_not_satisfiable", 416, False, _R.NONE, "download", "The requested range is not satisfiable"),
+        _c("not_ready", 503, True, _R.NONE, "request", "The service is not ready"),
+        _c("internal_error", 500, True, _R.NONE, "request", "Internal error"),
+    )
+}
+
+
+def code_info(code: str) -> CodeInfo:
+    """The table row for ``code``; unknown codes are an internal error (a bug, never user input)."""
+    try:
+        return CODES[code]
+    except KeyError:
+        return CODES["internal_error"]
