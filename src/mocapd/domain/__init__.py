@@ -1,1 +1,1 @@
-"""mocapd.domain"""
+"""Pure rules with no I/O: job state machine, error codes, plans, admission, credits."""

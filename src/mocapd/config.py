@@ -1,0 +1,97 @@
+"""Settings from MOCAPD_* environment variables and flags. Nothing is read at import time."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["Settings", "load_settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./mocapd-data")
+    database_url: str | None = None  # default: sqlite under data_dir
+    storage_url: str | None = None  # default: a local folder under data_dir; or s3://bucket/prefix
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    public_url: str | None = None  # base URL for signed links; default: the request's own base URL
+    secret: str | None = None  # signing key for URLs; default: generated once into data_dir
+    upload_url_ttl_s: int = 3600
+    download_url_ttl_s: int = 3600
+    lease_s: float = 30.0
+    heartbeat_s: float = 5.0
+    max_attempts: int = 3
+    retry_backoff_s: float = 2.0
+    poll_interval_s: int = 2
+    draft_ttl_s: int = 24 * 3600
+    idempotency_ttl_s: int = 24 * 3600
+    job_timeout_s: float = 3600.0
+    dev_account_credits: int = 600
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mocapd.sqlite3').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return f"file://{(self.data_dir / 'objects').resolve()}"
+
+    def signing_secret(self) -> bytes:
+        """The URL-signing key: MOCAPD_SECRET, else one generated once and kept in the data directory."""
+        if self.secret:
+            return self.secret.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)  # atomic create-if-absent: two processes agree on one secret
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip().encode()
+
+    def with_overrides(self, **kw: object) -> Settings:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})  # type: ignore[arg-type]
+
+
+_ENV = {
+    "data_dir": ("MOCAPD_DATA_DIR", Path),
+    "database_url": ("MOCAPD_DATABASE_URL", str),
+    "storage_url": ("MOCAPD_STORAGE_URL", str),
+    "s3_endpoint_url": ("MOCAPD_S3_ENDPOINT_URL", str),
+    "s3_region": ("MOCAPD_S3_REGION", str),
+    "public_url": ("MOCAPD_PUBLIC_URL", str),
+    "secret": ("MOCAPD_SECRET", str),
+    "upload_url_ttl_s": ("MOCAPD_UPLOAD_URL_TTL", int),
+    "download_url_ttl_s": ("MOCAPD_DOWNLOAD_URL_TTL", int),
+    "lease_s": ("MOCAPD_LEASE_SECONDS", float),
+    "heartbeat_s": ("MOCAPD_HEARTBEAT_SECONDS", float),
+    "max_attempts": ("MOCAPD_MAX_ATTEMPTS", int),
+    "retry_backoff_s": ("MOCAPD_RETRY_BACKOFF_SECONDS", float),
+    "poll_interval_s": ("MOCAPD_POLL_INTERVAL", int),
+    "draft_ttl_s": ("MOCAPD_DRAFT_TTL", int),
+    "job_timeout_s": ("MOCAPD_JOB_TIMEOUT", float),
+    "dev_account_credits": ("MOCAPD_DEV_CREDITS", int),
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, then explicit overrides (flags) on top."""
+    kw: dict[str, object] = {}
+    for name, (var, conv) in _ENV.items():
+        raw = os.environ.get(var)
+        if raw not in (None, ""):
+            kw[name] = conv(raw)  # type: ignore[operator]
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**kw)  # type: ignore[arg-type]

@@ -1,0 +1,194 @@
+"""Streaming video decode with real timestamps and rotation metadata (PyAV).
+
+`iter_frames` is a generator: it holds one decoded frame at a time, so memory does not grow with
+the clip length. Frame times come from the presentation timestamps (``time_s = (pts - start_pts)
+* time_base``), so variable-frame-rate sources keep their real timing. The display matrix (the
+``rotate`` tag of phone videos) is applied: a frame whose matrix rotates it counter-clockwise by
+``r`` degrees is returned turned by ``r`` degrees counter-clockwise, i.e. as a player shows it.
+
+Every PyAV/FFmpeg error is converted here into ``InputFault("source_unreadable")`` (the file is
+not a video container we can open) or ``InputFault("source_unsupported")`` (no decodable video
+stream), with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.errors import InputFault
+
+__all__ = ["DecodedFrame", "VideoInfo", "iter_frames", "read_video_info"]
+
+UInt8Image = NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Facts about the first video stream, in display orientation (after rotation)."""
+
+    width_px: int
+    height_px: int
+    coded_width_px: int
+    coded_height_px: int
+    rotation_deg: int  # counter-clockwise turn applied to decoded frames (multiple of 90)
+    fps: float  # average frame rate (frames / s)
+    duration_s: float
+    codec: str
+    frame_count: int  # from the container; 0 when unknown
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    index: int  # running index within the decoded window, from 0
+    time_s: float  # presentation time from the start of the stream
+    rgb: UInt8Image  # (H, W, 3) display orientation
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputFault("source_unreadable", f"cannot open the video: {exc}") from exc
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise InputFault("source_unsupported", "the file has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or stream.codec_context.name is None:
+        raise InputFault("source_unsupported", "the video codec is not supported")
+    return stream
+
+
+def _quarter_turns(rotation_deg: float) -> int:
+    """Number of counter-clockwise quarter turns (0..3) for a display rotation in degrees."""
+    return int(round(rotation_deg / 90.0)) % 4
+
+
+def _stream_rotation_deg(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Rotation from the first decoded frame's display matrix (FFmpeg attaches it to frames)."""
+    try:
+        for frame in container.decode(stream):
+            return int(round(frame.rotation)) if frame.rotation else 0
+    except av.FFmpegError as exc:
+        raise InputFault("source_unsupported", f"the video cannot be decoded: {exc}") from exc
+    raise InputFault("source_unsupported", "the video stream has no decodable frame")
+
+
+def read_video_info(path: Path) -> VideoInfo:
+    """Open ``path``, read the stream facts and decode the first frame (to read the rotation)."""
+    container = _open(Path(path))
+    try:
+        stream = _video_stream(container)
+        ctx = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration_s = container.duration / 1_000_000.0
+        else:
+            duration_s = 0.0
+        rotation_deg = _stream_rotation_deg(container, stream)
+        w, h = int(ctx.width), int(ctx.height)
+        turns = _quarter_turns(rotation_deg)
+        dw, dh = (h, w) if turns % 2 else (w, h)
+        if fps <= 0 and duration_s > 0 and stream.frames:
+            fps = stream.frames / duration_s
+        return VideoInfo(
+            width_px=dw,
+            height_px=dh,
+            coded_width_px=w,
+            coded_height_px=h,
+            rotation_deg=turns * 90 if turns != 3 else -90,
+            fps=fps,
+            duration_s=duration_s,
+            codec=str(ctx.name),
+            frame_count=int(stream.frames or 0),
+        )
+    finally:
+        container.close()
+
+
+def _scaled_size(width: int, height: int, max_side_px: int | None) -> tuple[int, int]:
+    """Even-sized (w, h) no larger than ``max_side_px`` on the long side, aspect kept."""
+    if max_side_px is None or max(width, height) <= max_side_px:
+        return width, height
+    scale = max_side_px / max(width, height)
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def iter_frames(
+    path: Path,
+    *,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    max_side_px: int | None = None,
+    threads: int = 0,
+) -> Iterator[DecodedFrame]:
+    """Yield the frames whose presentation time lies in ``[start_s, end_s)``, RGB, display-oriented.
+
+    Seeks to the key frame at or before ``start_s`` and decodes forward, so the cost of a trim is
+    independent of where the window starts. ``max_side_px`` downscales in FFmpeg's scaler before
+    the RGB conversion (the long *display* side is at most that many pixels). ``threads`` = 0 lets
+    FFmpeg choose (frame + slice threading).
+    """
+    container = _open(Path(path))
+    try:
+        stream = _video_stream(container)
+        stream.thread_type = "AUTO"
+        stream.thread_count = threads
+        time_base: Fraction = stream.time_base or Fraction(1, 1_000_000)
+        start_pts = stream.start_time or 0
+        if start_s > 0:
+            target = start_pts + int(math.floor(start_s / time_base))
+            try:
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                container.seek(0)
+        index = 0
+        last_time_s = -math.inf
+        fallback_dt_s = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 30.0
+        size: tuple[int, int] | None = None
+        turns = 0
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None:
+                    time_s = float((frame.pts - start_pts) * time_base)
+                else:  # no timestamp at all: continue the previous spacing
+                    time_s = last_time_s + fallback_dt_s if math.isfinite(last_time_s) else 0.0
+                if time_s <= last_time_s:  # duplicate or reordered pts: drop it
+                    continue
+                if time_s < start_s - 1e-9:
+                    continue
+                if end_s is not None and time_s >= end_s - 1e-9:
+                    break
+                last_time_s = time_s
+                if size is None:
+                    turns = _quarter_turns(frame.rotation or 0)
+                    dw, dh = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+                    sw, sh = _scaled_size(dw, dh, max_side_px)
+                    size = (sh, sw) if turns % 2 else (sw, sh)  # coded-orientation target size
+                if size != (frame.width, frame.height):
+                    rgb = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+                else:
+                    rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+                if turns:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
+                yield DecodedFrame(index=index, time_s=time_s, rgb=rgb)
+                index += 1
+        except av.FFmpegError as exc:
+            if index == 0:
+                raise InputFault("source_unsupported", f"the video cannot be decoded: {exc}") from exc
+            # A damaged tail: keep what decoded, as players do.
+            return
+    finally:
+        container.close()

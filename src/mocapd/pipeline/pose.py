@@ -1,0 +1,224 @@
+"""BlazePose (MediaPipe 0.10.21, Full model) over a stream of frames, plus identity-switch gating.
+
+Per frame we keep, for the 33 BlazePose landmarks:
+
+* ``landmarks_px`` (F, 33, 2): image coordinates in pixels of the *original* display frame
+  (MediaPipe returns coordinates normalised to the input image, so a downscaled input maps back
+  exactly by multiplying by the original width and height);
+* ``world_m`` (F, 33, 3): MediaPipe's metric world landmarks, hip-centred, camera-aligned axes
+  (x image right, y image down, z away from the camera);
+* ``visibility`` (F, 33) in [0, 1].
+
+Frames without a detection are NaN and ``person[f]`` is False. ``valid[f]`` is ``person[f]``
+minus the frames rejected as a likely switch to another person (`mark_identity_switches`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "NUM_LANDMARKS",
+    "PoseDetector",
+    "PoseTrack",
+    "detect_poses",
+    "mark_identity_switches",
+]
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+NUM_LANDMARKS = 33
+_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = 11, 12, 23, 24
+
+
+@dataclass(frozen=True)
+class PoseTrack:
+    time_s: FloatArray  # (F,)
+    image_size_px: tuple[int, int]  # (width, height) of the display frame
+    landmarks_px: FloatArray  # (F, 33, 2)
+    world_m: FloatArray  # (F, 33, 3)
+    visibility: FloatArray  # (F, 33)
+    person: BoolArray  # (F,) a detection was returned
+    valid: BoolArray  # (F,) detection kept (not an identity switch)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.time_s.shape[0])
+
+
+class PoseDetector:
+    """One MediaPipe Pose graph in tracking mode; use as a context manager (it owns native state).
+
+    ``detect(rgb)`` returns ``(landmarks_norm (33, 2), world_m (33, 3), visibility (33,))`` or None.
+    Only the Full model (``model_complexity=1``) ships inside the wheel, so nothing is downloaded.
+    """
+
+    def __init__(self, *, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+        from mediapipe.python.solutions import pose as mp_pose  # heavy import, kept local
+
+        self._pose: Any = mp_pose.Pose(
+            static_image_mode=False,
+            model_complexity=1,
+            smooth_landmarks=False,
+            enable_segmentation=False,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+
+    def __enter__(self) -> PoseDetector:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pose is not None:
+            self._pose.close()
+            self._pose = None
+
+    def detect(self, rgb: NDArray[np.uint8]) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+        result = self._pose.process(rgb)
+        if result.pose_landmarks is None or result.pose_world_landmarks is None:
+            return None
+        lm = result.pose_landmarks.landmark
+        wl = result.pose_world_landmarks.landmark
+        norm = np.array([(p.x, p.y) for p in lm], dtype=np.float64)  # (33, 2)
+        world = np.array([(p.x, p.y, p.z) for p in wl], dtype=np.float64)  # (33, 3)
+        vis = np.array([p.visibility for p in lm], dtype=np.float64)  # (33,)
+        return norm, world, vis
+
+
+class _TrackBuilder:
+    """Accumulates per-frame detections (a few hundred bytes per frame, never images)."""
+
+    def __init__(self, image_size_px: tuple[int, int]) -> None:
+        self.image_size_px = image_size_px
+        self.times: list[float] = []
+        self.px: list[FloatArray] = []
+        self.world: list[FloatArray] = []
+        self.vis: list[FloatArray] = []
+        self.person: list[bool] = []
+
+    def add(self, time_s: float, det: tuple[FloatArray, FloatArray, FloatArray] | None) -> None:
+        self.times.append(time_s)
+        if det is None:
+            self.px.append(np.full((NUM_LANDMARKS, 2), np.nan))
+            self.world.append(np.full((NUM_LANDMARKS, 3), np.nan))
+            self.vis.append(np.zeros(NUM_LANDMARKS))
+            self.person.append(False)
+            return
+        norm, world, vis = det
+        w, h = self.image_size_px
+        self.px.append(norm * np.array([w, h], dtype=np.float64))
+        self.world.append(world)
+        self.vis.append(vis)
+        self.person.append(True)
+
+    def build(self) -> PoseTrack:
+        n = len(self.times)
+        px = np.array(self.px).reshape(n, NUM_LANDMARKS, 2)
+        person = np.array(self.person, dtype=bool).reshape(n)
+        vis = np.array(self.vis).reshape(n, NUM_LANDMARKS)
+        return PoseTrack(
+            time_s=np.array(self.times, dtype=np.float64).reshape(n),
+            image_size_px=self.image_size_px,
+            landmarks_px=px,
+            world_m=np.array(self.world).reshape(n, NUM_LANDMARKS, 3),
+            visibility=vis,
+            person=person,
+            valid=mark_identity_switches(px, person),
+        )
+
+
+def detect_poses(
+    frames: Iterable[tuple[float, NDArray[np.uint8]]],
+    image_size_px: tuple[int, int],
+    *,
+    detector: PoseDetector | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> PoseTrack:
+    """Run BlazePose on ``(time_s, rgb)`` frames; ``image_size_px`` is the original display size.
+
+    The frames may be downscaled copies: pixel coordinates are returned in the original size.
+    ``on_frame(i)`` is called after each frame (progress, cancellation).
+    """
+    builder = _TrackBuilder(image_size_px)
+    own = detector is None
+    det = detector or PoseDetector()
+    try:
+        for i, (time_s, rgb) in enumerate(frames):
+            builder.add(time_s, det.detect(rgb))
+            if on_frame is not None:
+                on_frame(i)
+    finally:
+        if own:
+            det.close()
+    return builder.build()
+
+
+def _hip_centre_and_torso_px(landmarks_px: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Mid-hip (F, 2) and 2D torso length |mid-shoulder - mid-hip| (F,) in pixels."""
+    hip = 0.5 * (landmarks_px[:, _L_HIP] + landmarks_px[:, _R_HIP])  # (F, 2)
+    shoulder = 0.5 * (landmarks_px[:, _L_SHOULDER] + landmarks_px[:, _R_SHOULDER])  # (F, 2)
+    return hip, np.linalg.norm(shoulder - hip, axis=1)
+
+
+def mark_identity_switches(
+    landmarks_px: FloatArray,
+    person: BoolArray,
+    *,
+    jump_ratio: float = 0.3,
+    size_ratio: float = 1.5,
+) -> BoolArray:
+    """Frames to keep: ``person`` minus frames that belong to a different person than the main one.
+
+    The detections are split into *runs*: consecutive detected frames whose 2D hip centre moves by
+    at most ``jump_ratio`` x the 2D torso length between frames and whose torso length changes by
+    less than ``size_ratio``. A break inside a run of detections is a likely identity switch.
+    The longest run is the main person. Runs are then linked outward from it: a neighbouring run
+    is accepted when its first (or last) frame is within ``jump_ratio * torso * sqrt(1 + gap)``
+    of the last accepted frame (gap = number of frames between them, so a short dropout does not
+    lose the person) and of a similar torso size; otherwise its frames are marked invalid.
+    """
+    n = int(person.shape[0])
+    valid = np.zeros(n, dtype=bool)
+    hip, torso = _hip_centre_and_torso_px(landmarks_px)
+    ok = person & np.all(np.isfinite(hip), axis=1) & np.isfinite(torso) & (torso > 1e-6)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return valid
+
+    def same_person(a: int, b: int, gap: int) -> bool:
+        scale = max(torso[a], torso[b])
+        jump = float(np.linalg.norm(hip[b] - hip[a]))
+        ratio = max(torso[a], torso[b]) / min(torso[a], torso[b])
+        return jump <= jump_ratio * scale * np.sqrt(1.0 + gap) and ratio <= size_ratio
+
+    runs: list[list[int]] = [[int(idx[0])]]
+    for a, b in zip(idx[:-1], idx[1:], strict=True):
+        if b == a + 1 and same_person(int(a), int(b), 0):
+            runs[-1].append(int(b))
+        else:
+            runs.append([int(b)])
+    main = max(range(len(runs)), key=lambda r: len(runs[r]))
+    for f in runs[main]:
+        valid[f] = True
+    last = runs[main][-1]  # forward
+    for run in runs[main + 1 :]:
+        if same_person(last, run[0], run[0] - last - 1):
+            valid[run] = True
+            last = run[-1]
+    first = runs[main][0]  # backward
+    for run in reversed(runs[:main]):
+        if same_person(first, run[-1], first - run[-1] - 1):
+            valid[run] = True
+            first = run[0]
+    return valid
