@@ -50,6 +50,7 @@ BACKGROUND_RGB: Rgb = (26, 28, 33)
 GRID_RGB: Rgb = (78, 82, 92)
 GRID_AXIS_RGB: Rgb = (120, 124, 136)
 LABEL_RGB: Rgb = (200, 200, 200)
+SHADOW_RGB: Rgb = (12, 13, 16)
 
 _SUBPIXEL_BITS = 2  # cv2 drawing with 1/4 pixel precision
 _SUBPIXEL = 1 << _SUBPIXEL_BITS
@@ -171,7 +172,7 @@ def render_figure_panel(
     camera: OrthoCamera,
     label: str = "",
 ) -> ImageU8:
-    """A (h, w, 3) RGB panel showing a stick figure over a ground grid.
+    """A (h, w, 3) RGB panel showing a stick figure and its shadow (the figure flattened to z = 0) over a ground grid.
 
     ``positions_m`` (K, 3) are world points (NaN rows skipped), ``parents[k]`` the point each one
     hangs from (-1 for none) and ``names`` give the side colour of the bone ending at each point.
@@ -183,6 +184,14 @@ def render_figure_panel(
     thickness = max(1, round(h / 360))
     _draw_ground_grid(img, camera, centre_m, spacing_m=0.5, extent_m=4.0, thickness=max(1, thickness // 2))
 
+    bone_px = max(2, round(h / 150))
+    shadow_m = np.asarray(positions_m, dtype=np.float64).copy()  # (K, 3)
+    shadow_m[:, 2] = 0.0
+    shadow = camera.project(shadow_m, centre_m, (h, w))  # (K, 3)
+    for k, p in enumerate(parents):
+        if p >= 0 and _finite_xy(shadow[k]) and _finite_xy(shadow[p]):
+            _line(img, shadow[p, :2], shadow[k, :2], SHADOW_RGB, bone_px + 1)
+
     pts = camera.project(positions_m, centre_m, (h, w))  # (K, 3)
     bones: list[tuple[float, int, int]] = []
     for k, p in enumerate(parents):
@@ -190,7 +199,6 @@ def render_figure_panel(
             continue
         if np.all(np.isfinite(pts[k])) and np.all(np.isfinite(pts[p])):
             bones.append((float(pts[k, 2] + pts[p, 2]) / 2.0, k, p))
-    bone_px = max(2, round(h / 150))
     for _, k, p in sorted(bones, reverse=True):  # far first
         _line(img, pts[p, :2], pts[k, :2], side_colour(name_side(names[k])), bone_px)
     for k in np.argsort(-pts[:, 2]):

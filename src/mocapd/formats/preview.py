@@ -1,0 +1,259 @@
+"""The preview video: the source with the detected 2D skeleton, beside the solved 3D motion (and the robot).
+
+Layout, for a source of ``W x H`` pixels: the output is ``h = min(720, H)`` pixels tall (rounded down
+to even); the first panel is the source scaled by ``h / H`` with the BlazePose landmarks drawn over
+it; the second panel (width ``clamp(source panel width, 0.6 h, h)``) renders the solved motion with
+``mocapd.formats.render3d`` from a fixed camera that follows the pelvis horizontally; a third panel of
+the same width shows the robot's bodies when a robot motion is given.
+
+Time: source frame ``i`` is shown at ``t = i / fps``; the motion (and the robot motion) is sampled at
+that time by linear interpolation of its world positions, so motion at another rate stays in sync.
+
+Streaming: frames are consumed one at a time and encoded at once; memory does not grow with the clip
+(the world positions of the motion, F x J x 3 floats, are the only per-clip arrays).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import av
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.errors import SystemFault
+from mocapd.formats.render3d import (
+    OrthoCamera,
+    draw_landmarks_2d,
+    render_figure_panel,
+    sample_at_time,
+)
+from mocapd.pipeline.skeleton import Motion
+
+__all__ = ["MAX_PREVIEW_HEIGHT_PX", "PreviewLayout", "RobotPoses", "encode_preview", "preview_layout"]
+
+FloatArray = NDArray[np.float64]
+
+MAX_PREVIEW_HEIGHT_PX = 720
+_HUMAN_CAMERA = OrthoCamera(view_height_m=2.6)
+_ROBOT_CAMERA = OrthoCamera(view_height_m=2.0)
+_ENCODERS = ("libx264", "h264")
+
+
+class RobotPoses(Protocol):
+    """What the preview needs of ``mocapd.robots.motion.RobotMotion``: timed body positions and their tree."""
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def body_positions_m(self) -> FloatArray: ...  # (F, B, 3)
+
+    @property
+    def body_parents(self) -> Sequence[int] | NDArray[np.int_]: ...  # (B,)
+
+
+@dataclass(frozen=True)
+class PreviewLayout:
+    """Pixel sizes of the preview: all even, as yuv420p needs."""
+
+    height_px: int
+    source_width_px: int
+    panel_width_px: int
+    num_panels: int
+
+    @property
+    def width_px(self) -> int:
+        return self.source_width_px + (self.num_panels - 1) * self.panel_width_px
+
+
+def _even_floor(x: float) -> int:
+    return max(2, int(math.floor(x / 2.0)) * 2)
+
+
+def preview_layout(source_width_px: int, source_height_px: int, *, with_robot: bool) -> PreviewLayout:
+    """Output height ``h = even(min(720, H))``; source panel ``even(W h / H)``; 3D panels ``even(clamp(., 0.6 h, h))``."""
+    if source_width_px <= 0 or source_height_px <= 0:
+        raise ValueError("source frames must have a positive size")
+    h = _even_floor(min(MAX_PREVIEW_HEIGHT_PX, source_height_px))
+    src_w = _even_floor(source_width_px * h / source_height_px)
+    panel_w = _even_floor(min(max(src_w, 0.6 * h), float(h)))
+    return PreviewLayout(h, src_w, panel_w, 3 if with_robot else 2)
+
+
+def _vertical_centre_m(positions_m: FloatArray) -> float:
+    """Median over frames of the middle of each frame's vertical extent, (F, K, 3) -> metres."""
+    z = positions_m[..., 2]  # (F, K)
+    with np.errstate(invalid="ignore"):
+        mid = 0.5 * (np.nanmin(np.where(np.isfinite(z), z, np.inf), axis=1)
+                     + np.nanmax(np.where(np.isfinite(z), z, -np.inf), axis=1))  # (F,)  # fmt: skip
+    mid = mid[np.isfinite(mid)]
+    return float(np.median(mid)) if mid.size else 0.9
+
+
+def _follow_centre(pose_m: FloatArray, anchor: int, z_centre_m: float) -> FloatArray:
+    """View centre: the anchor body's horizontal position (or the mean of known points) at a fixed height."""
+    p = pose_m[anchor] if 0 <= anchor < len(pose_m) else np.full(3, np.nan)
+    if not np.all(np.isfinite(p[:2])):
+        known = pose_m[np.all(np.isfinite(pose_m), axis=1)]
+        p = known.mean(axis=0) if len(known) else np.zeros(3)
+    return np.array([p[0], p[1], z_centre_m])
+
+
+class _FigureTrack:
+    """A clip of world positions (F, K, 3) at ``fps`` with its tree, rendered at any time."""
+
+    def __init__(
+        self,
+        positions_m: FloatArray,
+        fps: float,
+        parents: Sequence[int],
+        names: Sequence[str],
+        anchor: int,
+        camera: OrthoCamera,
+        label: str,
+    ) -> None:
+        if positions_m.ndim != 3 or positions_m.shape[0] == 0 or positions_m.shape[2] != 3:
+            raise ValueError("positions must be (F, K, 3) with F > 0")
+        self.positions_m = positions_m
+        self.fps = fps
+        self.parents = list(parents)
+        self.names = list(names)
+        self.anchor = anchor
+        self.camera = camera
+        self.label = label
+        self.z_centre_m = _vertical_centre_m(positions_m)
+
+    def render(self, t_s: float, size_px: tuple[int, int]) -> NDArray[np.uint8]:
+        pose = sample_at_time(self.positions_m, self.fps, t_s)  # (K, 3)
+        centre = _follow_centre(pose, self.anchor, self.z_centre_m)
+        return render_figure_panel(pose, self.parents, self.names, size_px=size_px, centre_m=centre,
+                                   camera=self.camera, label=self.label)  # fmt: skip
+
+
+def _human_track(motion: Motion) -> _FigureTrack:
+    """The solved skeleton; its ``root`` (the pelvis' ground projection, not a body part) is not drawn."""
+    names = motion.skeleton.names
+    positions = motion.world_positions_m()  # (F, J, 3)
+    if "root" in names:
+        positions[:, names.index("root")] = np.nan
+    anchor = names.index("pelvis") if "pelvis" in names else 0
+    return _FigureTrack(positions, motion.fps, motion.skeleton.parents, names, anchor, _HUMAN_CAMERA, "3D")
+
+
+def _robot_track(robot: RobotPoses) -> _FigureTrack:
+    positions = np.asarray(robot.body_positions_m, dtype=np.float64)  # (F, B, 3)
+    parents = [int(p) for p in np.asarray(robot.body_parents).reshape(-1)]
+    if positions.ndim != 3 or len(parents) != positions.shape[1]:
+        raise ValueError("robot body_positions_m must be (F, B, 3) with one parent per body")
+    names = list(getattr(robot, "body_names", None) or [""] * len(parents))
+    anchor = names.index("pelvis") if "pelvis" in names else 0
+    return _FigureTrack(positions, float(robot.fps), parents, names, anchor, _ROBOT_CAMERA, "G1")
+
+
+def _source_panel(frame: NDArray[np.uint8], landmarks_px: FloatArray | None, layout: PreviewLayout) -> NDArray[np.uint8]:
+    """The frame scaled to (h, source panel width) with the landmarks (33, 2) in source pixels drawn over."""
+    fh, fw = frame.shape[:2]
+    size = (layout.source_width_px, layout.height_px)
+    panel = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if fh > layout.height_px else cv2.INTER_LINEAR)
+    if landmarks_px is not None:
+        scale = np.array([layout.source_width_px / fw, layout.height_px / fh])  # (2,)
+        draw_landmarks_2d(panel, landmarks_px * scale, thickness_px=max(2, round(layout.height_px / 240)))
+    return np.ascontiguousarray(panel, dtype=np.uint8)
+
+
+def _check_frame(frame: np.ndarray) -> NDArray[np.uint8]:
+    arr = np.asarray(frame)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"preview frames must be (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
+    return arr
+
+
+def encode_preview(
+    frames: Iterable[np.ndarray],
+    landmarks_px: np.ndarray,
+    motion: Motion,
+    out_path: Path,
+    *,
+    fps: float,
+    robot: RobotPoses | None = None,
+) -> None:
+    """Write the preview MP4 (H.264, yuv420p, faststart) to ``out_path``.
+
+    ``frames`` yields (H, W, 3) uint8 RGB source frames at ``fps``; ``landmarks_px`` (F, 33, 2) holds
+    the detected BlazePose landmarks of frame ``i`` in that frame's pixels, NaN where missing (frames
+    past its end are drawn without landmarks). ``motion`` and ``robot`` (anything with ``fps``,
+    ``body_positions_m`` (F, B, 3), ``body_parents`` (B,), e.g. a ``RobotMotion``) are sampled at
+    ``i / fps``. PyAV/FFmpeg failures become ``SystemFault("packaging_failed")``.
+    """
+    if not fps > 0:
+        raise ValueError("fps must be positive")
+    lms = np.asarray(landmarks_px, dtype=np.float64)
+    if lms.ndim != 3 or lms.shape[1:] != (33, 2):
+        raise ValueError(f"landmarks_px must be (F, 33, 2), got {lms.shape}")
+    tracks = [_human_track(motion)] + ([_robot_track(robot)] if robot is not None else [])
+    out_path = Path(out_path)
+    try:
+        _encode(iter(frames), lms, tracks, out_path, fps)
+    except (av.FFmpegError, OSError) as exc:
+        raise SystemFault("packaging_failed", f"the preview video could not be written: {exc}") from exc
+
+
+def _open_stream(out_path: Path, layout: PreviewLayout, fps: float) -> tuple[av.container.OutputContainer, av.VideoStream]:
+    rate = Fraction(fps).limit_denominator(1001)
+    container = av.open(str(out_path), mode="w", format="mp4", options={"movflags": "+faststart"})
+    last_error: Exception | None = None
+    for name in _ENCODERS:
+        try:
+            options = {"crf": "23", "preset": "veryfast"} if name == "libx264" else {}
+            stream = container.add_stream(name, rate=rate, options=options)
+        except (av.FFmpegError, ValueError) as exc:  # encoder not in this FFmpeg build
+            last_error = exc
+            continue
+        stream.width = layout.width_px
+        stream.height = layout.height_px
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1) / rate
+        stream.codec_context.gop_size = max(1, round(2 * fps))
+        return container, stream
+    container.close()
+    raise SystemFault("packaging_failed", f"no H.264 encoder available: {last_error}")
+
+
+def _encode(
+    frames: Iterable[np.ndarray], lms: FloatArray, tracks: list[_FigureTrack], out_path: Path, fps: float
+) -> None:
+    iterator = iter(frames)
+    first = next(iterator, None)
+    if first is None:
+        raise SystemFault("packaging_failed", "there are no frames to put in the preview")
+    first_arr = _check_frame(first)
+    layout = preview_layout(first_arr.shape[1], first_arr.shape[0], with_robot=len(tracks) > 1)
+    container, stream = _open_stream(out_path, layout, fps)
+    try:
+        canvas = np.empty((layout.height_px, layout.width_px, 3), dtype=np.uint8)  # (h, W, 3)
+        panel_size = (layout.height_px, layout.panel_width_px)
+        i = 0
+        frame: np.ndarray | None = first_arr
+        while frame is not None:
+            arr = _check_frame(frame)
+            canvas[:, : layout.source_width_px] = _source_panel(arr, lms[i] if i < len(lms) else None, layout)
+            for k, track in enumerate(tracks):
+                x0 = layout.source_width_px + k * layout.panel_width_px
+                canvas[:, x0 : x0 + layout.panel_width_px] = track.render(i / fps, panel_size)
+            video_frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+            video_frame.pts = i
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+            i += 1
+            frame = next(iterator, None)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    finally:
+        container.close()
