@@ -1,0 +1,120 @@
+"""MediaPipe's 33 BlazePose landmarks -> positions of the `DEFAULT_SKELETON` joints.
+
+Axes. MediaPipe world landmarks are camera-aligned: x to the image right, y down, z away from the
+camera. Our frame is Z up, metres, and a person facing the camera faces -Y with their left side
+at +X, so the camera looks along +Y:  (X, Y, Z) = (x, z, -y). The matrix
+``ZUP_FROM_MEDIAPIPE`` has determinant +1 (a proper rotation, handedness kept).
+
+Joints (H = mid-hip 23/24, S = mid-shoulder 11/12, E = mid-ear 7/8; odd = left):
+
+* pelvis = H; spine_01/02/03 on the segment H -> S at the rest-pose fractions of the spine
+  (0.10, 0.22, 0.36 of 0.48 m); neck_01 = S + 0.25 (E - S); head = E (the nose when the ears
+  are unknown);
+* clavicle_l = S + (0.03 / 0.18) (shoulder_l - S) (the rest clavicle / shoulder span ratio),
+  upperarm = shoulder 11/12, lowerarm = elbow 13/14, hand = wrist 15/16;
+* thigh = hip 23/24, calf = knee 25/26, foot = ankle 27/28, ball = foot index 31/32;
+* root = NaN (the solver derives it: the ground projection of the pelvis).
+
+`hand_points` gives the hand centre (mean of wrist, index 19/20 and pinky 17/18) for hand-twist
+references and drawing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Skeleton
+
+__all__ = [
+    "LANDMARKS_USED",
+    "ZUP_FROM_MEDIAPIPE",
+    "hand_points",
+    "joint_visibility",
+    "joints_from_landmarks",
+    "zup_from_mediapipe",
+]
+
+FloatArray = NDArray[np.float64]
+
+ZUP_FROM_MEDIAPIPE: FloatArray = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # (3, 3)
+
+# Spine joints as fractions of the pelvis -> shoulder-centre segment (rest heights 0.10, 0.22, 0.36 of 0.48 m).
+_SPINE_FRACTIONS = {"spine_01": 0.10 / 0.48, "spine_02": 0.22 / 0.48, "spine_03": 0.36 / 0.48}
+_CLAVICLE_FRACTION = 0.03 / 0.18
+_NECK_FRACTION = 0.25
+
+# Joints taken straight from one landmark.
+_DIRECT = {
+    "upperarm_l": 11, "upperarm_r": 12, "lowerarm_l": 13, "lowerarm_r": 14, "hand_l": 15, "hand_r": 16,
+    "thigh_l": 23, "thigh_r": 24, "calf_l": 25, "calf_r": 26, "foot_l": 27, "foot_r": 28,
+    "ball_l": 31, "ball_r": 32,
+}  # fmt: skip
+
+# Landmarks that feed a joint (also the ones worth cleaning): nose, ears, torso, limbs, hands, feet.
+LANDMARKS_USED: tuple[int, ...] = (0, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
+
+
+def zup_from_mediapipe(points: FloatArray) -> FloatArray:
+    """(..., 3) MediaPipe camera-aligned (x right, y down, z away) -> our Z-up frame (x, z, -y)."""
+    p = np.asarray(points, dtype=np.float64)
+    return np.stack([p[..., 0], p[..., 2], -p[..., 1]], axis=-1)
+
+
+def _mid(a: FloatArray, b: FloatArray) -> FloatArray:
+    return 0.5 * (a + b)
+
+
+def joints_from_landmarks(landmarks: FloatArray, skeleton: Skeleton = DEFAULT_SKELETON) -> FloatArray:
+    """Joint positions (F, J, 3) in ``skeleton`` order from landmarks (F, 33, 3) already in our axes.
+
+    NaN landmarks give NaN joints (the head falls back to the nose when both ears are unknown).
+    The root row is NaN.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    f = lm.shape[0]
+    out = np.full((f, skeleton.num_joints, 3), np.nan)
+    hip = _mid(lm[:, 23], lm[:, 24])  # (F, 3)
+    sho = _mid(lm[:, 11], lm[:, 12])  # (F, 3)
+    ear = _mid(lm[:, 7], lm[:, 8])  # (F, 3)
+    head = np.where(np.isfinite(ear), ear, lm[:, 0])  # (F, 3)
+    joints: dict[str, FloatArray] = {"pelvis": hip, "head": head, "neck_01": sho + _NECK_FRACTION * (head - sho)}
+    for name, frac in _SPINE_FRACTIONS.items():
+        joints[name] = hip + frac * (sho - hip)
+    joints["clavicle_l"] = sho + _CLAVICLE_FRACTION * (lm[:, 11] - sho)
+    joints["clavicle_r"] = sho + _CLAVICLE_FRACTION * (lm[:, 12] - sho)
+    for name, idx in _DIRECT.items():
+        joints[name] = lm[:, idx]
+    for name, pos in joints.items():
+        if name in skeleton.names:
+            out[:, skeleton.index(name)] = pos
+    return out
+
+
+def joint_visibility(visibility: FloatArray, skeleton: Skeleton = DEFAULT_SKELETON) -> FloatArray:
+    """Per-joint confidence (F, J) from landmark visibility (F, 33): the minimum over the landmarks
+    a joint is built from (root: the hips)."""
+    v = np.asarray(visibility, dtype=np.float64)
+    hips = np.minimum(v[:, 23], v[:, 24])
+    sho = np.minimum(v[:, 11], v[:, 12])
+    ear = np.maximum(np.minimum(v[:, 7], v[:, 8]), v[:, 0])
+    per: dict[str, FloatArray] = {"root": hips, "pelvis": hips, "head": np.minimum(ear, sho), "neck_01": np.minimum(ear, sho)}
+    for name in _SPINE_FRACTIONS:
+        per[name] = np.minimum(hips, sho)
+    per["clavicle_l"] = np.minimum(sho, v[:, 11])
+    per["clavicle_r"] = np.minimum(sho, v[:, 12])
+    for name, idx in _DIRECT.items():
+        per[name] = v[:, idx]
+    out = np.zeros((v.shape[0], skeleton.num_joints))
+    for name, conf in per.items():
+        if name in skeleton.names:
+            out[:, skeleton.index(name)] = conf
+    return out
+
+
+def hand_points(landmarks: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Left and right hand centres (F, 3): mean of wrist, index and pinky (15/19/17, 16/20/18)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    left = (lm[:, 15] + lm[:, 17] + lm[:, 19]) / 3.0
+    right = (lm[:, 16] + lm[:, 18] + lm[:, 20]) / 3.0
+    return left, right

@@ -1,0 +1,246 @@
+"""Placing the hip-centred BlazePose body in the world: camera intrinsics, root translation from a
+least-squares camera fit, gravity and ground from the feet.
+
+**Intrinsics.** Pinhole, principal point at the image centre, no distortion. The focal length
+comes from, in order: the ``focal_length_px`` hint; ``camera_fov_deg`` read as the *horizontal*
+field of view, f = (w / 2) / tan(fov / 2); the default guess f = sqrt(w^2 + h^2) (about 53 deg
+diagonal, the CLIFF/WHAM/GVHMR convention). `CameraIntrinsics.source` records which.
+
+**Root translation.** World landmarks X_i are hip-centred with camera-aligned axes, so the camera
+sees X_i + t. With pixels (u_i, v_i) and principal point (c_x, c_y), u_i = f (X_i + t_x) /
+(Z_i + t_z) + c_x gives two linear equations in t per landmark:
+
+    f t_x - (u_i - c_x) t_z = (u_i - c_x) Z_i - f X_i
+    f t_y - (v_i - c_y) t_z = (v_i - c_y) Z_i - f Y_i
+
+solved per frame by weighted least squares (weights = visibility; torso and leg landmarks).
+
+**World frame.** Camera axes map to ours by (x, y, z) -> (x, z, -y) (camera upright: image down
+is gravity). If foot-contact points spread enough over the floor, a plane fitted to them (SVD)
+corrects the camera pitch and roll; otherwise the upright assumption stays. The ground is the
+10th percentile of the lowest stance-foot point, minus that point's rest height above the sole,
+and becomes z = 0. The horizontal origin is under the pelvis at the first frame, so the camera
+sits at -Y looking along +Y: the world's -Y faces the camera.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.pipeline.clean import butterworth_zero_phase, fill_gaps
+from mocapd.pipeline.landmarks import zup_from_mediapipe
+from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Skeleton
+
+__all__ = [
+    "FIT_LANDMARKS",
+    "CameraIntrinsics",
+    "WorldPlacement",
+    "camera_intrinsics",
+    "fit_root_translation",
+    "place_in_world",
+]
+
+FloatArray = NDArray[np.float64]
+
+# Shoulders, hips, knees, ankles, heels, foot indices: stable, well-scaled landmarks for the fit.
+FIT_LANDMARKS: tuple[int, ...] = (11, 12, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    focal_px: float
+    cx_px: float
+    cy_px: float
+    width_px: int
+    height_px: int
+    source: str  # "focal_length_px" | "camera_fov_deg" | "default_diagonal"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "focalLengthPx": round(self.focal_px, 3),
+            "focalSource": self.source,
+            "principalPointPx": [round(self.cx_px, 3), round(self.cy_px, 3)],
+            "imageSizePx": [self.width_px, self.height_px],
+            "horizontalFovDeg": round(math.degrees(2.0 * math.atan(0.5 * self.width_px / self.focal_px)), 3),
+        }
+
+
+def camera_intrinsics(
+    width_px: int, height_px: int, *, focal_length_px: float | None = None, camera_fov_deg: float | None = None
+) -> CameraIntrinsics:
+    """Pinhole intrinsics for a display frame of ``width_px`` x ``height_px`` (see module doc)."""
+    if focal_length_px is not None and focal_length_px > 0:
+        f, source = float(focal_length_px), "focal_length_px"
+    elif camera_fov_deg is not None and 0.0 < camera_fov_deg < 180.0:
+        f, source = 0.5 * width_px / math.tan(math.radians(camera_fov_deg) / 2.0), "camera_fov_deg"
+    else:
+        f, source = math.hypot(width_px, height_px), "default_diagonal"
+    return CameraIntrinsics(f, 0.5 * width_px, 0.5 * height_px, int(width_px), int(height_px), source)
+
+
+def fit_root_translation(
+    landmarks_px: FloatArray,
+    world_m: FloatArray,
+    weights: FloatArray,
+    intrinsics: CameraIntrinsics,
+    *,
+    landmark_ids: tuple[int, ...] = FIT_LANDMARKS,
+    min_points: int = 4,
+) -> FloatArray:
+    """Per-frame camera-frame translation t (F, 3) of the world-landmark origin (OpenCV axes).
+
+    ``landmarks_px`` (F, 33, 2), ``world_m`` (F, 33, 3) in MediaPipe axes, ``weights`` (F, 33).
+    Frames with fewer than ``min_points`` usable landmarks, or a fit behind the camera, are NaN.
+    """
+    ids = np.asarray(landmark_ids)
+    uv = landmarks_px[:, ids] - np.array([intrinsics.cx_px, intrinsics.cy_px])  # (F, N, 2)
+    xyz = world_m[:, ids]  # (F, N, 3)
+    w = np.where(np.isfinite(uv).all(-1) & np.isfinite(xyz).all(-1), weights[:, ids], 0.0)  # (F, N)
+    w = np.clip(np.nan_to_num(w), 0.0, None)
+    uv = np.nan_to_num(uv)
+    xyz = np.nan_to_num(xyz)
+    f = intrinsics.focal_px
+    fr, n = w.shape
+    a = np.zeros((fr, n, 2, 3))  # rows: u-equation, v-equation
+    a[:, :, 0, 0] = f
+    a[:, :, 0, 2] = -uv[..., 0]
+    a[:, :, 1, 1] = f
+    a[:, :, 1, 2] = -uv[..., 1]
+    b = np.stack([uv[..., 0] * xyz[..., 2] - f * xyz[..., 0], uv[..., 1] * xyz[..., 2] - f * xyz[..., 1]], axis=-1)  # (F, N, 2)
+    a = a.reshape(fr, 2 * n, 3) / f  # scale rows to order 1
+    b = b.reshape(fr, 2 * n) / f
+    ww = np.repeat(w, 2, axis=1)  # (F, 2N)
+    ata = np.einsum("fi,fij,fik->fjk", ww, a, a)  # (F, 3, 3)
+    atb = np.einsum("fi,fij,fi->fj", ww, a, b)  # (F, 3)
+    out = np.full((fr, 3), np.nan)
+    usable = np.sum(w > 0, axis=1) >= min_points
+    usable &= np.abs(np.linalg.det(ata)) > 1e-12
+    if usable.any():
+        out[usable] = np.linalg.solve(ata[usable], atb[usable][..., None])[..., 0]
+    out[out[:, 2] <= 0] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class WorldPlacement:
+    joints_m: FloatArray  # (F, J, 3) world positions, Z up, ground at z = 0
+    pelvis_m: FloatArray  # (F, 3)
+    camera_position_m: FloatArray  # (3,) camera centre in the world frame
+    world_from_camera: FloatArray  # (3, 3) rotation: camera (OpenCV axes) -> world
+    ground_method: str  # "plane_fit" | "upright_lowest_foot"
+    camera_pitch_deg: float  # tilt of the optical axis below the horizon (positive = looking down)
+    camera_roll_deg: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "groundMethod": self.ground_method,
+            "cameraPositionM": [round(float(v), 4) for v in self.camera_position_m],
+            "cameraPitchDeg": round(self.camera_pitch_deg, 3),
+            "cameraRollDeg": round(self.camera_roll_deg, 3),
+        }
+
+
+def _smooth_columns(x: FloatArray, fps: float, cutoff_hz: float) -> FloatArray:
+    """Fill gaps (hold at the ends, linear inside) then zero-phase low-pass, column by column."""
+    filled, _, _ = fill_gaps(x, max_gap_frames=x.shape[0])
+    return butterworth_zero_phase(filled, fps, cutoff_hz)
+
+
+def _rotation_between(a: FloatArray, b: FloatArray) -> FloatArray:
+    """The smallest rotation matrix taking unit vector a to unit vector b (Rodrigues)."""
+    v = np.cross(a, b)
+    c = float(np.dot(a, b))
+    s = float(np.linalg.norm(v))
+    if s < 1e-12:
+        return np.eye(3)
+    k = v / s
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
+
+
+def _foot_points(joints: FloatArray, skeleton: Skeleton) -> tuple[FloatArray, FloatArray]:
+    """Ball joints (F, 2, 3) and their rest heights above the sole (2,)."""
+    ids = [skeleton.index("ball_l"), skeleton.index("ball_r")]
+    rest_z = skeleton.rest_positions_m()[ids, 2]  # (2,)
+    return joints[:, ids], rest_z
+
+
+def place_in_world(
+    joints_cam: FloatArray,
+    translation_cam: FloatArray,
+    fps: float,
+    *,
+    skeleton: Skeleton = DEFAULT_SKELETON,
+    lateral_cutoff_hz: float = 4.0,
+    depth_cutoff_hz: float = 1.5,
+    stance_speed_mps: float = 0.4,
+    min_plane_spread_m: float = 0.5,
+    max_tilt_deg: float = 30.0,
+) -> WorldPlacement:
+    """Body-centred joints (F, J, 3, our axes, camera-aligned) + camera translation (F, 3, OpenCV
+    axes) -> world joints with gravity along -Z and the ground at z = 0 (see module doc).
+
+    The translation is smoothed first (gaps held or bridged; depth, the noisiest axis, at
+    ``depth_cutoff_hz``, the image-plane axes at ``lateral_cutoff_hz``).
+    """
+    f = joints_cam.shape[0]
+    t = translation_cam.copy()
+    if not np.isfinite(t).any():
+        raise ValueError("no frame has a camera fit")
+    t_s = np.empty_like(t)
+    t_s[:, [0, 1]] = _smooth_columns(t[:, [0, 1]], fps, lateral_cutoff_hz)
+    t_s[:, [2]] = _smooth_columns(t[:, [2]], fps, depth_cutoff_hz)
+    cam = joints_cam + zup_from_mediapipe(t_s)[:, None, :]  # (F, J, 3) upright-camera frame, camera at 0
+
+    # Gravity: plane through stance foot points if they spread enough, else the camera is upright.
+    balls, rest_z = _foot_points(cam, skeleton)  # (F, 2, 3), (2,)
+    speed = np.linalg.norm(np.gradient(balls, axis=0), axis=-1) * fps if f > 1 else np.zeros((f, 2))  # (F, 2)
+    lowest = np.nanargmin(np.where(np.isfinite(balls[..., 2]), balls[..., 2], np.inf), axis=1)  # (F,)
+    rows = np.arange(f)
+    stance_pts = balls[rows, lowest]  # (F, 3)
+    stance = (speed[rows, lowest] < stance_speed_mps) & np.isfinite(stance_pts).all(axis=1)
+    rot = np.eye(3)
+    method = "upright_lowest_foot"
+    pts = stance_pts[stance]
+    if pts.shape[0] >= 10:
+        centred = pts - pts.mean(axis=0)
+        _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+        spread = sv / math.sqrt(pts.shape[0])  # std along principal axes
+        normal = vt[2] if vt[2, 2] >= 0 else -vt[2]
+        tilt = math.degrees(math.acos(min(1.0, float(normal[2]))))
+        if spread[1] >= min_plane_spread_m / 2 and tilt <= max_tilt_deg:
+            rot = _rotation_between(normal, np.array([0.0, 0.0, 1.0]))
+            method = "plane_fit"
+    world = cam @ rot.T  # (F, J, 3)
+    balls_w = world[:, [skeleton.index("ball_l"), skeleton.index("ball_r")]]  # (F, 2, 3)
+    sole_z = balls_w[..., 2] - rest_z  # (F, 2) sole height implied by each ball joint
+    lowest_sole = np.nanmin(np.where(np.isfinite(sole_z), sole_z, np.inf), axis=1)  # (F,)
+    pool = lowest_sole[stance & np.isfinite(lowest_sole)]
+    if pool.size == 0:
+        pool = lowest_sole[np.isfinite(lowest_sole)]
+    ground_z = float(np.percentile(pool, 10)) if pool.size else float(np.nanmin(world[..., 2]))
+    pelvis = world[:, skeleton.index("pelvis")]  # (F, 3)
+    first = int(np.flatnonzero(np.isfinite(pelvis).all(axis=1))[0])
+    offset = np.array([pelvis[first, 0], pelvis[first, 1], ground_z])
+    world = world - offset
+    camera_position = -offset  # the camera was at the origin of the upright camera frame
+    # world_from_camera = rot @ (zup axes map)
+    zup = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    world_from_camera = rot @ zup
+    optical_axis = world_from_camera @ np.array([0.0, 0.0, 1.0])
+    image_right = world_from_camera @ np.array([1.0, 0.0, 0.0])
+    pitch = math.degrees(math.asin(float(np.clip(-optical_axis[2], -1.0, 1.0))))
+    roll = math.degrees(math.asin(float(np.clip(image_right[2], -1.0, 1.0))))
+    return WorldPlacement(
+        joints_m=world,
+        pelvis_m=world[:, skeleton.index("pelvis")],
+        camera_position_m=camera_position,
+        world_from_camera=world_from_camera,
+        ground_method=method,
+        camera_pitch_deg=pitch,
+        camera_roll_deg=roll,
+    )
