@@ -1,0 +1,199 @@
+"""The preview video: encode short synthetic clips, decode them back with PyAV and look at the pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from mocapd.errors import SystemFault
+from mocapd.formats.preview import encode_preview, preview_layout
+from mocapd.formats.render3d import LEFT_RGB, RIGHT_RGB, OrthoCamera, render_figure_panel, sample_at_time
+from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
+
+SRC_W, SRC_H = 320, 240
+N_FRAMES = 10
+FPS = 30.0
+GREY = 128
+
+
+def _walking_motion(num_frames: int, fps: float, distance_m: float) -> Motion:
+    """The rest pose sliding ``distance_m`` along +X over the clip (root and pelvis move together)."""
+    j = DEFAULT_SKELETON.num_joints
+    trans = np.tile(DEFAULT_SKELETON.rest_offsets_m, (num_frames, 1, 1))  # (F, J, 3)
+    trans[:, 0, 0] = np.linspace(0.0, distance_m, num_frames)
+    quat = np.zeros((num_frames, j, 4))
+    quat[..., 0] = 1.0
+    return Motion(DEFAULT_SKELETON, fps, trans, quat)
+
+
+def _landmarks(num_frames: int) -> np.ndarray:
+    """Left shoulder-elbow horizontal at y = 60 and right shoulder-elbow at y = 180; the left elbow vanishes in the second half."""
+    lms = np.full((num_frames, 33, 2), np.nan)
+    lms[:, 11] = (60.0, 60.0)  # left shoulder
+    lms[:, 13] = (160.0, 60.0)  # left elbow
+    lms[:, 12] = (60.0, 180.0)  # right shoulder
+    lms[:, 14] = (160.0, 180.0)  # right elbow
+    lms[num_frames // 2 :, 13] = np.nan
+    return lms
+
+
+def _frames(num_frames: int) -> Iterator[np.ndarray]:
+    for _ in range(num_frames):
+        yield np.full((SRC_H, SRC_W, 3), GREY, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class _Robot:
+    """Honours the drawing part of RobotMotion's interface: fps, body positions, parents, names."""
+
+    fps: float
+    body_positions_m: np.ndarray  # (F, B, 3)
+    body_parents: tuple[int, ...]
+    body_names: tuple[str, ...]
+
+
+def _robot(num_frames: int, fps: float) -> _Robot:
+    pelvis = np.array([0.0, 0.0, 0.79])
+    bodies = np.array([
+        pelvis,
+        pelvis + (0.10, 0.0, 0.0), pelvis + (0.10, 0.0, -0.40), pelvis + (0.10, 0.0, -0.76),
+        pelvis + (-0.10, 0.0, 0.0), pelvis + (-0.10, 0.0, -0.40), pelvis + (-0.10, 0.0, -0.76),
+        pelvis + (0.0, 0.0, 0.40),
+    ])  # fmt: skip
+    names = ("pelvis", "left_hip", "left_knee", "left_ankle", "right_hip", "right_knee", "right_ankle", "torso")
+    return _Robot(fps, np.tile(bodies, (num_frames, 1, 1)), (-1, 0, 1, 2, 0, 4, 5, 0), names)
+
+
+def _decode(path: Path) -> tuple[str, str, list[np.ndarray], float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        return stream.codec_context.name, stream.codec_context.pix_fmt, frames, float(stream.average_rate)
+
+
+@pytest.fixture(scope="module")
+def human_preview(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, str, list[np.ndarray], float]]:
+    out = tmp_path_factory.mktemp("preview") / "preview.mp4"
+    encode_preview(_frames(N_FRAMES), _landmarks(N_FRAMES), _walking_motion(N_FRAMES, FPS, 5.0), out, fps=FPS)
+    return out, _decode(out)
+
+
+def _is_left(px: np.ndarray) -> bool:
+    r, _, b = (int(v) for v in px)
+    return b > r + 80
+
+
+def _is_right(px: np.ndarray) -> bool:
+    r, _, b = (int(v) for v in px)
+    return r > b + 80
+
+
+def test_preview_is_h264_yuv420p_with_every_frame_at_the_layout_size(human_preview) -> None:
+    _, (codec, pix_fmt, frames, rate) = human_preview
+    layout = preview_layout(SRC_W, SRC_H, with_robot=False)
+    assert codec == "h264"
+    assert pix_fmt == "yuv420p"
+    assert len(frames) == N_FRAMES
+    assert frames[0].shape == (layout.height_px, layout.width_px, 3) == (240, 320 + 240, 3)
+    assert rate == pytest.approx(FPS)
+
+
+def test_preview_is_faststart(human_preview) -> None:
+    data = human_preview[0].read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")
+
+
+def test_detected_skeleton_is_drawn_over_the_source_by_side_and_missing_landmarks_are_skipped(human_preview) -> None:
+    _, (_, _, frames, _) = human_preview
+    first, last = frames[0], frames[-1]
+    assert _is_left(first[60, 110])  # middle of the left upper arm
+    assert _is_right(first[180, 110])  # middle of the right upper arm
+    assert np.abs(first[120, 250].astype(int) - GREY).max() < 12  # untouched source away from the lines
+    # the left elbow is NaN in the second half: no left arm line there, the right one stays
+    assert np.abs(last[60, 110].astype(int) - GREY).max() < 12
+    assert _is_right(last[180, 110])
+
+
+def test_3d_panel_shows_both_sides_of_the_body_and_follows_the_root(human_preview) -> None:
+    _, (_, _, frames, _) = human_preview
+    for frame in (frames[0], frames[-1]):
+        panel = frame[:, SRC_W:].astype(int)  # (240, 240, 3)
+        r, b = panel[..., 0], panel[..., 2]
+        left = b > r + 80
+        right = r > b + 80
+        assert left.sum() > 30 and right.sum() > 30
+        # the body moved 5 m along X, yet it stays in the middle of the panel
+        cols = np.flatnonzero((left | right).any(axis=0))
+        assert 0.3 * panel.shape[1] < cols.mean() < 0.7 * panel.shape[1]
+
+
+def test_robot_panel_is_drawn_beside_when_given(tmp_path: Path) -> None:
+    out = tmp_path / "robot.mp4"
+    n = 4
+    encode_preview(_frames(n), _landmarks(n), _walking_motion(n, FPS, 0.0), out, fps=FPS, robot=_robot(n, 50.0))
+    _, _, frames, _ = _decode(out)
+    layout = preview_layout(SRC_W, SRC_H, with_robot=True)
+    assert len(frames) == n
+    assert frames[0].shape == (layout.height_px, layout.width_px, 3) == (240, 320 + 2 * 240, 3)
+    robot_panel = frames[0][:, SRC_W + layout.panel_width_px :]
+    assert any(_is_left(px) for px in robot_panel.reshape(-1, 3)[::7])
+    assert any(_is_right(px) for px in robot_panel.reshape(-1, 3)[::7])
+
+
+def test_no_frames_is_a_packaging_fault(tmp_path: Path) -> None:
+    with pytest.raises(SystemFault) as info:
+        encode_preview(iter(()), np.full((0, 33, 2), np.nan), _walking_motion(2, FPS, 0.0), tmp_path / "x.mp4", fps=FPS)
+    assert info.value.code == "packaging_failed"
+
+
+def test_bad_landmark_shape_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="landmarks_px"):
+        encode_preview(_frames(1), np.zeros((1, 17, 2)), _walking_motion(2, FPS, 0.0), tmp_path / "x.mp4", fps=FPS)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((1920, 1080), (720, 1280, 720)),  # scaled down to 720 tall; 3D panel square
+        ((1080, 1920), (720, 404, 432)),  # portrait: 405 -> even 404; panel at least 0.6 h
+        ((320, 240), (240, 320, 240)),  # never scaled up
+        ((1768, 994), (720, 1280, 720)),
+    ],
+)
+def test_layout_is_even_and_at_most_720_tall(size: tuple[int, int], expected: tuple[int, int, int]) -> None:
+    layout = preview_layout(*size, with_robot=False)
+    assert (layout.height_px, layout.source_width_px, layout.panel_width_px) == expected
+    assert layout.width_px % 2 == 0 and layout.height_px % 2 == 0
+
+
+def test_motion_is_sampled_at_frame_time_by_linear_interpolation() -> None:
+    fps = 60.0
+    t = np.arange(7) / fps
+    positions = np.stack([t, 2 * t, np.zeros_like(t)], axis=-1)[:, None, :]  # (7, 1, 3): x = t, y = 2 t
+    np.testing.assert_allclose(sample_at_time(positions, fps, 1 / 30), [[1 / 30, 2 / 30, 0.0]])  # frame 2
+    np.testing.assert_allclose(sample_at_time(positions, fps, 0.025), [[0.025, 0.05, 0.0]])  # between frames
+    np.testing.assert_allclose(sample_at_time(positions, fps, 5.0), positions[-1])  # past the end: last frame
+    np.testing.assert_allclose(sample_at_time(positions, fps, -1.0), positions[0])
+
+
+def test_orthographic_camera_puts_the_centre_mid_panel_and_the_characters_left_on_the_image_right() -> None:
+    cam = OrthoCamera(azimuth_rad=0.0, elevation_rad=0.0, view_height_m=2.0)
+    centre = np.array([1.0, 2.0, 0.9])
+    px = cam.project(np.array([centre, centre + (0.5, 0.0, 0.0), centre + (0.0, 0.0, 0.5)]), centre, (200, 300))
+    np.testing.assert_allclose(px[0, :2], [150.0, 100.0])
+    np.testing.assert_allclose(px[1, :2], [150.0 + 50.0, 100.0])  # +X (the character's left) -> image right
+    np.testing.assert_allclose(px[2, :2], [150.0, 100.0 - 50.0])  # up -> image up
+
+
+def test_figure_panel_draws_bones_where_they_project() -> None:
+    cam = OrthoCamera(azimuth_rad=0.0, elevation_rad=0.0, view_height_m=2.0)
+    points = np.array([[0.0, 0.0, 1.0], [0.6, 0.0, 1.0], [-0.6, 0.0, 1.0]])  # centre, left hand, right hand
+    img = render_figure_panel(points, [-1, 0, 0], ["spine", "hand_l", "hand_r"], size_px=(200, 200),
+                              centre_m=np.array([0.0, 0.0, 1.0]), camera=cam)  # fmt: skip
+    assert tuple(img[100, 140]) == LEFT_RGB  # 0.4 m to the left of the centre: 40 px right
+    assert tuple(img[100, 60]) == RIGHT_RGB
