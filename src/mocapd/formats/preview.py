@@ -157,11 +157,15 @@ def _robot_track(robot: RobotPoses) -> _FigureTrack:
     return _FigureTrack(positions, float(robot.fps), parents, names, anchor, _ROBOT_CAMERA, "G1")
 
 
-def _source_panel(frame: NDArray[np.uint8], landmarks_px: FloatArray | None, layout: PreviewLayout) -> NDArray[np.uint8]:
+def _source_panel(
+    frame: NDArray[np.uint8], landmarks_px: FloatArray | None, layout: PreviewLayout
+) -> NDArray[np.uint8]:
     """The frame scaled to (h, source panel width) with the landmarks (33, 2) in source pixels drawn over."""
     fh, fw = frame.shape[:2]
     size = (layout.source_width_px, layout.height_px)
-    panel = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if fh > layout.height_px else cv2.INTER_LINEAR)
+    panel = cv2.resize(
+        frame, size, interpolation=cv2.INTER_AREA if fh > layout.height_px else cv2.INTER_LINEAR
+    )
     if landmarks_px is not None:
         scale = np.array([layout.source_width_px / fw, layout.height_px / fh])  # (2,)
         draw_landmarks_2d(panel, landmarks_px * scale, thickness_px=max(2, round(layout.height_px / 240)))
@@ -205,7 +209,9 @@ def encode_preview(
         raise SystemFault("packaging_failed", f"the preview video could not be written: {exc}") from exc
 
 
-def _open_stream(out_path: Path, layout: PreviewLayout, fps: float) -> tuple[av.container.OutputContainer, av.VideoStream]:
+def _open_stream(
+    out_path: Path, layout: PreviewLayout, fps: float
+) -> tuple[av.container.OutputContainer, av.VideoStream]:
     rate = Fraction(fps).limit_denominator(1001)
     container = av.open(str(out_path), mode="w", format="mp4", options={"movflags": "+faststart"})
     last_error: Exception | None = None

@@ -65,7 +65,16 @@ def _robot(num_frames: int, fps: float) -> _Robot:
         pelvis + (-0.10, 0.0, 0.0), pelvis + (-0.10, 0.0, -0.40), pelvis + (-0.10, 0.0, -0.76),
         pelvis + (0.0, 0.0, 0.40),
     ])  # fmt: skip
-    names = ("pelvis", "left_hip", "left_knee", "left_ankle", "right_hip", "right_knee", "right_ankle", "torso")
+    names = (
+        "pelvis",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+        "torso",
+    )
     return _Robot(fps, np.tile(bodies, (num_frames, 1, 1)), (-1, 0, 1, 2, 0, 4, 5, 0), names)
 
 
@@ -77,7 +86,9 @@ def _decode(path: Path) -> tuple[str, str, list[np.ndarray], float]:
 
 
 @pytest.fixture(scope="module")
-def human_preview(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, str, list[np.ndarray], float]]:
+def human_preview(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, tuple[str, str, list[np.ndarray], float]]:
     out = tmp_path_factory.mktemp("preview") / "preview.mp4"
     encode_preview(_frames(N_FRAMES), _landmarks(N_FRAMES), _walking_motion(N_FRAMES, FPS, 5.0), out, fps=FPS)
     return out, _decode(out)
@@ -108,7 +119,9 @@ def test_preview_is_faststart(human_preview) -> None:
     assert 0 <= data.find(b"moov") < data.find(b"mdat")
 
 
-def test_detected_skeleton_is_drawn_over_the_source_by_side_and_missing_landmarks_are_skipped(human_preview) -> None:
+def test_detected_skeleton_is_drawn_over_the_source_by_side_and_missing_landmarks_are_skipped(
+    human_preview,
+) -> None:
     _, (_, _, frames, _) = human_preview
     first, last = frames[0], frames[-1]
     assert _is_left(first[60, 110])  # middle of the left upper arm
@@ -135,7 +148,9 @@ def test_3d_panel_shows_both_sides_of_the_body_and_follows_the_root(human_previe
 def test_robot_panel_is_drawn_beside_when_given(tmp_path: Path) -> None:
     out = tmp_path / "robot.mp4"
     n = 4
-    encode_preview(_frames(n), _landmarks(n), _walking_motion(n, FPS, 0.0), out, fps=FPS, robot=_robot(n, 50.0))
+    encode_preview(
+        _frames(n), _landmarks(n), _walking_motion(n, FPS, 0.0), out, fps=FPS, robot=_robot(n, 50.0)
+    )
     _, _, frames, _ = _decode(out)
     layout = preview_layout(SRC_W, SRC_H, with_robot=True)
     assert len(frames) == n
@@ -147,13 +162,17 @@ def test_robot_panel_is_drawn_beside_when_given(tmp_path: Path) -> None:
 
 def test_no_frames_is_a_packaging_fault(tmp_path: Path) -> None:
     with pytest.raises(SystemFault) as info:
-        encode_preview(iter(()), np.full((0, 33, 2), np.nan), _walking_motion(2, FPS, 0.0), tmp_path / "x.mp4", fps=FPS)
+        encode_preview(
+            iter(()), np.full((0, 33, 2), np.nan), _walking_motion(2, FPS, 0.0), tmp_path / "x.mp4", fps=FPS
+        )
     assert info.value.code == "packaging_failed"
 
 
 def test_bad_landmark_shape_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="landmarks_px"):
-        encode_preview(_frames(1), np.zeros((1, 17, 2)), _walking_motion(2, FPS, 0.0), tmp_path / "x.mp4", fps=FPS)
+        encode_preview(
+            _frames(1), np.zeros((1, 17, 2)), _walking_motion(2, FPS, 0.0), tmp_path / "x.mp4", fps=FPS
+        )
 
 
 @pytest.mark.parametrize(
@@ -184,7 +203,9 @@ def test_motion_is_sampled_at_frame_time_by_linear_interpolation() -> None:
 def test_orthographic_camera_puts_the_centre_mid_panel_and_the_characters_left_on_the_image_right() -> None:
     cam = OrthoCamera(azimuth_rad=0.0, elevation_rad=0.0, view_height_m=2.0)
     centre = np.array([1.0, 2.0, 0.9])
-    px = cam.project(np.array([centre, centre + (0.5, 0.0, 0.0), centre + (0.0, 0.0, 0.5)]), centre, (200, 300))
+    px = cam.project(
+        np.array([centre, centre + (0.5, 0.0, 0.0), centre + (0.0, 0.0, 0.5)]), centre, (200, 300)
+    )
     np.testing.assert_allclose(px[0, :2], [150.0, 100.0])
     np.testing.assert_allclose(px[1, :2], [150.0 + 50.0, 100.0])  # +X (the character's left) -> image right
     np.testing.assert_allclose(px[2, :2], [150.0, 100.0 - 50.0])  # up -> image up
