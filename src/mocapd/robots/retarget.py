@@ -1,0 +1,179 @@
+"""Human `Motion` -> Unitree G1 `RobotMotion` (GMR-style: scaled targets, per-frame mink IK).
+
+Steps:
+1. foot contacts of the human (the pipeline's `FootContacts`, else detected from heights and speeds);
+2. targets: the human scaled per body group onto the G1 (`mocapd.robots.targets`), feet held flat and
+   still on the ground during contacts;
+3. per-frame differential IK with mink (`mocapd.robots.ik`): warm-started, hard position limits,
+   URDF velocity limits;
+4. a light temporal filter on the joint angles (Gaussian, sigma = 0.75 frame), clamped to the limits;
+5. ground: during contacts the root is shifted so the contact soles' lowest point is at z = 0 and their
+   horizontal drift is removed; between contacts the shift is interpolated and never lets a sole
+   point go below the ground;
+6. quality figures (`mocapd.robots.quality`).
+
+``mocap_type="upper_body"`` keeps the root and the legs in the standing pose and retargets the
+torso and arms only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import gaussian_filter1d
+
+from mocapd.errors import InputFault
+from mocapd.pipeline.skeleton import Motion
+from mocapd.robots.g1 import G1Description, g1_description
+from mocapd.robots.human_contacts import contacts_from_pipeline, detect_foot_contacts
+from mocapd.robots.ik import solve_frames
+from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
+from mocapd.robots.motion import RobotMotion
+from mocapd.robots.quality import robot_quality
+from mocapd.robots.targets import FrameTargets, scaled_targets
+
+__all__ = ["retarget_to_g1"]
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+MOCAP_TYPES = ("full_body", "upper_body")
+FILTER_SIGMA_FRAMES = 0.75
+TRACKED_PARTS = ("hands", "feet", "elbows", "knees", "pelvis")
+
+
+def retarget_to_g1(
+    motion: Motion,
+    contacts: Any | None = None,
+    *,
+    mocap_type: str = "full_body",
+    variant: str = "g1_29dof_rev_1_0",
+) -> RobotMotion:
+    """Retarget ``motion`` (mocapd named skeleton, Z up) onto the G1 ``variant``.
+
+    ``contacts`` is a `mocapd.pipeline.contacts.FootContacts` for the same frames, or None.
+    """
+    if mocap_type not in MOCAP_TYPES:
+        raise InputFault("mocap_type_invalid", f"mocap_type must be one of {MOCAP_TYPES}, not {mocap_type!r}")
+    desc = g1_description(variant)
+    if motion.num_frames == 0:
+        raise ValueError("cannot retarget an empty motion")
+    motion, valid = _hold_invalid_frames(motion)
+    upper_body = mocap_type == "upper_body"
+    if upper_body:
+        foot_contacts = np.ones((motion.num_frames, 2), dtype=bool)
+    elif contacts is not None:
+        foot_contacts = contacts_from_pipeline(contacts, motion.num_frames)
+    else:
+        foot_contacts = detect_foot_contacts(motion)
+
+    targets, scale = scaled_targets(motion, desc, foot_contacts, upper_body=upper_body)
+    qpos = solve_frames(desc, targets, motion.fps, freeze_legs=upper_body)
+    qpos = _filter_joints(desc, qpos)
+    if not upper_body:
+        qpos = _settle_on_ground(desc, qpos, foot_contacts)
+    kin = forward_kinematics(desc, qpos, self_contacts=True)
+    tracking = _tracking_errors(desc, kin, targets)
+    quality = robot_quality(desc, qpos[:, 7:], motion.fps, kin, tracking)
+    quality["scale"] = scale.as_dict()
+    quality["contact_frames"] = {"left": int(foot_contacts[:, 0].sum()), "right": int(foot_contacts[:, 1].sum())}
+    quality["invalid_frames"] = int((~valid).sum())
+    return RobotMotion(
+        fps=float(motion.fps),
+        root_pos_m=qpos[:, :3].copy(),
+        root_quat_xyzw=qpos[:, [4, 5, 6, 3]].copy(),
+        dof_pos_rad=qpos[:, 7:].copy(),
+        joint_names=desc.joint_names,
+        variant=desc.variant,
+        contacts=foot_contacts,
+        valid=valid,
+        quality=quality,
+        body_positions_m=kin.link_pos_m,
+        body_parents=desc.link_parents,
+        body_names=desc.links,
+    )
+
+
+def _hold_invalid_frames(motion: Motion) -> tuple[Motion, BoolArray]:
+    """Frames with non-finite values take the previous valid frame (the first valid one at the start)."""
+    t, q = motion.local_translation_m, motion.local_quat_wxyz
+    valid = np.isfinite(t).all(axis=(1, 2)) & np.isfinite(q).all(axis=(1, 2))  # (F,)
+    if valid.all():
+        return motion, valid
+    if not valid.any():
+        raise ValueError("the motion has no valid frame")
+    src = np.where(valid, np.arange(motion.num_frames), -1)
+    src = np.maximum.accumulate(src)
+    src[src < 0] = int(np.argmax(valid))
+    return Motion(motion.skeleton, motion.fps, t[src], q[src]), valid
+
+
+def _filter_joints(desc: G1Description, qpos: FloatArray) -> FloatArray:
+    """Gaussian filter (sigma 0.75 frame) on the joint angles, then clamp to the position limits."""
+    out = qpos.copy()
+    if qpos.shape[0] > 2:
+        out[:, 7:] = gaussian_filter1d(qpos[:, 7:], FILTER_SIGMA_FRAMES, axis=0, mode="nearest")
+    out[:, 7:] = np.clip(out[:, 7:], desc.lower_rad, desc.upper_rad)
+    return out
+
+
+def _interpolate_gaps(values: FloatArray, known: BoolArray) -> FloatArray:
+    """Linear interpolation of ``values`` (F, D) over frames where ``known`` is False."""
+    if not known.any():
+        return np.zeros_like(values)
+    frames = np.arange(values.shape[0])
+    return np.stack([np.interp(frames, frames[known], values[known, d]) for d in range(values.shape[1])], axis=1)
+
+
+def _settle_on_ground(desc: G1Description, qpos: FloatArray, contacts: BoolArray) -> FloatArray:
+    """Shift the root so contact soles stay put at z = 0 and no sole point goes below the ground."""
+    kin = forward_kinematics(desc, qpos)
+    f = qpos.shape[0]
+    drift = np.zeros((f, 2))
+    lift = np.zeros(f)
+    count = np.zeros(f)
+    for side in range(2):
+        c = contacts[:, side]
+        k = 0
+        while k < f:
+            if not c[k]:
+                k += 1
+                continue
+            end = k
+            while end < f and c[end]:
+                end += 1
+            centre = kin.sole_centre_m[k:end, side, :2]  # (S, 2)
+            drift[k:end] += centre - centre.mean(axis=0)
+            lift[k:end] += -kin.sole_points_m[k:end, side, :, 2].min(axis=1)
+            count[k:end] += 1
+            k = end
+    known = count > 0
+    shift = np.zeros((f, 3))
+    if known.any():
+        shift[known, :2] = -drift[known] / count[known, None]
+        shift[known, 2] = lift[known] / count[known]
+        shift = _interpolate_gaps(shift, known)
+    lowest = kin.sole_points_m[..., 2].min(axis=(1, 2))  # (F,)
+    shift[:, 2] = np.maximum(shift[:, 2], -lowest)
+    out = qpos.copy()
+    out[:, :3] += shift
+    return out
+
+
+def _frame_positions(desc: G1Description, kin: RobotKinematics, t: FrameTargets) -> FloatArray:
+    if t.frame_type == "site":
+        return kin.site_pos_m[t.frame]
+    return kin.link_pos_m[:, desc.links.index(t.frame)]
+
+
+def _tracking_errors(desc: G1Description, kin: RobotKinematics, targets: list[FrameTargets]) -> dict[str, float]:
+    """Mean distance (m) between robot frames and their position targets, per body part."""
+    errors: dict[str, list[FloatArray]] = {}
+    for t in targets:
+        if t.part not in TRACKED_PARTS or not (t.position_cost > 0).any():
+            continue
+        d = np.linalg.norm(_frame_positions(desc, kin, t) - t.pos_m, axis=1)  # (F,)
+        errors.setdefault(t.part, []).append(d)
+    return {part: float(np.mean(np.concatenate(ds))) for part, ds in errors.items()}
