@@ -17,7 +17,8 @@ solved per frame by weighted least squares (weights = visibility; torso and leg 
 
 **World frame.** Camera axes map to ours by (x, y, z) -> (x, z, -y) (camera upright: image down
 is gravity). If foot-contact points spread enough over the floor, a plane fitted to them (SVD)
-corrects the camera pitch and roll; otherwise the upright assumption stays. The ground is the
+corrects the camera pitch and roll (points along one line only: the tilt along that line);
+otherwise the upright assumption stays. The ground is the
 10th percentile of the lowest stance-foot point, minus that point's rest height above the sole,
 and becomes z = 0. The horizontal origin is under the pelvis at the first frame, so the camera
 sits at -Y looking along +Y: the world's -Y faces the camera.
@@ -162,6 +163,32 @@ def _rotation_between(a: FloatArray, b: FloatArray) -> FloatArray:
     return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
 
 
+def _floor_normal(points: FloatArray, min_spread_m: float) -> FloatArray | None:
+    """Upward unit normal of the floor through contact points (N, 3), or None if they do not spread.
+
+    Principal axes by SVD. Points spread in two directions (both std >= ``min_spread_m`` / 2):
+    the plane normal. Spread along one line only (a straight walk): the line must be horizontal,
+    which fixes the tilt along it; the normal is the vector perpendicular to the line closest to
+    the current up (+Z), so the roll about the line is left as the camera-upright guess.
+    """
+    centred = points - points.mean(axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    spread = sv / math.sqrt(points.shape[0])  # (3,) std along the principal axes
+    up = np.array([0.0, 0.0, 1.0])
+    if spread[1] >= min_spread_m / 2:
+        normal = vt[2]
+    elif spread[0] >= min_spread_m:
+        line = vt[0]
+        normal = up - (up @ line) * line
+    else:
+        return None
+    norm = float(np.linalg.norm(normal))
+    if norm < 1e-9:
+        return None
+    normal = normal / norm
+    return normal if normal[2] >= 0 else -normal
+
+
 def _foot_points(joints: FloatArray, skeleton: Skeleton) -> tuple[FloatArray, FloatArray]:
     """Ball joints (F, 2, 3) and their rest heights above the sole (2,)."""
     ids = [skeleton.index("ball_l"), skeleton.index("ball_r")]
@@ -207,12 +234,8 @@ def place_in_world(
     method = "upright_lowest_foot"
     pts = stance_pts[stance]
     if pts.shape[0] >= 10:
-        centred = pts - pts.mean(axis=0)
-        _, sv, vt = np.linalg.svd(centred, full_matrices=False)
-        spread = sv / math.sqrt(pts.shape[0])  # std along principal axes
-        normal = vt[2] if vt[2, 2] >= 0 else -vt[2]
-        tilt = math.degrees(math.acos(min(1.0, float(normal[2]))))
-        if spread[1] >= min_plane_spread_m / 2 and tilt <= max_tilt_deg:
+        normal = _floor_normal(pts, min_plane_spread_m)
+        if normal is not None and math.degrees(math.acos(min(1.0, float(normal[2])))) <= max_tilt_deg:
             rot = _rotation_between(normal, np.array([0.0, 0.0, 1.0]))
             method = "plane_fit"
     world = cam @ rot.T  # (F, J, 3)
