@@ -392,7 +392,7 @@ def _world_rotations(pos: FloatArray, offsets: FloatArray, mocap_type: str) -> t
             else:  # pragma: no cover - every joint of the default skeleton is handled above
                 raise AssertionError(name)
             primary = bone(j)
-            ref = _stabilise_reference(primary, ref, parent_w @ r0, hinge=straight_ok)
+            ref = _stabilise_reference(primary, ref, parent_w, r0, hinge=straight_ok)
             w_cand = _frame_from(primary, ref) @ _rest_basis(d0, r0).T
         # Local rotation, holding the previous one where unknown.
         local = np.einsum("fji,fjk->fik", parent_w, w_cand)  # (F, 3, 3) = W_pᵀ W
@@ -404,48 +404,54 @@ def _world_rotations(pos: FloatArray, offsets: FloatArray, mocap_type: str) -> t
     return world, held
 
 
-def _stabilise_reference(primary: FloatArray, ref: FloatArray, fallback: FloatArray, *, hinge: bool) -> FloatArray:
+def _stabilise_reference(
+    primary: FloatArray, ref: FloatArray, parent_w: FloatArray, r0: FloatArray, *, hinge: bool
+) -> FloatArray:
     """Twist references (F, 3) that stay defined when they become parallel to the bone.
 
-    ``s = |ref ⊥ bone| / |ref|``; for ``s ≥ sin 20°`` the reference is used as is, for ``s ≤ sin 5°``
-    the previous frame's reference replaces it, in between they blend linearly. For a hinge normal
-    whose sign flipped against the previous frame inside that zone (a slightly over-straightened
-    limb) the sign is restored first. Before any usable frame the parent-carried rest reference
-    ``fallback`` is used.
+    ``s = |ref ⊥ bone| / |ref|`` (for a hinge normal also its own length, sin of the bend angle);
+    for ``s ≥ sin 20°`` the reference is used as it is. On the other frames it is blended, with
+    weight ``(s - sin 5°) / (sin 20° - sin 5°)``, with a reference interpolated in time between the
+    nearest usable frames before and after, expressed in the parent's frame (an offline clip knows
+    both ends of a straight-limb phase, so the twist moves smoothly through it instead of jumping
+    when the limb bends again). With no usable frame at all the parent-carried rest reference is
+    used. Inside the blend zone a hinge normal whose sign disagrees with the interpolated one (a
+    slightly over-straightened limb) is flipped first.
     """
+    nf = len(primary)
     e1, _ = _unit(primary)
     ref_u, ref_n = _unit(ref)
     perp = ref_u - np.sum(ref_u * e1, axis=1, keepdims=True) * e1
     s = np.linalg.norm(perp, axis=1)
-    if hinge:  # a hinge normal's magnitude is itself sin(bend angle)
+    if hinge:
         s = np.where(np.isfinite(ref_n), np.minimum(ref_n, s), np.nan)
     weight = np.clip((s - _STRAIGHT_SIN_LO) / (_STRAIGHT_SIN_HI - _STRAIGHT_SIN_LO), 0.0, 1.0)  # (F,)
+    weight = np.where(np.isfinite(weight), weight, 0.0)
+    need = (weight < 1.0) & np.all(np.isfinite(e1), axis=1)
+    if not need.any():
+        return ref_u
+    usable = (weight >= 1.0) & np.all(np.isfinite(ref_u), axis=1) & np.all(np.isfinite(parent_w), axis=(1, 2))
+    local = np.einsum("fji,fj->fi", parent_w, ref_u)  # (F, 3) reference in the parent's frame
+    t = np.arange(nf)
+    prev_i = np.maximum.accumulate(np.where(usable, t, -1))
+    next_i = np.minimum.accumulate(np.where(usable, t, nf)[::-1])[::-1]
+    has_prev, has_next = prev_i >= 0, next_i < nf
+    pi, ni = np.clip(prev_i, 0, nf - 1), np.clip(next_i, 0, nf - 1)
+    span = np.maximum(next_i - prev_i, 1)
+    alpha = np.where(has_prev & has_next, (t - prev_i) / span, np.where(has_next, 1.0, 0.0))[:, None]
+    interp_local = (1.0 - alpha) * local[pi] + alpha * local[ni]  # (F, 3)
+    interp_local = np.where((has_prev | has_next)[:, None], interp_local, r0)
+    interp = np.einsum("fij,fj->fi", parent_w, interp_local)  # back to world
+    interp_u, interp_n = _unit(interp)
+    bad_interp = ~(interp_n > 1e-6)
+    interp_u[bad_interp] = np.einsum("fij,j->fi", parent_w[bad_interp], r0)
+    r = np.where(np.all(np.isfinite(ref_u), axis=1, keepdims=True), ref_u, interp_u)
+    if hinge:
+        r = np.where((np.sum(r * interp_u, axis=1) < 0.0)[:, None], -r, r)
+    w = weight[:, None]
+    blended = w * r + (1.0 - w) * interp_u
     out = np.array(ref_u)
-    need = np.flatnonzero(~(weight >= 1.0) & np.all(np.isfinite(e1), axis=1))
-    if need.size == 0:
-        return out
-    # index of the last frame <= t whose reference is usable as it stands (weight 1)
-    usable = (weight >= 1.0) & np.all(np.isfinite(ref_u), axis=1)
-    last_usable = np.maximum.accumulate(np.where(usable, np.arange(len(weight)), -1))
-    last_t, last_val = -1, np.full(3, np.nan)
-    for t in need:
-        k = int(last_usable[t - 1]) if t > 0 else -1
-        if k > last_t:
-            prev = out[k]
-        elif last_t >= 0:
-            prev = last_val
-        else:
-            prev = fallback[t]
-        if not np.all(np.isfinite(prev)):
-            prev = fallback[t]
-        w = float(weight[t]) if np.isfinite(weight[t]) else 0.0
-        r = ref_u[t] if np.all(np.isfinite(ref_u[t])) else prev
-        if hinge and float(np.dot(r, prev)) < 0.0:
-            r = -r
-        blended = w * r + (1.0 - w) * prev
-        nb = np.linalg.norm(blended - np.dot(blended, e1[t]) * e1[t])
-        out[t] = blended / np.linalg.norm(blended) if nb > 1e-9 else fallback[t]
-        last_t, last_val = int(t), out[t]
+    out[need] = blended[need]
     return out
 
 
