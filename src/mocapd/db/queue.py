@@ -1,0 +1,479 @@
+"""The job queue on the ``jobs`` table: named operations over the job row.
+
+A job row is its own queue entry. The operations, each one short transaction:
+
+- ``claim``: the queued job with the highest ``queue_weight``, then the oldest ``queued_at``, whose
+  ``run_after`` has passed, becomes ``processing`` under a lease: ``lease_owner`` (the worker id),
+  ``lease_expires_at = now + lease_s`` and a fresh fencing token ``lease_token = previous + 1``
+  (strictly increasing per job, so no two claims of one job ever share a token).
+- ``heartbeat``: ``lease_expires_at = now + lease_s`` if the caller still holds the token.
+- ``report_progress`` / ``finish`` / ``fail`` / ``retry`` / ``hand_back``: worker writes. Each one
+  first selects the row on ``(id, lease_token, status = processing)`` (``FOR UPDATE`` on PostgreSQL;
+  the SQLite transaction already holds the database write lock from ``BEGIN IMMEDIATE``), so the
+  check and the write are one compare-and-set; a worker that lost its lease writes nothing and is
+  told so (``False``).
+- ``reap``: jobs whose lease expired go back to the queue after a backoff, or fail with
+  ``runner_lost`` once their last attempt is spent.
+- ``cancel``: the client's cancel of a draft, queued or running job (a running worker finds out at
+  its next heartbeat, which then fails the fence).
+
+The one difference between the databases is `lock_rows`: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+nothing on SQLite (one writer at a time; ``BEGIN IMMEDIATE`` is taken by `Database.write`).
+
+Credits are settled by `mocapd.db.transitions` inside the same fenced transaction: capture on
+``finish``, release on ``fail`` / ``cancel`` / the last ``reap``; the ledger's unique settle key
+makes a second settlement of one hold impossible.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from mocapd.db.engine import Database
+from mocapd.db.events import add_event
+from mocapd.db.models import Account, Artifact, Job, Plan
+from mocapd.db.transitions import mark_canceled, mark_completed, mark_failed
+from mocapd.domain.jobs import JobStage, JobStatus
+
+__all__ = [
+    "ArtifactRecord",
+    "ClaimedJob",
+    "HeartbeatResult",
+    "ReapReport",
+    "cancel",
+    "claim",
+    "fail",
+    "finish",
+    "hand_back",
+    "heartbeat",
+    "lock_rows",
+    "reap",
+    "report_progress",
+    "retry",
+    "retention_days_of",
+    "retry_delay_s",
+]
+
+_T = TypeVar("_T")
+_MAX_BACKOFF_S = 600.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run one claimed attempt; ``lease_token`` fences every later write."""
+
+    id: str
+    account_id: str
+    channel: str
+    lease_owner: str
+    lease_token: int
+    attempt: int
+    max_attempts: int
+    title: str | None
+    source_key: str
+    source_filename: str
+    source_facts: dict[str, Any]
+    target_ids: tuple[str, ...]
+    export_fps: int
+    mocap_type: str
+    trim_start_s: float
+    trim_end_s: float | None
+    focal_length_px: float | None
+    camera_fov_deg: float | None
+    subject_height_m: float | None
+    billed_seconds: int
+    held_credits: int
+    upload_bytes: int | None
+    upload_sha256: str | None
+    queued_at: datetime | None
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One uploaded artifact, registered as an `Artifact` row when the job completes."""
+
+    name: str
+    object_key: str
+    bytes: int
+    sha256: str
+    content_type: str
+    target_id: str | None
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    alive: bool  # False: the lease is gone (reaped, canceled, finished by another attempt)
+    cancel_requested: bool = False
+    lease_expires_at: datetime | None = None
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    canceled: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.requeued) + len(self.failed) + len(self.canceled)
+
+
+def lock_rows(session: Session, query: Select[tuple[_T]]) -> Select[tuple[_T]]:
+    """The one database difference: lock the selected rows for this transaction, skipping rows
+    another transaction holds (PostgreSQL ``FOR UPDATE SKIP LOCKED``). On SQLite the transaction
+    already owns the single write lock (``BEGIN IMMEDIATE``), so the select needs nothing."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def retry_delay_s(attempt: int, base_s: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: ``base * 2**(attempt-1) * u``, ``u ~ U[0.5, 1]``, capped at 600 s.
+
+    ``attempt`` is the attempt that just failed (1 for the first)."""
+    u = (rng or random).uniform(0.5, 1.0)
+    return float(min(_MAX_BACKOFF_S, base_s * 2.0 ** max(0, attempt - 1)) * u)
+
+
+def retention_days_of(session: Session, account_id: str) -> int:
+    days = session.scalar(
+        select(Plan.retention_days).join(Account, Account.plan_name == Plan.name).where(Account.id == account_id)
+    )
+    return int(days) if days is not None else 7
+
+
+def _fenced(session: Session, job_id: str, lease_token: int) -> Job | None:
+    """The job row if (and only if) this lease still owns it, locked for the rest of the transaction."""
+    q = (
+        select(Job)
+        .where(Job.id == job_id, Job.lease_token == lease_token, Job.status == JobStatus.PROCESSING.value)
+        .with_for_update()
+    )
+    return session.scalars(q).first()
+
+
+def _snapshot(job: Job) -> ClaimedJob:
+    assert job.lease_owner is not None and job.lease_expires_at is not None
+    return ClaimedJob(
+        id=job.id,
+        account_id=job.account_id,
+        channel=job.channel,
+        lease_owner=job.lease_owner,
+        lease_token=int(job.lease_token),
+        attempt=int(job.attempts),
+        max_attempts=int(job.max_attempts),
+        title=job.title,
+        source_key=job.source_key,
+        source_filename=job.source_filename,
+        source_facts=dict(job.source_facts or {}),
+        target_ids=tuple(job.target_ids or ()),
+        export_fps=int(job.export_fps),
+        mocap_type=job.mocap_type,
+        trim_start_s=float(job.trim_start_s or 0.0),
+        trim_end_s=None if job.trim_end_s is None else float(job.trim_end_s),
+        focal_length_px=job.focal_length_px,
+        camera_fov_deg=job.camera_fov_deg,
+        subject_height_m=job.subject_height_m,
+        billed_seconds=int(job.billed_seconds or 0),
+        held_credits=int(job.held_credits or 0),
+        upload_bytes=job.upload_bytes,
+        upload_sha256=job.upload_sha256,
+        queued_at=job.queued_at,
+        lease_expires_at=job.lease_expires_at,
+    )
+
+
+def claim(db: Database, worker_id: str, lease_s: float, *, now: datetime | None = None) -> ClaimedJob | None:
+    """Claim the next runnable job (weight desc, then queued_at asc, then id) or return None.
+
+    Compare-and-set: the update only applies while the row is still ``queued`` with the token we read,
+    so two claimers can never both win one job, whichever database serialises them."""
+    now = now or _now()
+    with db.write() as s:
+        q = (
+            select(Job)
+            .where(
+                Job.status == JobStatus.QUEUED.value,
+                Job.cancel_requested.is_(False),
+                or_(Job.run_after.is_(None), Job.run_after <= now),
+            )
+            .order_by(Job.queue_weight.desc(), Job.queued_at.asc(), Job.id.asc())
+            .limit(1)
+        )
+        job = s.scalars(lock_rows(s, q)).first()
+        if job is None:
+            return None
+        token = int(job.lease_token or 0) + 1
+        res = s.execute(
+            update(Job)
+            .where(
+                Job.id == job.id,
+                Job.status == JobStatus.QUEUED.value,
+                Job.lease_token == job.lease_token,
+            )
+            .values(
+                status=JobStatus.PROCESSING.value,
+                stage=JobStage.PREFLIGHT.value,
+                progress=0.0,
+                attempts=Job.attempts + 1,
+                lease_owner=worker_id,
+                lease_token=token,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                heartbeat_at=now,
+                started_at=now,
+                updated_at=now,
+                run_after=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount != 1:  # pragma: no cover - only reachable if the lock above was not honoured
+            return None
+        s.refresh(job)
+        add_event(
+            s,
+            job,
+            "job.started",
+            f"Attempt {job.attempts} of {job.max_attempts} started.",
+            {"attempt": job.attempts, "worker": worker_id},
+        )
+        return _snapshot(job)
+
+
+def heartbeat(
+    db: Database, job_id: str, lease_token: int, lease_s: float, *, now: datetime | None = None
+) -> HeartbeatResult:
+    """Extend the lease to ``now + lease_s`` if this token still owns the running job (one UPDATE)."""
+    now = now or _now()
+    expires = now + timedelta(seconds=lease_s)
+    t = Job.__table__
+    with db.write() as s:
+        row = s.execute(
+            update(t)
+            .where(
+                t.c.id == job_id,
+                t.c.lease_token == lease_token,
+                t.c.status == JobStatus.PROCESSING.value,
+            )
+            .values(heartbeat_at=now, lease_expires_at=expires)
+            .returning(t.c.cancel_requested)
+        ).first()
+    if row is None:
+        return HeartbeatResult(alive=False)
+    return HeartbeatResult(alive=True, cancel_requested=bool(row[0]), lease_expires_at=expires)
+
+
+def report_progress(
+    db: Database,
+    job_id: str,
+    lease_token: int,
+    stage: JobStage,
+    progress: float,
+    *,
+    message: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Set stage and overall progress (0..1, never decreasing within an attempt); an event on a stage change."""
+    now = now or _now()
+    with db.write() as s:
+        job = _fenced(s, job_id, lease_token)
+        if job is None:
+            return False
+        changed = job.stage != stage.value
+        job.stage = stage.value
+        job.progress = max(float(job.progress or 0.0), min(1.0, max(0.0, float(progress))))
+        job.updated_at = now
+        if changed:
+            add_event(s, job, "job.stage", message or f"Stage {stage.value} started.", {"stage": stage.value})
+        return True
+
+
+def finish(
+    db: Database,
+    job_id: str,
+    lease_token: int,
+    artifacts: Sequence[ArtifactRecord],
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Register every artifact and complete the job, capturing its hold, in one fenced transaction."""
+    now = now or _now()
+    with db.write() as s:
+        job = _fenced(s, job_id, lease_token)
+        if job is None:
+            return False
+        s.execute(delete(Artifact).where(Artifact.job_id == job_id))
+        for a in artifacts:
+            s.add(
+                Artifact(
+                    job_id=job_id,
+                    name=a.name,
+                    object_key=a.object_key,
+                    bytes=a.bytes,
+                    sha256=a.sha256,
+                    content_type=a.content_type,
+                    target_id=a.target_id,
+                    created_at=now,
+                )
+            )
+        mark_completed(s, job, retention_days=retention_days_of(s, job.account_id))
+        return True
+
+
+def fail(
+    db: Database, job_id: str, lease_token: int, *, code: str, message: str, stage: str
+) -> bool:
+    """Fail the job now (input fault, timeout, last attempt), releasing its hold. Fenced."""
+    with db.write() as s:
+        job = _fenced(s, job_id, lease_token)
+        if job is None:
+            return False
+        mark_failed(s, job, code=code, message=message, stage=stage, retention_days=retention_days_of(s, job.account_id))
+        return True
+
+
+def _requeue(s: Session, job: Job, *, now: datetime, delay_s: float, event: str, message: str, data: dict[str, Any]) -> None:
+    job.status = JobStatus.QUEUED.value
+    job.stage = JobStage.QUEUED.value
+    job.progress = 0.0
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.heartbeat_at = None
+    job.run_after = now + timedelta(seconds=delay_s)
+    job.updated_at = now
+    add_event(s, job, event, message, data)
+
+
+def retry(
+    db: Database,
+    job_id: str,
+    lease_token: int,
+    *,
+    code: str,
+    message: str,
+    stage: str,
+    base_backoff_s: float,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> str:
+    """A system fault: back to the queue after a backoff, or failed after the last attempt.
+
+    Returns ``"requeued"``, ``"failed"`` or ``"lost"`` (the lease was no longer ours)."""
+    now = now or _now()
+    with db.write() as s:
+        job = _fenced(s, job_id, lease_token)
+        if job is None:
+            return "lost"
+        if job.attempts >= job.max_attempts:
+            mark_failed(
+                s, job, code=code, message=message, stage=stage, retention_days=retention_days_of(s, job.account_id)
+            )
+            return "failed"
+        delay = retry_delay_s(job.attempts, base_backoff_s, rng)
+        _requeue(
+            s,
+            job,
+            now=now,
+            delay_s=delay,
+            event="job.retry_scheduled",
+            message=f"Attempt {job.attempts} failed ({code}); retrying in {delay:.1f} s.",
+            data={"code": code, "stage": stage, "attempt": job.attempts, "retryInSec": round(delay, 3), "detail": message},
+        )
+        return "requeued"
+
+
+def hand_back(db: Database, job_id: str, lease_token: int, *, now: datetime | None = None) -> bool:
+    """Return a running job to the queue at once without spending an attempt (graceful shutdown)."""
+    now = now or _now()
+    with db.write() as s:
+        job = _fenced(s, job_id, lease_token)
+        if job is None:
+            return False
+        job.attempts = max(0, job.attempts - 1)
+        _requeue(
+            s, job, now=now, delay_s=0.0, event="job.requeued", message="The worker stopped; the job was handed back.",
+            data={"reason": "worker_shutdown"},
+        )
+        return True
+
+
+def cancel(db: Database, job_id: str) -> bool:
+    """The client's cancel: a draft, queued or processing job becomes ``canceled`` now, its hold released.
+
+    A worker still running it loses its fence at once and learns so at its next heartbeat.
+    False if the job was already terminal (or does not exist)."""
+    with db.write() as s:
+        job = s.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+        if job is None or job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED):
+            return False
+        job.cancel_requested = True
+        mark_canceled(s, job, retention_days=retention_days_of(s, job.account_id))
+        return True
+
+
+def reap(
+    db: Database,
+    *,
+    base_backoff_s: float,
+    now: datetime | None = None,
+    limit: int = 100,
+    rng: random.Random | None = None,
+) -> ReapReport:
+    """Return expired leases to the queue with backoff, or fail them (``runner_lost``) on the last attempt.
+
+    Also finishes jobs whose cancel was requested while nobody held them. Safe to run from any number
+    of processes at once: rows are locked (PostgreSQL skips rows another reaper holds) and every move
+    rechecks the expired lease inside the transaction."""
+    now = now or _now()
+    report = ReapReport()
+    with db.write() as s:
+        q = (
+            select(Job)
+            .where(
+                or_(
+                    (Job.status == JobStatus.PROCESSING.value) & (Job.lease_expires_at < now),
+                    (Job.status == JobStatus.QUEUED.value) & Job.cancel_requested.is_(True),
+                )
+            )
+            .order_by(Job.lease_expires_at.asc())
+            .limit(limit)
+        )
+        for job in s.scalars(lock_rows(s, q)).all():
+            retention = retention_days_of(s, job.account_id)
+            if job.cancel_requested:
+                mark_canceled(s, job, retention_days=retention)
+                report.canceled.append(job.id)
+            elif job.attempts >= job.max_attempts:
+                mark_failed(
+                    s,
+                    job,
+                    code="runner_lost",
+                    message=f"The worker running attempt {job.attempts} stopped answering; no attempts remain.",
+                    stage=job.stage,
+                    retention_days=retention,
+                )
+                report.failed.append(job.id)
+            else:
+                delay = retry_delay_s(job.attempts, base_backoff_s, rng)
+                _requeue(
+                    s,
+                    job,
+                    now=now,
+                    delay_s=delay,
+                    event="job.retry_scheduled",
+                    message=f"The worker running attempt {job.attempts} was lost; retrying in {delay:.1f} s.",
+                    data={"code": "runner_lost", "stage": job.stage, "attempt": job.attempts, "retryInSec": round(delay, 3)},
+                )
+                report.requeued.append(job.id)
+    return report

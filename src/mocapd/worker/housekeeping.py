@@ -1,0 +1,116 @@
+"""Periodic upkeep: the lease reaper, draft expiry and the retention purge.
+
+- reap: `mocapd.db.queue.reap` (expired leases back to the queue with backoff, or ``runner_lost``).
+- expire drafts: a draft never completed within ``draft_ttl_s`` (24 h) becomes ``failed`` with stage
+  ``expired``; its uploaded object is deleted. Drafts hold no credits, so nothing is settled.
+- purge: a finished job past ``purge_after`` (set at its terminal move from the plan's retention) has
+  its objects deleted (``jobs/{id}/`` and the source key), then its row (events and artifact rows
+  cascade). Ledger entries are kept: the ledger is append-only.
+
+Every step is idempotent and safe to run from several processes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+
+from mocapd.config import Settings
+from mocapd.db import queue
+from mocapd.db.engine import Database
+from mocapd.db.events import add_event
+from mocapd.db.models import Job
+from mocapd.db.queue import lock_rows, retention_days_of
+from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
+from mocapd.storage.base import ObjectStore
+
+__all__ = ["HousekeepingReport", "expire_drafts", "purge_finished", "run_housekeeping"]
+
+log = logging.getLogger("mocapd.housekeeping")
+
+DRAFT_EXPIRED_CODE = "upload_url_expired"  # closest code in the table; a dedicated one is requested
+
+
+@dataclass
+class HousekeepingReport:
+    reaped: int = 0
+    drafts_expired: list[str] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)
+
+
+def expire_drafts(
+    db: Database, store: ObjectStore, *, draft_ttl_s: float, now: datetime | None = None, limit: int = 200
+) -> list[str]:
+    """Fail drafts older than ``draft_ttl_s`` (stage ``expired``) and delete their uploads."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=draft_ttl_s)
+    expired: list[tuple[str, str]] = []
+    with db.write() as s:
+        q = (
+            select(Job)
+            .where(Job.status == JobStatus.DRAFT.value, Job.created_at < cutoff)
+            .order_by(Job.created_at)
+            .limit(limit)
+        )
+        for job in s.scalars(lock_rows(s, q)).all():
+            job.status = JobStatus.FAILED.value
+            job.stage = JobStage.EXPIRED.value
+            job.error_code = DRAFT_EXPIRED_CODE
+            job.error_message = f"The upload was not completed within {draft_ttl_s / 3600:g} h; the draft expired."
+            job.error_stage = "upload"
+            job.updated_at = now
+            job.completed_at = now
+            job.purge_after = now + timedelta(days=retention_days_of(s, job.account_id))
+            add_event(s, job, "job.expired", job.error_message)
+            expired.append((job.id, job.source_key))
+    for job_id, key in expired:  # after the commit: a crash here leaves objects the purge removes later
+        try:
+            store.delete_prefix(key)
+        except Exception as exc:
+            log.warning("could not delete the upload of expired draft %s: %s", job_id, exc)
+    return [j for j, _ in expired]
+
+
+def purge_finished(db: Database, store: ObjectStore, *, now: datetime | None = None, limit: int = 200) -> list[str]:
+    """Delete finished jobs past their retention: objects first, then the row (events, artifacts cascade)."""
+    now = now or datetime.now(UTC)
+    with db.read() as s:
+        rows = s.execute(
+            select(Job.id, Job.source_key)
+            .where(Job.status.in_([st.value for st in TERMINAL_STATUSES]), Job.purge_after < now)
+            .order_by(Job.purge_after)
+            .limit(limit)
+        ).all()
+    purged: list[str] = []
+    for job_id, source_key in rows:
+        try:
+            store.delete_prefix(f"jobs/{job_id}/")
+            if source_key and not source_key.startswith(f"jobs/{job_id}/"):
+                store.delete_prefix(source_key)
+        except Exception as exc:
+            log.warning("could not delete the objects of job %s: %s", job_id, exc)
+            continue
+        with db.write() as s:
+            res = s.execute(
+                delete(Job).where(
+                    Job.id == job_id,
+                    Job.status.in_([st.value for st in TERMINAL_STATUSES]),
+                    Job.purge_after < now,
+                )
+            )
+            if res.rowcount:
+                purged.append(job_id)
+    return purged
+
+
+def run_housekeeping(
+    db: Database, store: ObjectStore, settings: Settings, *, now: datetime | None = None
+) -> HousekeepingReport:
+    report = HousekeepingReport()
+    report.reaped = queue.reap(db, base_backoff_s=settings.retry_backoff_s, now=now).total
+    report.drafts_expired = expire_drafts(db, store, draft_ttl_s=settings.draft_ttl_s, now=now)
+    report.purged = purge_finished(db, store, now=now)
+    return report

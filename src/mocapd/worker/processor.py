@@ -1,0 +1,99 @@
+"""The one narrow interface between the worker and the motion pipeline.
+
+A `Processor` turns a local source video plus job settings into files in ``out_dir`` and a manifest
+dict. It reports progress through ``on_progress(stage, fraction)`` (stage one of ``preflight``,
+``processing``, ``packaging``; fraction 0..1 within that stage); ``on_progress`` raises to abort
+(cancel, lost lease, shutdown), so a processor must let exceptions from it propagate.
+
+It raises `mocapd.errors.InputFault` for bad input (fails the job at once) and anything else for a
+system fault (retried with backoff).
+
+The default processor calls `mocapd.pipeline.run.run_pipeline`, imported lazily (it is heavy). Another
+processor is plugged by import path: ``MOCAPD_PROCESSOR="package.module:factory"``, where ``factory()``
+returns a `Processor`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "PROCESSOR_ENV",
+    "PipelineProcessor",
+    "ProcessRequest",
+    "ProcessResult",
+    "Processor",
+    "ProgressFn",
+    "load_processor",
+]
+
+PROCESSOR_ENV = "MOCAPD_PROCESSOR"
+
+ProgressFn = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class ProcessRequest:
+    job_id: str
+    source_path: Path
+    out_dir: Path
+    target_ids: tuple[str, ...]
+    export_fps: int
+    mocap_type: str
+    trim_start_s: float
+    trim_end_s: float
+    focal_length_px: float | None = None
+    camera_fov_deg: float | None = None
+    subject_height_m: float | None = None
+    source_facts: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    files: list[Path]  # every artifact except manifest.json, which the runner writes
+    manifest: dict[str, Any]  # the pipeline's own manifest facts (camera choice, model, quality summary...)
+
+
+class Processor(Protocol):
+    def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult: ...
+
+
+class PipelineProcessor:
+    """The production processor: `mocapd.pipeline.run.run_pipeline` on the source file."""
+
+    def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult:
+        from mocapd.pipeline.run import JobSettings, run_pipeline  # heavy: mediapipe, mujoco, av
+
+        settings = JobSettings(
+            target_ids=request.target_ids,
+            export_fps=request.export_fps,
+            mocap_type=request.mocap_type,
+            trim_start_s=request.trim_start_s,
+            trim_end_s=request.trim_end_s,
+            focal_length_px=request.focal_length_px,
+            camera_fov_deg=request.camera_fov_deg,
+            subject_height_m=request.subject_height_m,
+        )
+        out = run_pipeline(request.source_path, settings, request.out_dir, on_progress)
+        return ProcessResult(files=list(out.files), manifest=dict(out.manifest))
+
+
+def load_processor(spec: str | None = None) -> Processor:
+    """``spec`` (or ``$MOCAPD_PROCESSOR``) as ``"module:factory"``; the pipeline processor if neither is set."""
+    spec = spec or os.environ.get(PROCESSOR_ENV) or None
+    if spec is None:
+        return PipelineProcessor()
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"processor must look like 'package.module:factory', got {spec!r}")
+    factory = getattr(importlib.import_module(module_name), attr)
+    processor = factory()
+    if not callable(getattr(processor, "process", None)):
+        raise TypeError(f"{spec} returned {type(processor).__name__}, which has no process(request, on_progress)")
+    return processor  # type: ignore[no-any-return]

@@ -1,0 +1,351 @@
+"""The stage runner: one claimed attempt of one job, ``preflight`` -> ``processing`` -> ``packaging``.
+
+1. preflight: download the source object to a private temporary folder.
+2. The `Processor` runs; its ``on_progress(stage, fraction)`` calls land here, are mapped onto the
+   job's overall progress (preflight 0..0.1, processing 0.1..0.85, packaging 0.85..1), written to the
+   row at most every ``progress_interval_s`` or at a stage change (fenced by the lease token), and
+   raise `Abort` when the lease is lost, the job was canceled, the job ran past ``job_timeout_s``, or
+   the worker is shutting down (before packaging; once packaging has started the attempt finishes).
+3. packaging: upload every file to ``jobs/{job}/artifacts/{name}``, write ``manifest.json`` last,
+   then register all artifact rows and complete the job (capturing the hold) in one fenced transaction.
+
+Outcome by error: `InputFault` fails the job now; `Abort` per its reason; any other exception is a
+system fault: retried with backoff, failed after the last attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from mocapd.db import queue
+from mocapd.db.engine import Database
+from mocapd.db.queue import ArtifactRecord, ClaimedJob
+from mocapd.domain.jobs import JobStage
+from mocapd.errors import InputFault, MocapdError
+from mocapd.storage.base import ObjectStore
+from mocapd.worker.processor import ProcessRequest, Processor
+
+__all__ = [
+    "Abort",
+    "AbortReason",
+    "LeaseState",
+    "Outcome",
+    "StageRunner",
+    "artifact_content_type",
+    "artifact_target_id",
+]
+
+log = logging.getLogger("mocapd.worker")
+
+# Share of overall progress per stage: [start, end).
+STAGE_SPAN: dict[JobStage, tuple[float, float]] = {
+    JobStage.PREFLIGHT: (0.0, 0.1),
+    JobStage.PROCESSING: (0.1, 0.85),
+    JobStage.PACKAGING: (0.85, 1.0),
+}
+_CONTENT_TYPES = {
+    ".fbx": "application/octet-stream",
+    ".bvh": "text/plain; charset=utf-8",
+    ".glb": "model/gltf-binary",
+    ".json": "application/json",
+    ".csv": "text/csv; charset=utf-8",
+    ".mp4": "video/mp4",
+}
+MANIFEST_NAME = "manifest.json"
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REQUEUED = "requeued"
+    CANCELED = "canceled"
+    HANDED_BACK = "handed_back"
+    LOST = "lost"  # the lease was gone: another party owns the job now; nothing written
+
+
+class AbortReason(StrEnum):
+    LOST = "lost"
+    CANCELED = "canceled"
+    STOPPING = "stopping"
+    TIMEOUT = "timeout"
+
+
+class Abort(Exception):
+    def __init__(self, reason: AbortReason) -> None:
+        super().__init__(f"attempt aborted: {reason}")
+        self.reason = reason
+
+
+class LeaseState:
+    """Flags shared by the heartbeat thread, the signal handler and the running attempt."""
+
+    def __init__(self, stopping: threading.Event | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lost = threading.Event()
+        self._canceled = threading.Event()
+        self.stopping = stopping or threading.Event()
+        self._clock = clock
+        self.last_ok_s = clock()
+
+    def beat_ok(self) -> None:
+        self.last_ok_s = self._clock()
+
+    def mark_lost(self) -> None:
+        self._lost.set()
+
+    def mark_canceled(self) -> None:
+        self._canceled.set()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    @property
+    def canceled(self) -> bool:
+        return self._canceled.is_set()
+
+    def check(self, *, lease_s: float, allow_stop: bool) -> None:
+        """Raise `Abort` if the attempt must stop. A worker whose heartbeats have failed for 80 % of the
+        lease stops itself, before anyone else can claim the job."""
+        if self.lost or self._clock() - self.last_ok_s > 0.8 * lease_s:
+            self._lost.set()
+            raise Abort(AbortReason.LOST)
+        if self.canceled:
+            raise Abort(AbortReason.CANCELED)
+        if self.stopping.is_set() and not allow_stop:
+            raise Abort(AbortReason.STOPPING)
+
+
+def artifact_content_type(name: str) -> str:
+    return _CONTENT_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
+
+
+def artifact_target_id(name: str) -> str | None:
+    """``default`` for the animation files, ``unitree_g1`` for robot motion, None for the rest."""
+    stem, suffix = Path(name).stem, Path(name).suffix.lower()
+    if stem == "motion" and suffix in (".fbx", ".bvh", ".glb"):
+        return "default"
+    if stem.startswith("g1_") and suffix in (".json", ".csv"):
+        return "unitree_g1"
+    return None
+
+
+class StageRunner:
+    """Runs one claimed attempt to an `Outcome`; every database write is fenced by the lease token."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: ObjectStore,
+        processor: Processor,
+        *,
+        lease_s: float,
+        retry_backoff_s: float,
+        job_timeout_s: float,
+        progress_interval_s: float = 0.5,
+        work_dir: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.processor = processor
+        self.lease_s = lease_s
+        self.retry_backoff_s = retry_backoff_s
+        self.job_timeout_s = job_timeout_s
+        self.progress_interval_s = progress_interval_s
+        self.work_dir = work_dir
+        self._clock = clock
+
+    def run(self, job: ClaimedJob, lease: LeaseState) -> Outcome:
+        progress = _Progress(self, job, lease)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"mocapd-{job.id}-", dir=self.work_dir) as tmp:
+                return self._run(job, lease, progress, Path(tmp))
+        except Abort as abort:
+            return self._aborted(job, abort.reason, progress.stage)
+        except InputFault as exc:
+            stage = exc.stage if exc.stage in {s.value for s in STAGE_SPAN} else progress.stage.value
+            ok = queue.fail(self.db, job.id, job.lease_token, code=exc.code, message=exc.message, stage=stage)
+            return Outcome.FAILED if ok else Outcome.LOST
+        except Exception as exc:  # a system fault: retry with backoff
+            stage = progress.stage
+            if isinstance(exc, MocapdError):
+                code, message = exc.code, exc.message
+            else:
+                code = "packaging_failed" if stage is JobStage.PACKAGING else "processing_failed"
+                message = f"{stage.value.capitalize()} failed ({type(exc).__name__})."
+            log.warning("job %s attempt %d: %s", job.id, job.attempt, exc, exc_info=True)
+            result = queue.retry(
+                self.db,
+                job.id,
+                job.lease_token,
+                code=code,
+                message=message,
+                stage=stage.value,
+                base_backoff_s=self.retry_backoff_s,
+            )
+            return {"requeued": Outcome.REQUEUED, "failed": Outcome.FAILED}.get(result, Outcome.LOST)
+
+    def _aborted(self, job: ClaimedJob, reason: AbortReason, stage: JobStage) -> Outcome:
+        if reason is AbortReason.LOST:
+            return Outcome.LOST
+        if reason is AbortReason.CANCELED:
+            queue.cancel(self.db, job.id)  # the client asked; a no-op if the API already canceled it
+            return Outcome.CANCELED
+        if reason is AbortReason.STOPPING:
+            return Outcome.HANDED_BACK if queue.hand_back(self.db, job.id, job.lease_token) else Outcome.LOST
+        ok = queue.fail(
+            self.db,
+            job.id,
+            job.lease_token,
+            code="runner_timeout",
+            message=f"The job ran longer than {self.job_timeout_s:g} s.",
+            stage=stage.value,
+        )
+        return Outcome.FAILED if ok else Outcome.LOST
+
+    def _run(self, job: ClaimedJob, lease: LeaseState, progress: _Progress, tmp: Path) -> Outcome:
+        progress("preflight", 0.0)
+        source = tmp / "source" / (Path(job.source_filename).name or "upload")
+        source.parent.mkdir()
+        try:
+            self.store.download_to(job.source_key, source)
+        except Exception as exc:
+            raise MocapdError("processing_failed", "The source video could not be read from storage.") from exc
+        trim_end_s = job.trim_end_s
+        if trim_end_s is None:
+            trim_end_s = float(job.source_facts.get("durationSec", 0.0))  # type: ignore[arg-type]
+        out_dir = tmp / "out"
+        out_dir.mkdir()
+        request = ProcessRequest(
+            job_id=job.id,
+            source_path=source,
+            out_dir=out_dir,
+            target_ids=job.target_ids,
+            export_fps=job.export_fps,
+            mocap_type=job.mocap_type,
+            trim_start_s=job.trim_start_s,
+            trim_end_s=trim_end_s,
+            focal_length_px=job.focal_length_px,
+            camera_fov_deg=job.camera_fov_deg,
+            subject_height_m=job.subject_height_m,
+            source_facts=dict(job.source_facts),
+            attempt=job.attempt,
+        )
+        result = self.processor.process(request, progress)
+        progress("packaging", 0.0)
+        files = [Path(f) for f in result.files if Path(f).name != MANIFEST_NAME]
+        names = [f.name for f in files]
+        if len(set(names)) != len(names):
+            raise MocapdError("packaging_failed", "The pipeline produced two files with one name.")
+        records: list[ArtifactRecord] = []
+        for i, path in enumerate(files):
+            records.append(self._upload(job, path))
+            progress("packaging", (i + 1) / (len(files) + 1))
+        manifest_path = tmp / MANIFEST_NAME
+        manifest_path.write_bytes(_manifest_bytes(job, request, result.manifest, records))
+        records.append(self._upload(job, manifest_path))
+        lease.check(lease_s=self.lease_s, allow_stop=True)
+        if not queue.finish(self.db, job.id, job.lease_token, records):
+            return Outcome.LOST
+        return Outcome.COMPLETED
+
+    def _upload(self, job: ClaimedJob, path: Path) -> ArtifactRecord:
+        key = f"jobs/{job.id}/artifacts/{path.name}"
+        ctype = artifact_content_type(path.name)
+        try:
+            stored = self.store.put_file(key, path, ctype)
+        except Exception as exc:
+            raise MocapdError("packaging_failed", f"Uploading {path.name} failed.") from exc
+        return ArtifactRecord(
+            name=path.name,
+            object_key=stored.key,
+            bytes=stored.bytes,
+            sha256=stored.sha256,
+            content_type=ctype,
+            target_id=artifact_target_id(path.name),
+        )
+
+
+class _Progress:
+    """The ``on_progress`` hook given to the processor: checks the lease, throttles fenced writes."""
+
+    def __init__(self, runner: StageRunner, job: ClaimedJob, lease: LeaseState) -> None:
+        self.runner = runner
+        self.job = job
+        self.lease = lease
+        self.stage = JobStage.PREFLIGHT
+        self.started_s = runner._clock()
+        self.last_write_s = -float("inf")
+        self.written_stage: JobStage | None = None
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        r = self.runner
+        try:
+            st = JobStage(stage)
+            STAGE_SPAN[st]
+        except (ValueError, KeyError):
+            raise ValueError(f"unknown worker stage {stage!r}") from None
+        if STAGE_SPAN[st][0] >= STAGE_SPAN[self.stage][0]:
+            self.stage = st  # stages only move forward; a late report of an earlier stage is ignored
+        else:
+            fraction = 0.0
+        lo, hi = STAGE_SPAN[self.stage]
+        self.lease.check(lease_s=r.lease_s, allow_stop=self.stage is JobStage.PACKAGING)
+        now_s = r._clock()
+        if now_s - self.started_s > r.job_timeout_s:
+            raise Abort(AbortReason.TIMEOUT)
+        if self.stage is self.written_stage and now_s - self.last_write_s < r.progress_interval_s:
+            return
+        overall = lo + (hi - lo) * min(1.0, max(0.0, float(fraction)))
+        if not queue.report_progress(r.db, self.job.id, self.job.lease_token, self.stage, overall):
+            self.lease.mark_lost()
+            raise Abort(AbortReason.LOST)
+        self.written_stage = self.stage
+        self.last_write_s = now_s
+
+
+def _manifest_bytes(
+    job: ClaimedJob, request: ProcessRequest, pipeline: dict[str, Any], records: list[ArtifactRecord]
+) -> bytes:
+    """manifest.json: job, source facts, settings, camera choice, billing and every other artifact."""
+    doc: dict[str, Any] = {
+        "version": 1,
+        "job": {"id": job.id, "title": job.title, "attempt": job.attempt},
+        "source": {
+            "filename": job.source_filename,
+            "bytes": job.upload_bytes,
+            "sha256": job.upload_sha256,
+            **job.source_facts,
+        },
+        "settings": {
+            "targetIds": list(job.target_ids),
+            "exportFps": job.export_fps,
+            "mocapType": job.mocap_type,
+            "trimStartSec": request.trim_start_s,
+            "trimEndSec": request.trim_end_s,
+            "focalLengthPx": job.focal_length_px,
+            "cameraFovDeg": job.camera_fov_deg,
+            "subjectHeightM": job.subject_height_m,
+        },
+        "camera": pipeline.get("camera"),
+        "pipeline": {k: v for k, v in pipeline.items() if k != "camera"},
+        "billing": {
+            "channel": job.channel,
+            "billedSeconds": job.billed_seconds,
+            "heldVCredits": job.held_credits,
+            "chargedVCredits": job.held_credits,
+        },
+        "files": [
+            {"name": r.name, "bytes": r.bytes, "sha256": r.sha256, "contentType": r.content_type, "targetId": r.target_id}
+            for r in records
+        ],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True, default=str).encode() + b"\n"
