@@ -362,6 +362,7 @@ def _world_rotations(pos: FloatArray, offsets: FloatArray, mocap_type: str) -> t
             )[:, None]
             hinge[b] = hinge[a]
 
+    stabilised: dict[str, FloatArray] = {}
     arm_h0 = {"l": -_Z, "r": _Z}  # (elbow bent forward in the T-pose) = d0 × (-Y)
     for j in range(1, nj):
         name = _SK.names[j]
@@ -392,7 +393,12 @@ def _world_rotations(pos: FloatArray, offsets: FloatArray, mocap_type: str) -> t
             else:  # pragma: no cover - every joint of the default skeleton is handled above
                 raise AssertionError(name)
             primary = bone(j)
-            ref = _stabilise_reference(primary, ref, parent_w, r0, hinge=straight_ok)
+            if name.startswith(("lowerarm", "calf")):
+                # the same hinge axis as the upper bone, so the elbow / knee is a pure hinge
+                ref = stabilised[_SK.names[_SK.parents[j]]]
+            else:
+                ref = _stabilise_reference(primary, ref, parent_w, r0, hinge=straight_ok)
+                stabilised[name] = ref
             w_cand = _frame_from(primary, ref) @ _rest_basis(d0, r0).T
         # Local rotation, holding the previous one where unknown.
         local = np.einsum("fji,fjk->fik", parent_w, w_cand)  # (F, 3, 3) = W_pᵀ W
