@@ -14,7 +14,9 @@ stream), with ``raise ... from exc``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +27,7 @@ from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
 
-__all__ = ["DecodedFrame", "VideoInfo", "iter_frames", "read_video_info"]
+__all__ = ["DecodedFrame", "VideoInfo", "iter_frames", "prefetch", "read_video_info"]
 
 UInt8Image = NDArray[np.uint8]
 
@@ -192,3 +194,56 @@ def iter_frames(
             return
     finally:
         container.close()
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[DecodedFrame], depth: int = 4) -> Iterator[DecodedFrame]:
+    """Run ``items`` (e.g. `iter_frames`) in a background thread, at most ``depth`` frames ahead.
+
+    Decoding then overlaps with the consumer (pose detection releases the GIL in native code).
+    Memory stays bounded by ``depth`` frames. Exceptions of the producer are re-raised here; when
+    the consumer stops early the producer is told to stop and is joined.
+    """
+    buf: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buf.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            payload: object = _DONE
+        except BaseException as exc:  # re-raised in the consumer
+            payload = exc
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        while not stop.is_set():
+            try:
+                buf.put(payload, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="mocapd-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buf.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)

@@ -1,0 +1,451 @@
+"""The pipeline orchestrator: one source video + settings -> artifacts in ``out_dir`` + a manifest.
+
+Stages (reported through ``on_progress(stage, fraction)``; a callback that raises aborts the run):
+
+* **preflight**: decode the first frames of the trimmed window (up to ``PREFLIGHT_S``) and run
+  BlazePose on them; no person -> ``InputFault("no_person_detected")``. The detector and the
+  frame stream carry on into processing, so nothing is decoded or detected twice.
+* **processing**: pose over the whole window (downscaled to ``DETECT_MAX_SIDE_PX``, decode in a
+  background thread), resampling onto a uniform clock at the source frame rate (VFR sources),
+  identity-switch gating, cleaning (`clean`), joints (`landmarks`), camera fit and ground
+  (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``,
+  G1 retargeting when requested.
+* **packaging**: FBX, BVH, glTF, preview video (a second streaming decode at preview size),
+  quality report, G1 JSON/CSV.
+
+Memory is bounded by the per-frame landmark arrays (about 2 kB per frame), never by frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.errors import InputFault
+from mocapd.pipeline.clean import clean_track, resample_uniform
+from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
+from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
+from mocapd.pipeline.pose import NUM_LANDMARKS, PoseDetector, PoseTrack, mark_identity_switches
+from mocapd.pipeline.world import camera_intrinsics, fit_root_translation, place_in_world
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mocapd.pipeline.skeleton import Motion
+
+__all__ = [
+    "DETECT_MAX_SIDE_PX",
+    "PREFLIGHT_S",
+    "JobSettings",
+    "PipelineOutput",
+    "StageCallback",
+    "run_pipeline",
+]
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+StageCallback = Callable[[str, float], None]
+
+PREFLIGHT_S = 2.0  # seconds of the window searched for a person before committing to the job
+DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input only costs time
+PREVIEW_MAX_HEIGHT_PX = 720
+PROGRESS_INTERVAL_S = 0.25
+_G1_TARGET = "unitree_g1"
+_PROCESSING_SHARE_POSE = 0.8  # fraction of the processing stage spent in pose detection
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    target_ids: tuple[str, ...]
+    export_fps: int
+    mocap_type: str
+    trim_start_s: float
+    trim_end_s: float
+    focal_length_px: float | None = None
+    camera_fov_deg: float | None = None
+    subject_height_m: float | None = None
+
+
+@dataclass
+class PipelineOutput:
+    files: list[Path]  # written into out_dir
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+class _Progress:
+    """Throttled progress reports: at most one call per ``PROGRESS_INTERVAL_S`` unless forced."""
+
+    def __init__(self, callback: StageCallback) -> None:
+        self._callback = callback
+        self._last = -math.inf
+
+    def __call__(self, stage: str, fraction: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= PROGRESS_INTERVAL_S:
+            self._last = now
+            self._callback(stage, float(min(1.0, max(0.0, fraction))))
+
+
+def _processing_fps(info: VideoInfo, times_s: FloatArray) -> float:
+    """The uniform clock: the stream's average rate, or the median frame spacing if that is absent."""
+    if 1.0 <= info.fps <= 480.0:
+        return float(info.fps)
+    if times_s.size >= 2:
+        dt = float(np.median(np.diff(times_s)))
+        if dt > 0:
+            return 1.0 / dt
+    return 30.0
+
+
+def _grid(times_s: FloatArray, fps: float) -> FloatArray:
+    """Uniform times from the first to the last decoded frame (inclusive within half a period)."""
+    n = int(math.floor((times_s[-1] - times_s[0]) * fps + 0.5)) + 1
+    return times_s[0] + np.arange(n) / fps  # (G,)
+
+
+def _nearest(times_s: FloatArray, grid_s: FloatArray) -> NDArray[np.intp]:
+    idx = np.clip(np.searchsorted(times_s, grid_s), 1, max(1, times_s.size - 1))
+    left = idx - 1
+    right = np.minimum(idx, times_s.size - 1)
+    return np.where(np.abs(times_s[left] - grid_s) <= np.abs(times_s[right] - grid_s), left, right)
+
+
+def _track_on_grid(track: PoseTrack, grid_s: FloatArray) -> PoseTrack:
+    """Resample the detections onto the uniform clock (exact copies for constant-rate sources)."""
+    keep = track.valid[:, None, None]
+    px = resample_uniform(track.time_s, np.where(keep, track.landmarks_px, np.nan), grid_s)  # (G, 33, 2)
+    world = resample_uniform(track.time_s, np.where(keep, track.world_m, np.nan), grid_s)  # (G, 33, 3)
+    vis = resample_uniform(track.time_s, np.where(track.valid[:, None], track.visibility, 0.0), grid_s)  # (G, 33)
+    near = _nearest(track.time_s, grid_s)
+    person = track.person[near]
+    valid = track.valid[near] & np.all(np.isfinite(px[:, [11, 12, 23, 24]]), axis=(1, 2))
+    return PoseTrack(grid_s, track.image_size_px, px, world, np.nan_to_num(vis), person, valid)
+
+
+def _frames_on_grid(frames: Iterator[DecodedFrame], grid_s: FloatArray) -> Iterator[NDArray[np.uint8]]:
+    """For each grid time, the latest decoded frame at or before it (half a period of tolerance)."""
+    half = 0.5 * float(np.median(np.diff(grid_s))) if grid_s.size > 1 else 0.0
+    current = next(frames, None)
+    if current is None:
+        return
+    upcoming = next(frames, None)
+    for t in grid_s:
+        while upcoming is not None and upcoming.time_s <= t + half:
+            current, upcoming = upcoming, next(frames, None)
+        yield current.rgb
+
+
+def _detect_window(
+    source: Path,
+    info: VideoInfo,
+    settings: JobSettings,
+    progress: _Progress,
+) -> PoseTrack:
+    """Preflight then processing-stage pose detection over the trimmed window, one streaming pass."""
+    window_s = max(1e-6, settings.trim_end_s - settings.trim_start_s)
+    preflight_end_s = settings.trim_start_s + min(PREFLIGHT_S, window_s)
+    size = (info.width_px, info.height_px)
+    times: list[float] = []
+    px: list[FloatArray] = []
+    world: list[FloatArray] = []
+    vis: list[FloatArray] = []
+    person: list[bool] = []
+    frames = prefetch(
+        iter_frames(source, start_s=settings.trim_start_s, end_s=settings.trim_end_s, max_side_px=DETECT_MAX_SIDE_PX)
+    )
+    progress("preflight", 0.0, force=True)
+    in_preflight = True
+    found = False
+    try:
+        with PoseDetector() as detector:
+            for frame in frames:
+                det = detector.detect(frame.rgb)
+                times.append(frame.time_s)
+                if det is None:
+                    px.append(np.full((NUM_LANDMARKS, 2), np.nan))
+                    world.append(np.full((NUM_LANDMARKS, 3), np.nan))
+                    vis.append(np.zeros(NUM_LANDMARKS))
+                    person.append(False)
+                else:
+                    px.append(det[0] * np.array(size, dtype=np.float64))
+                    world.append(det[1])
+                    vis.append(det[2])
+                    person.append(True)
+                found = found or det is not None
+                if in_preflight:
+                    if found:
+                        in_preflight = False
+                        progress("preflight", 1.0, force=True)
+                    elif frame.time_s >= preflight_end_s - 1e-9:
+                        break  # nothing in the preflight window: stop decoding
+                    else:
+                        progress("preflight", (frame.time_s - settings.trim_start_s) / (preflight_end_s - settings.trim_start_s))
+                else:
+                    progress("processing", _PROCESSING_SHARE_POSE * (frame.time_s - settings.trim_start_s) / window_s)
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+    if not found:
+        if not times:
+            raise InputFault("source_unsupported", "no frame could be decoded in the trimmed window")
+        raise InputFault("no_person_detected", "no person was found at the start of the trimmed window")
+    n = len(times)
+    px_a = np.array(px).reshape(n, NUM_LANDMARKS, 2)
+    person_a = np.array(person, dtype=bool)
+    return PoseTrack(
+        time_s=np.array(times, dtype=np.float64),
+        image_size_px=size,
+        landmarks_px=px_a,
+        world_m=np.array(world).reshape(n, NUM_LANDMARKS, 3),
+        visibility=np.array(vis).reshape(n, NUM_LANDMARKS),
+        person=person_a,
+        valid=mark_identity_switches(px_a, person_a),
+    )
+
+
+def _used(values: FloatArray) -> FloatArray:
+    """Keep only the landmarks that feed a joint; the others become NaN."""
+    out = np.full_like(values, np.nan)
+    ids = list(LANDMARKS_USED)
+    out[:, ids] = values[:, ids]
+    return out
+
+
+def run_pipeline(source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback) -> PipelineOutput:
+    """Turn ``source`` into the job's artifacts in ``out_dir`` (see the module doc for the stages).
+
+    Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
+    "source_unsupported")`` for a bad video; any other exception is a system fault.
+    """
+    from mocapd.pipeline.contacts import detect_contacts, remove_foot_sliding
+    from mocapd.pipeline.resample import resample_motion
+    from mocapd.pipeline.solve import solve_motion
+
+    if settings.mocap_type not in ("full_body", "upper_body"):
+        raise InputFault("mocap_type_invalid", f"unknown mocap type {settings.mocap_type!r}")
+    if not settings.export_fps > 0:
+        raise InputFault("export_fps_invalid", f"export fps must be positive, not {settings.export_fps}")
+    if not settings.trim_end_s > settings.trim_start_s >= 0:
+        raise InputFault("api_trim_range_invalid", "the trim window is empty")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(on_progress)
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+
+    # -- preflight + pose -------------------------------------------------------------------------
+    info = read_video_info(Path(source))
+    raw = _detect_window(Path(source), info, settings, progress)
+    timings["poseS"] = time.monotonic() - started
+    fps = _processing_fps(info, raw.time_s)
+    grid_s = _grid(raw.time_s, fps)
+    track = _track_on_grid(raw, grid_s)
+    if not track.valid.any():
+        raise InputFault("no_person_detected", "no person could be followed in the trimmed window")
+    progress("processing", _PROCESSING_SHARE_POSE, force=True)
+
+    # -- clean, joints, world ---------------------------------------------------------------------
+    world_clean = clean_track(_used(track.world_m), track.visibility, track.valid, fps)
+    px_clean = clean_track(_used(track.landmarks_px), track.visibility, track.valid, fps)
+    intrinsics = camera_intrinsics(
+        info.width_px, info.height_px, focal_length_px=settings.focal_length_px, camera_fov_deg=settings.camera_fov_deg
+    )
+    fit_weights = np.where(world_clean.known | world_clean.interpolated, np.maximum(track.visibility, 0.5), 0.0)  # (G, 33)
+    translation_cam = fit_root_translation(px_clean.values, world_clean.values, fit_weights, intrinsics)  # (G, 3)
+    if not np.isfinite(translation_cam).any():
+        raise InputFault("no_person_detected", "the person is never visible enough to place in the scene")
+    joints_cam = joints_from_landmarks(zup_from_mediapipe(world_clean.values))  # (G, J, 3)
+    placement = place_in_world(joints_cam, translation_cam, fps)
+    raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3) uncleaned, body-centred
+    progress("processing", 0.85, force=True)
+
+    # -- solve, contacts, resample, robot ---------------------------------------------------------
+    motion, solve_report = solve_motion(
+        placement.joints_m, fps, subject_height_m=settings.subject_height_m, mocap_type=settings.mocap_type
+    )
+    if settings.mocap_type == "full_body":
+        motion = remove_foot_sliding(motion, detect_contacts(motion))
+    progress("processing", 0.9, force=True)
+    export = resample_motion(motion, float(settings.export_fps))
+    export_contacts = detect_contacts(export)
+    robot = None
+    if _G1_TARGET in settings.target_ids:
+        from mocapd.robots.retarget import retarget_to_g1
+
+        robot = retarget_to_g1(export, export_contacts, mocap_type=settings.mocap_type)
+    timings["processingS"] = time.monotonic() - started
+    progress("processing", 1.0, force=True)
+
+    # -- packaging --------------------------------------------------------------------------------
+    files = _package(
+        source, info, settings, out_dir, progress, track, world_clean, raw_joints, grid_s, fps, export, export_contacts, robot
+    )
+    timings["totalS"] = time.monotonic() - started
+    manifest = _manifest(
+        source, info, settings, fps, track, world_clean, intrinsics, placement, solve_report, export, robot, timings
+    )
+    progress("packaging", 1.0, force=True)
+    return PipelineOutput(files=files, manifest=manifest)
+
+
+def _package(
+    source: Path,
+    info: VideoInfo,
+    settings: JobSettings,
+    out_dir: Path,
+    progress: _Progress,
+    track: PoseTrack,
+    world_clean: Any,
+    raw_joints: FloatArray,
+    grid_s: FloatArray,
+    fps: float,
+    export: Motion,
+    export_contacts: Any,
+    robot: Any,
+) -> list[Path]:
+    from mocapd.formats.bvh import write_bvh
+    from mocapd.formats.fbx import write_fbx
+    from mocapd.formats.gltf import write_glb
+    from mocapd.formats.preview import encode_preview
+    from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
+
+    files: list[Path] = []
+
+    def put(name: str, data: bytes) -> None:
+        path = out_dir / name
+        path.write_bytes(data)
+        files.append(path)
+
+    progress("packaging", 0.0, force=True)
+    put("motion.fbx", write_fbx(export))
+    put("motion.bvh", write_bvh(export))
+    put("motion.glb", write_glb(export))
+    if robot is not None:
+        from mocapd.formats.robot import write_g1_csv, write_g1_json
+
+        put("g1_motion.json", write_g1_json(robot))
+        put("g1_motion.csv", write_g1_csv(robot))
+    progress("packaging", 0.1, force=True)
+
+    # Preview: a second streaming decode at preview size, frames picked onto the uniform clock.
+    scale = min(1.0, PREVIEW_MAX_HEIGHT_PX / info.height_px)
+    max_side = int(round(max(info.width_px, info.height_px) * scale))
+    decoded = prefetch(
+        iter_frames(source, start_s=float(grid_s[0]), end_s=settings.trim_end_s, max_side_px=max_side)
+    )
+    landmarks_px = track.landmarks_px * scale  # frames are scaled by the same factor (up to rounding)
+    total = grid_s.size
+
+    def frames() -> Iterator[NDArray[np.uint8]]:
+        for i, rgb in enumerate(_frames_on_grid(decoded, grid_s)):
+            progress("packaging", 0.1 + 0.8 * i / total)
+            yield rgb
+
+    try:
+        preview_path = out_dir / "preview.mp4"
+        encode_preview(frames(), landmarks_px, export, preview_path, fps=fps, robot=robot)
+        files.append(preview_path)
+    finally:
+        decoded.close()  # type: ignore[attr-defined]
+    progress("packaging", 0.9, force=True)
+
+    contacts = {name: np.asarray(getattr(export_contacts, name), dtype=bool) for name in ("foot_l", "ball_l", "foot_r", "ball_r")}
+    robot_inputs = None
+    if robot is not None:
+        robot_inputs = RobotQualityInputs.from_robot_motion(robot, tracking_error_m=robot.quality.get("tracking_error_m"))
+    frame_interp = world_clean.interpolated.any(axis=1)
+    frame_held = world_clean.held.any(axis=1)
+    quality = build_quality_report(
+        QualityInputs(
+            source_fps=fps,
+            visibility=np.where(track.person[:, None], track.visibility, np.nan),
+            person_mask=track.person,
+            interpolated_mask=frame_interp & ~frame_held,
+            held_mask=frame_held,
+            motion_fps=export.fps,
+            solved_positions_m=export.world_positions_m(),
+            input_positions_m=raw_joints,
+            contacts=contacts,
+            robot=robot_inputs,
+        )
+    )
+    put("quality.json", json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode())
+    return files
+
+
+def _manifest(
+    source: Path,
+    info: VideoInfo,
+    settings: JobSettings,
+    fps: float,
+    track: PoseTrack,
+    world_clean: Any,
+    intrinsics: Any,
+    placement: Any,
+    solve_report: Any,
+    export: Motion,
+    robot: Any,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    report = world_clean.report
+    targets: dict[str, Any] = {
+        "default": {
+            "resultType": "fbx",
+            "files": ["motion.fbx", "motion.bvh", "motion.glb"],
+            "skeleton": list(export.skeleton.names),
+            "fps": export.fps,
+            "frameCount": export.num_frames,
+            "boneLengthM": {k: round(float(v), 4) for k, v in solve_report.bone_length_m.items()},
+            "scale": round(float(solve_report.scale), 4),
+            "statureM": round(float(solve_report.stature_m), 4),
+        }
+    }
+    if robot is not None:
+        targets[_G1_TARGET] = {
+            "resultType": "robot_motion_json",
+            "files": ["g1_motion.json", "g1_motion.csv"],
+            "variant": robot.variant,
+            "fps": robot.fps,
+            "frameCount": robot.num_frames,
+        }
+    settings_d = asdict(settings)
+    settings_d["target_ids"] = list(settings.target_ids)
+    return {
+        "source": {
+            "width": info.width_px,
+            "height": info.height_px,
+            "rotationCcwDeg": info.rotation_deg,
+            "fps": round(info.fps, 4),
+            "durationSec": round(info.duration_s, 4),
+            "codec": info.codec,
+            "frameCount": info.frame_count,
+        },
+        "settings": {
+            "targetIds": list(settings.target_ids),
+            "exportFps": settings.export_fps,
+            "mocapType": settings.mocap_type,
+            "trimStartSec": settings.trim_start_s,
+            "trimEndSec": settings.trim_end_s,
+            "focalLengthPx": settings.focal_length_px,
+            "cameraFovDeg": settings.camera_fov_deg,
+            "subjectHeightM": settings.subject_height_m,
+        },
+        "camera": {**intrinsics.as_dict(), **placement.as_dict(), "assumption": "static camera"},
+        "processing": {
+            "fps": round(fps, 4),
+            "frames": int(track.num_frames),
+            "framesWithPerson": int(track.person.sum()),
+            "framesKept": int(track.valid.sum()),
+            "interpolatedFrames": report.interpolated_frames,
+            "heldFrames": report.held_frames,
+            "outlierSamples": report.outlier_points,
+            "detector": "mediapipe-0.10.21 BlazePose Full",
+            "timingsSec": {k: round(v, 3) for k, v in timings.items()},
+        },
+        "targets": targets,
+    }
