@@ -321,6 +321,10 @@ def build_mjcf(variant: str = "g1_29dof_rev_1_0") -> str:
         body += body_xml(c, 3)
     body.append("    </body>")
     actuators = [f'    <motor name="{j.name}" joint="{j.name}"/>' for j in desc.joints]
+    # links that touch by construction (the hip motors sit in the pelvis, the torso on the waist)
+    adjacent = [("pelvis", f"{side}_hip_{part}_link") for side in ("left", "right") for part in ("roll", "yaw")]
+    adjacent += [("pelvis", "torso_link")]
+    excludes = [f'    <exclude body1="{a}" body2="{b}"/>' for a, b in adjacent]
     return "\n".join(
         [
             f'<mujoco model="mocapd_{variant}">',
@@ -334,6 +338,9 @@ def build_mjcf(variant: str = "g1_29dof_rev_1_0") -> str:
             "  <worldbody>",
             *body,
             "  </worldbody>",
+            "  <contact>",
+            *excludes,
+            "  </contact>",
             "  <actuator>",
             *actuators,
             "  </actuator>",

@@ -5,6 +5,7 @@ Each frame runs ``iterations`` steps of the QP
     min_dq  sum_t w_t || J_t dq + e_t ||^2 + lambda ||dq||^2
     s.t.    q_min <= q + dq <= q_max            (mink.ConfigurationLimit, hard)
             |dq_i| <= v_max,i * dt               (mink.VelocityLimit, URDF velocities)
+            d(geom_a, geom_b) >= 1 cm for leg/leg and arm/body pairs (mink.CollisionAvoidanceLimit)
 
 with dt = 1 / (fps * iterations), so the velocity bound over one whole frame is exactly the joint's
 velocity limit. Tasks are mink FrameTasks (position and orientation costs per frame) plus a small
@@ -62,6 +63,9 @@ def solve_frames(
     velocities = {j.name: j.velocity_rad_s for j in desc.joints}
     config_limit = mink.ConfigurationLimit(model)
     vel_limit = mink.VelocityLimit(model, velocities)
+    limits_all: list[mink.Limit] = [config_limit, vel_limit]
+    if not freeze_legs:
+        limits_all.append(_self_collision_limit(model))
     constraints = []
     if freeze_legs:
         leg_dofs = list(range(6)) + [
@@ -79,9 +83,9 @@ def solve_frames(
             task.set_orientation_cost(float(t.orientation_cost[f]))
             task.set_target(mink.SE3.from_rotation_and_translation(mink.SO3(t.quat_wxyz[f]), t.pos_m[f]))
         if f == 0:  # no previous frame: converge without a velocity bound
-            steps, limits, step_dt = _FIRST_FRAME_ITERATIONS, [config_limit], 0.02
+            steps, limits, step_dt = _FIRST_FRAME_ITERATIONS, [lim for lim in limits_all if lim is not vel_limit], 0.02
         else:
-            steps, limits, step_dt = iterations, [config_limit, vel_limit], dt
+            steps, limits, step_dt = iterations, limits_all, dt
         for _ in range(steps):
             vel = mink.solve_ik(
                 configuration, all_tasks, step_dt, "daqp", damping=damping, limits=limits, constraints=constraints or None
@@ -89,3 +93,36 @@ def solve_frames(
             configuration.integrate_inplace(vel, step_dt)
         out[f] = configuration.q
     return out
+
+
+def _self_collision_limit(model: mujoco.MjModel) -> mink.Limit:
+    """Keep the legs 1 cm apart, and the forearms and hands 1 cm from the pelvis, torso and thighs."""
+    groups: dict[str, list[str]] = {"left_leg": [], "right_leg": [], "left_arm": [], "right_arm": [], "core": []}
+    for g in range(model.ngeom):
+        body = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, int(model.geom_bodyid[g])) or ""
+        name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g) or ""
+        side = "left" if body.startswith("left") else "right"
+        if any(p in body for p in ("hip", "knee", "ankle")):
+            groups[f"{side}_leg"].append(name)
+        elif any(p in body for p in ("elbow", "wrist")) and "_geom" in name:
+            groups[f"{side}_arm"].append(name)
+        elif body in ("pelvis", "torso_link") and "_geom" in name:
+            groups["core"].append(name)
+    upper_legs = [n for n in groups["left_leg"] + groups["right_leg"] if "hip" in n and "_geom" in n]
+    pairs = [(groups["left_leg"], groups["right_leg"])]
+    pairs += [(groups[f"{side}_arm"], groups["core"] + upper_legs) for side in ("left", "right")]
+    return _DisplacementCollisionLimit(
+        mink.CollisionAvoidanceLimit(model, pairs, minimum_distance_from_collisions=0.01, collision_detection_distance=0.15)
+    )
+
+
+class _DisplacementCollisionLimit(mink.Limit):
+    """mink's collision rows bound the QP's displacement by ``gain (d - d_min) / dt``; this scales the
+    bound back to a displacement, ``gain (d - d_min)``, so a step never closes more than ``gain`` of a gap."""
+
+    def __init__(self, inner: mink.CollisionAvoidanceLimit) -> None:
+        self.inner = inner
+
+    def compute_qp_inequalities(self, configuration: mink.Configuration, dt: float) -> mink.Constraint:
+        c = self.inner.compute_qp_inequalities(configuration, dt)
+        return mink.Constraint(G=c.G, h=None if c.h is None else c.h * dt)

@@ -71,7 +71,7 @@ def retarget_to_g1(
 
     targets, scale = scaled_targets(motion, desc, foot_contacts, upper_body=upper_body)
     qpos = solve_frames(desc, targets, motion.fps, freeze_legs=upper_body)
-    qpos = _filter_joints(desc, qpos)
+    qpos = _filter_joints(desc, qpos, forward_kinematics(desc, qpos, self_contacts=True).leg_self_contacts)
     if not upper_body:
         qpos = _settle_on_ground(desc, qpos, foot_contacts)
     kin = forward_kinematics(desc, qpos, self_contacts=True)
@@ -110,12 +110,18 @@ def _hold_invalid_frames(motion: Motion) -> tuple[Motion, BoolArray]:
     return Motion(motion.skeleton, motion.fps, t[src], q[src]), valid
 
 
-def _filter_joints(desc: G1Description, qpos: FloatArray) -> FloatArray:
-    """Gaussian filter (sigma 0.75 frame) on the joint angles, then clamp to the position limits."""
+def _filter_joints(desc: G1Description, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]) -> FloatArray:
+    """Gaussian filter (sigma 0.75 frame) on the joint angles, clamped to the position limits.
+
+    A frame where the filtered legs would touch each other and the IK solution's did not keeps the IK
+    solution (the IK keeps the legs apart; the filter must not undo that).
+    """
     out = qpos.copy()
     if qpos.shape[0] > 2:
         out[:, 7:] = gaussian_filter1d(qpos[:, 7:], FILTER_SIGMA_FRAMES, axis=0, mode="nearest")
     out[:, 7:] = np.clip(out[:, 7:], desc.lower_rad, desc.upper_rad)
+    touching = (forward_kinematics(desc, out, self_contacts=True).leg_self_contacts > 0) & (raw_leg_contacts == 0)
+    out[touching] = qpos[touching]
     return out
 
 

@@ -25,7 +25,7 @@ from scipy.spatial.transform import Rotation
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.g1 import G1Description, load_g1_model
 
-__all__ = ["FACING_QUAT_WXYZ", "FrameTargets", "ScaleFactors", "robot_rest_frames", "scaled_targets"]
+__all__ = ["FACING_QUAT_WXYZ", "FrameTargets", "ScaleFactors", "human_ground_m", "robot_rest_frames", "scaled_targets"]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -142,6 +142,21 @@ def scale_factors(motion: Motion, desc: G1Description) -> ScaleFactors:
     )
 
 
+def human_ground_m(motion: Motion, pos_h: FloatArray | None = None) -> float:
+    """Height of the ground under the human: the 5th percentile over frames of the lowest foot point's
+    height above its rest height, g = P5_f min_k (z_k(f) - z_k,rest), k in {foot_l, foot_r, ball_l, ball_r}
+    (0 for a motion already standing on z = 0)."""
+    names = motion.skeleton.names
+    if pos_h is None:
+        pos_h = motion.world_positions_m()  # (F, J, 3)
+    rest = motion.skeleton.rest_positions_m()  # (J, 3)
+    k = [names.index(n) for n in ("foot_l", "foot_r", "ball_l", "ball_r")]
+    above = pos_h[:, k, 2] - rest[k, 2]  # (F, 4)
+    lowest = np.nanmin(above, axis=1)  # (F,)
+    lowest = lowest[np.isfinite(lowest)]
+    return float(np.percentile(lowest, 5)) if lowest.size else 0.0
+
+
 def scaled_targets(
     motion: Motion,
     desc: G1Description,
@@ -164,7 +179,7 @@ def scaled_targets(
     rest = robot_rest_frames(desc)
     s = scale_factors(motion, desc)
     hp = motion.skeleton.rest_positions_m()  # (J, 3)
-    z_ankle_h = 0.5 * (hp[idx["foot_l"], 2] + hp[idx["foot_r"], 2])
+    z_ankle_h = 0.5 * (hp[idx["foot_l"], 2] + hp[idx["foot_r"], 2]) + human_ground_m(motion, pos_h)
     z_ankle_r = rest.pos_m["left_ankle_roll_link"][2] + desc.pelvis_height_m  # above the ground
     face = _rot(FACING_QUAT_WXYZ)
 
@@ -212,7 +227,7 @@ def scaled_targets(
         r_fore = world_rot(f"lowerarm_{h}") * face * _rot(rest.tpose_quat_wxyz[f"{side}_elbow_link"])
         out += [
             FrameTargets(f"{side}_shoulder_roll_link", "body", shoulder, _wxyz(r_upper), 2.0 * ones, 0.0 * ones, f"upperarm_{h}", "shoulders"),
-            FrameTargets(f"{side}_elbow_link", "body", elbow, _wxyz(r_fore), 10.0 * ones, 0.5 * ones, f"lowerarm_{h}", "elbows"),
+            FrameTargets(f"{side}_elbow_link", "body", elbow, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"lowerarm_{h}", "elbows"),
             FrameTargets(f"{side}_hand", "site", hand, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"hand_{h}", "hands"),
         ]  # fmt: skip
         if upper_body:
