@@ -171,9 +171,13 @@ def clean_track(
     count frames with at least one filled point among points seen at least once in the clip.
     """
     f, k, d = values.shape
-    gate = (visibility >= min_visibility) & frame_valid[:, None] & np.all(np.isfinite(values), axis=2)  # (F, K)
+    gate = (
+        (visibility >= min_visibility) & frame_valid[:, None] & np.all(np.isfinite(values), axis=2)
+    )  # (F, K)
     x = np.where(gate[..., None], values, np.nan).reshape(f, k * d)  # (F, K*D)
-    outl = hampel_outliers(x, window=hampel_window, n_sigmas=hampel_sigmas).reshape(f, k, d).any(axis=2)  # (F, K)
+    outl = (
+        hampel_outliers(x, window=hampel_window, n_sigmas=hampel_sigmas).reshape(f, k, d).any(axis=2)
+    )  # (F, K)
     known = gate & ~outl
     x = np.where(np.repeat(known, d, axis=1), x, np.nan)
     max_gap_frames = int(np.floor(max_gap_s * fps + 1e-9))

@@ -52,7 +52,31 @@ _DIRECT = {
 }  # fmt: skip
 
 # Landmarks that feed a joint (also the ones worth cleaning): nose, ears, torso, limbs, hands, feet.
-LANDMARKS_USED: tuple[int, ...] = (0, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
+LANDMARKS_USED: tuple[int, ...] = (
+    0,
+    7,
+    8,
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    23,
+    24,
+    25,
+    26,
+    27,
+    28,
+    29,
+    30,
+    31,
+    32,
+)
 
 
 def zup_from_mediapipe(points: FloatArray) -> FloatArray:
@@ -78,7 +102,11 @@ def joints_from_landmarks(landmarks: FloatArray, skeleton: Skeleton = DEFAULT_SK
     sho = _mid(lm[:, 11], lm[:, 12])  # (F, 3)
     ear = _mid(lm[:, 7], lm[:, 8])  # (F, 3)
     head = np.where(np.isfinite(ear), ear, lm[:, 0])  # (F, 3)
-    joints: dict[str, FloatArray] = {"pelvis": hip, "head": head, "neck_01": sho + _NECK_FRACTION * (head - sho)}
+    joints: dict[str, FloatArray] = {
+        "pelvis": hip,
+        "head": head,
+        "neck_01": sho + _NECK_FRACTION * (head - sho),
+    }
     for name, frac in _SPINE_FRACTIONS.items():
         joints[name] = hip + frac * (sho - hip)
     joints["clavicle_l"] = sho + _CLAVICLE_FRACTION * (lm[:, 11] - sho)
@@ -98,7 +126,12 @@ def joint_visibility(visibility: FloatArray, skeleton: Skeleton = DEFAULT_SKELET
     hips = np.minimum(v[:, 23], v[:, 24])
     sho = np.minimum(v[:, 11], v[:, 12])
     ear = np.maximum(np.minimum(v[:, 7], v[:, 8]), v[:, 0])
-    per: dict[str, FloatArray] = {"root": hips, "pelvis": hips, "head": np.minimum(ear, sho), "neck_01": np.minimum(ear, sho)}
+    per: dict[str, FloatArray] = {
+        "root": hips,
+        "pelvis": hips,
+        "head": np.minimum(ear, sho),
+        "neck_01": np.minimum(ear, sho),
+    }
     for name in _SPINE_FRACTIONS:
         per[name] = np.minimum(hips, sho)
     per["clavicle_l"] = np.minimum(sho, v[:, 11])

@@ -59,7 +59,9 @@ class PoseDetector:
     Only the Full model (``model_complexity=1``) ships inside the wheel, so nothing is downloaded.
     """
 
-    def __init__(self, *, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+    def __init__(
+        self, *, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
+    ) -> None:
         from mediapipe.python.solutions import pose as mp_pose  # heavy import, kept local
 
         self._pose: Any = mp_pose.Pose(

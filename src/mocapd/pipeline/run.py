@@ -22,29 +22,35 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
-from mocapd.pipeline.clean import clean_track, resample_uniform
+from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
 from mocapd.pipeline.pose import NUM_LANDMARKS, PoseDetector, PoseTrack, mark_identity_switches
-from mocapd.pipeline.world import camera_intrinsics, fit_root_translation, place_in_world
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mocapd.pipeline.skeleton import Motion
+from mocapd.pipeline.skeleton import Motion
+from mocapd.pipeline.world import (
+    CameraIntrinsics,
+    WorldPlacement,
+    camera_intrinsics,
+    fit_root_translation,
+    place_in_world,
+)
 
 __all__ = [
     "DETECT_MAX_SIDE_PX",
+    "Analysis",
     "PREFLIGHT_S",
     "JobSettings",
     "PipelineOutput",
     "StageCallback",
+    "analyse_video",
     "run_pipeline",
 ]
 
@@ -121,7 +127,9 @@ def _track_on_grid(track: PoseTrack, grid_s: FloatArray) -> PoseTrack:
     keep = track.valid[:, None, None]
     px = resample_uniform(track.time_s, np.where(keep, track.landmarks_px, np.nan), grid_s)  # (G, 33, 2)
     world = resample_uniform(track.time_s, np.where(keep, track.world_m, np.nan), grid_s)  # (G, 33, 3)
-    vis = resample_uniform(track.time_s, np.where(track.valid[:, None], track.visibility, 0.0), grid_s)  # (G, 33)
+    vis = resample_uniform(
+        track.time_s, np.where(track.valid[:, None], track.visibility, 0.0), grid_s
+    )  # (G, 33)
     near = _nearest(track.time_s, grid_s)
     person = track.person[near]
     valid = track.valid[near] & np.all(np.isfinite(px[:, [11, 12, 23, 24]]), axis=(1, 2))
@@ -157,7 +165,9 @@ def _detect_window(
     vis: list[FloatArray] = []
     person: list[bool] = []
     frames = prefetch(
-        iter_frames(source, start_s=settings.trim_start_s, end_s=settings.trim_end_s, max_side_px=DETECT_MAX_SIDE_PX)
+        iter_frames(
+            source, start_s=settings.trim_start_s, end_s=settings.trim_end_s, max_side_px=DETECT_MAX_SIDE_PX
+        )
     )
     progress("preflight", 0.0, force=True)
     in_preflight = True
@@ -185,9 +195,16 @@ def _detect_window(
                     elif frame.time_s >= preflight_end_s - 1e-9:
                         break  # nothing in the preflight window: stop decoding
                     else:
-                        progress("preflight", (frame.time_s - settings.trim_start_s) / (preflight_end_s - settings.trim_start_s))
+                        progress(
+                            "preflight",
+                            (frame.time_s - settings.trim_start_s)
+                            / (preflight_end_s - settings.trim_start_s),
+                        )
                 else:
-                    progress("processing", _PROCESSING_SHARE_POSE * (frame.time_s - settings.trim_start_s) / window_s)
+                    progress(
+                        "processing",
+                        _PROCESSING_SHARE_POSE * (frame.time_s - settings.trim_start_s) / window_s,
+                    )
     finally:
         frames.close()  # type: ignore[attr-defined]
     if not found:
@@ -216,12 +233,29 @@ def _used(values: FloatArray) -> FloatArray:
     return out
 
 
-def run_pipeline(source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback) -> PipelineOutput:
-    """Turn ``source`` into the job's artifacts in ``out_dir`` (see the module doc for the stages).
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the processing stage produced, before packaging (also used by the benchmarks)."""
 
-    Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
-    "source_unsupported")`` for a bad video; any other exception is a system fault.
-    """
+    info: VideoInfo
+    fps: float  # the uniform processing clock (source rate)
+    grid_s: FloatArray  # (G,) source times of the processing frames
+    track: PoseTrack  # detections on the uniform clock
+    world_clean: CleanedTrack  # cleaned world landmarks (G, 33, 3), MediaPipe axes
+    intrinsics: CameraIntrinsics
+    translation_cam: FloatArray  # (G, 3) raw per-frame camera fit, OpenCV axes
+    placement: WorldPlacement
+    raw_joints: FloatArray  # (G, J, 3) uncleaned, body-centred joints (bone-length spread input)
+    motion: Motion  # solved at ``fps`` (feet cleaned for full_body)
+    solve_report: Any
+    export: Motion  # resampled to the export rate
+    export_contacts: Any
+    robot: Any  # RobotMotion | None
+    timings_s: dict[str, float]
+
+
+def analyse_video(source: Path, settings: JobSettings, on_progress: StageCallback) -> Analysis:
+    """Preflight and processing stages of `run_pipeline` (no files written)."""
     from mocapd.pipeline.contacts import detect_contacts, remove_foot_sliding
     from mocapd.pipeline.resample import resample_motion
     from mocapd.pipeline.solve import solve_motion
@@ -232,16 +266,14 @@ def run_pipeline(source: Path, settings: JobSettings, out_dir: Path, on_progress
         raise InputFault("export_fps_invalid", f"export fps must be positive, not {settings.export_fps}")
     if not settings.trim_end_s > settings.trim_start_s >= 0:
         raise InputFault("api_trim_range_invalid", "the trim window is empty")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(on_progress)
+    progress = on_progress if isinstance(on_progress, _Progress) else _Progress(on_progress)
     started = time.monotonic()
     timings: dict[str, float] = {}
 
     # -- preflight + pose -------------------------------------------------------------------------
     info = read_video_info(Path(source))
     raw = _detect_window(Path(source), info, settings, progress)
-    timings["poseS"] = time.monotonic() - started
+    timings["pose"] = time.monotonic() - started
     fps = _processing_fps(info, raw.time_s)
     grid_s = _grid(raw.time_s, fps)
     track = _track_on_grid(raw, grid_s)
@@ -253,15 +285,22 @@ def run_pipeline(source: Path, settings: JobSettings, out_dir: Path, on_progress
     world_clean = clean_track(_used(track.world_m), track.visibility, track.valid, fps)
     px_clean = clean_track(_used(track.landmarks_px), track.visibility, track.valid, fps)
     intrinsics = camera_intrinsics(
-        info.width_px, info.height_px, focal_length_px=settings.focal_length_px, camera_fov_deg=settings.camera_fov_deg
+        info.width_px,
+        info.height_px,
+        focal_length_px=settings.focal_length_px,
+        camera_fov_deg=settings.camera_fov_deg,
     )
-    fit_weights = np.where(world_clean.known | world_clean.interpolated, np.maximum(track.visibility, 0.5), 0.0)  # (G, 33)
-    translation_cam = fit_root_translation(px_clean.values, world_clean.values, fit_weights, intrinsics)  # (G, 3)
+    fit_weights = np.where(
+        world_clean.known | world_clean.interpolated, np.maximum(track.visibility, 0.5), 0.0
+    )  # (G, 33)
+    translation_cam = fit_root_translation(
+        px_clean.values, world_clean.values, fit_weights, intrinsics
+    )  # (G, 3)
     if not np.isfinite(translation_cam).any():
         raise InputFault("no_person_detected", "the person is never visible enough to place in the scene")
     joints_cam = joints_from_landmarks(zup_from_mediapipe(world_clean.values))  # (G, J, 3)
     placement = place_in_world(joints_cam, translation_cam, fps)
-    raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3) uncleaned, body-centred
+    raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3)
     progress("processing", 0.85, force=True)
 
     # -- solve, contacts, resample, robot ---------------------------------------------------------
@@ -278,35 +317,36 @@ def run_pipeline(source: Path, settings: JobSettings, out_dir: Path, on_progress
         from mocapd.robots.retarget import retarget_to_g1
 
         robot = retarget_to_g1(export, export_contacts, mocap_type=settings.mocap_type)
-    timings["processingS"] = time.monotonic() - started
+    timings["processing"] = time.monotonic() - started
     progress("processing", 1.0, force=True)
+    return Analysis(
+        info, fps, grid_s, track, world_clean, intrinsics, translation_cam, placement, raw_joints,
+        motion, solve_report, export, export_contacts, robot, timings,
+    )  # fmt: skip
 
-    # -- packaging --------------------------------------------------------------------------------
-    files = _package(
-        source, info, settings, out_dir, progress, track, world_clean, raw_joints, grid_s, fps, export, export_contacts, robot
-    )
-    timings["totalS"] = time.monotonic() - started
-    manifest = _manifest(
-        source, info, settings, fps, track, world_clean, intrinsics, placement, solve_report, export, robot, timings
-    )
+
+def run_pipeline(
+    source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback
+) -> PipelineOutput:
+    """Turn ``source`` into the job's artifacts in ``out_dir`` (see the module doc for the stages).
+
+    Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
+    "source_unsupported")`` for a bad video; any other exception is a system fault.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(on_progress)
+    started = time.monotonic()
+    a = analyse_video(Path(source), settings, progress)
+    files = _package(Path(source), settings, out_dir, progress, a)
+    a.timings_s["total"] = time.monotonic() - started
+    manifest = _manifest(settings, a)
     progress("packaging", 1.0, force=True)
     return PipelineOutput(files=files, manifest=manifest)
 
 
 def _package(
-    source: Path,
-    info: VideoInfo,
-    settings: JobSettings,
-    out_dir: Path,
-    progress: _Progress,
-    track: PoseTrack,
-    world_clean: Any,
-    raw_joints: FloatArray,
-    grid_s: FloatArray,
-    fps: float,
-    export: Motion,
-    export_contacts: Any,
-    robot: Any,
+    source: Path, settings: JobSettings, out_dir: Path, progress: _Progress, a: Analysis
 ) -> list[Path]:
     from mocapd.formats.bvh import write_bvh
     from mocapd.formats.fbx import write_fbx
@@ -314,6 +354,7 @@ def _package(
     from mocapd.formats.preview import encode_preview
     from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
 
+    info, track, grid_s, export, robot = a.info, a.track, a.grid_s, a.export, a.robot
     files: list[Path] = []
 
     def put(name: str, data: bytes) -> None:
@@ -348,28 +389,33 @@ def _package(
 
     try:
         preview_path = out_dir / "preview.mp4"
-        encode_preview(frames(), landmarks_px, export, preview_path, fps=fps, robot=robot)
+        encode_preview(frames(), landmarks_px, export, preview_path, fps=a.fps, robot=robot)
         files.append(preview_path)
     finally:
         decoded.close()  # type: ignore[attr-defined]
     progress("packaging", 0.9, force=True)
 
-    contacts = {name: np.asarray(getattr(export_contacts, name), dtype=bool) for name in ("foot_l", "ball_l", "foot_r", "ball_r")}
+    contacts = {
+        name: np.asarray(getattr(a.export_contacts, name), dtype=bool)
+        for name in ("foot_l", "ball_l", "foot_r", "ball_r")
+    }
     robot_inputs = None
     if robot is not None:
-        robot_inputs = RobotQualityInputs.from_robot_motion(robot, tracking_error_m=robot.quality.get("tracking_error_m"))
-    frame_interp = world_clean.interpolated.any(axis=1)
-    frame_held = world_clean.held.any(axis=1)
+        robot_inputs = RobotQualityInputs.from_robot_motion(
+            robot, tracking_error_m=robot.quality.get("tracking_error_m")
+        )
+    frame_interp = a.world_clean.interpolated.any(axis=1)
+    frame_held = a.world_clean.held.any(axis=1)
     quality = build_quality_report(
         QualityInputs(
-            source_fps=fps,
+            source_fps=a.fps,
             visibility=np.where(track.person[:, None], track.visibility, np.nan),
             person_mask=track.person,
             interpolated_mask=frame_interp & ~frame_held,
             held_mask=frame_held,
             motion_fps=export.fps,
             solved_positions_m=export.world_positions_m(),
-            input_positions_m=raw_joints,
+            input_positions_m=a.raw_joints,
             contacts=contacts,
             robot=robot_inputs,
         )
@@ -378,21 +424,9 @@ def _package(
     return files
 
 
-def _manifest(
-    source: Path,
-    info: VideoInfo,
-    settings: JobSettings,
-    fps: float,
-    track: PoseTrack,
-    world_clean: Any,
-    intrinsics: Any,
-    placement: Any,
-    solve_report: Any,
-    export: Motion,
-    robot: Any,
-    timings: dict[str, float],
-) -> dict[str, Any]:
-    report = world_clean.report
+def _manifest(settings: JobSettings, a: Analysis) -> dict[str, Any]:
+    info, fps, track, export, robot, solve_report = a.info, a.fps, a.track, a.export, a.robot, a.solve_report
+    report = a.world_clean.report
     targets: dict[str, Any] = {
         "default": {
             "resultType": "fbx",
@@ -413,8 +447,6 @@ def _manifest(
             "fps": robot.fps,
             "frameCount": robot.num_frames,
         }
-    settings_d = asdict(settings)
-    settings_d["target_ids"] = list(settings.target_ids)
     return {
         "source": {
             "width": info.width_px,
@@ -435,7 +467,7 @@ def _manifest(
             "cameraFovDeg": settings.camera_fov_deg,
             "subjectHeightM": settings.subject_height_m,
         },
-        "camera": {**intrinsics.as_dict(), **placement.as_dict(), "assumption": "static camera"},
+        "camera": {**a.intrinsics.as_dict(), **a.placement.as_dict(), "assumption": "static camera"},
         "processing": {
             "fps": round(fps, 4),
             "frames": int(track.num_frames),
@@ -445,7 +477,7 @@ def _manifest(
             "heldFrames": report.held_frames,
             "outlierSamples": report.outlier_points,
             "detector": "mediapipe-0.10.21 BlazePose Full",
-            "timingsSec": {k: round(v, 3) for k, v in timings.items()},
+            "timingsSec": {k: round(v, 3) for k, v in a.timings_s.items()},
         },
         "targets": targets,
     }

@@ -71,7 +71,11 @@ class CameraIntrinsics:
 
 
 def camera_intrinsics(
-    width_px: int, height_px: int, *, focal_length_px: float | None = None, camera_fov_deg: float | None = None
+    width_px: int,
+    height_px: int,
+    *,
+    focal_length_px: float | None = None,
+    camera_fov_deg: float | None = None,
 ) -> CameraIntrinsics:
     """Pinhole intrinsics for a display frame of ``width_px`` x ``height_px`` (see module doc)."""
     if focal_length_px is not None and focal_length_px > 0:
@@ -111,7 +115,9 @@ def fit_root_translation(
     a[:, :, 0, 2] = -uv[..., 0]
     a[:, :, 1, 1] = f
     a[:, :, 1, 2] = -uv[..., 1]
-    b = np.stack([uv[..., 0] * xyz[..., 2] - f * xyz[..., 0], uv[..., 1] * xyz[..., 2] - f * xyz[..., 1]], axis=-1)  # (F, N, 2)
+    b = np.stack(
+        [uv[..., 0] * xyz[..., 2] - f * xyz[..., 0], uv[..., 1] * xyz[..., 2] - f * xyz[..., 1]], axis=-1
+    )  # (F, N, 2)
     a = a.reshape(fr, 2 * n, 3) / f  # scale rows to order 1
     b = b.reshape(fr, 2 * n) / f
     ww = np.repeat(w, 2, axis=1)  # (F, 2N)

@@ -58,7 +58,9 @@ def test_trim_window_is_half_open_and_seeks(tmp_path: Path) -> None:
     assert frames[0].rgb[20, 50, 1] == pytest.approx(2 * 30, abs=6)
 
 
-@pytest.mark.parametrize(("rotation_deg", "red_corner"), [(90, "bottom_left"), (-90, "top_right"), (180, "bottom_right")])
+@pytest.mark.parametrize(
+    ("rotation_deg", "red_corner"), [(90, "bottom_left"), (-90, "top_right"), (180, "bottom_right")]
+)
 def test_rotation_metadata_is_applied(tmp_path: Path, rotation_deg: int, red_corner: str) -> None:
     path = tmp_path / "rot.mp4"
     _write_clip(path, [k / 30 for k in range(3)], rotation_deg=rotation_deg)

@@ -46,7 +46,13 @@ def test_person_facing_the_camera_faces_minus_y_with_left_at_plus_x() -> None:
     joints = joints_from_landmarks(zup_from_mediapipe(_t_pose_mediapipe())[None])[0]  # (J, 3)
     assert np.isnan(joints[J("root")]).all()
     np.testing.assert_allclose(joints[J("pelvis")], 0.0, atol=1e-12)
-    assert joints[J("head")][2] > joints[J("neck_01")][2] > joints[J("spine_03")][2] > joints[J("spine_01")][2] > 0
+    assert (
+        joints[J("head")][2]
+        > joints[J("neck_01")][2]
+        > joints[J("spine_03")][2]
+        > joints[J("spine_01")][2]
+        > 0
+    )
     assert joints[J("hand_l")][0] > 0.6 and joints[J("hand_r")][0] < -0.6
     assert joints[J("foot_l")][2] < -0.8 and joints[J("ball_l")][1] < joints[J("foot_l")][1]  # toes face -Y
     # spine joints lie on the pelvis -> shoulder-centre line at the rest fractions
@@ -65,7 +71,14 @@ def test_direction_of_every_bone_matches_the_rest_skeleton_in_a_t_pose() -> None
         got = joints[j] - joints[p]
         want = rest[j] - rest[p]
         cos = got @ want / np.linalg.norm(got) / np.linalg.norm(want)
-        loose = ("ball_l", "ball_r", "clavicle_l", "clavicle_r", "thigh_l", "thigh_r")  # hips sit level with the pelvis
+        loose = (
+            "ball_l",
+            "ball_r",
+            "clavicle_l",
+            "clavicle_r",
+            "thigh_l",
+            "thigh_r",
+        )  # hips sit level with the pelvis
         assert cos > (0.75 if name in loose else 0.97), name
 
 

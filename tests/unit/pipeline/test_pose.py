@@ -78,7 +78,9 @@ def test_identity_switch_frames_are_marked_invalid() -> None:
 
 def test_short_dropout_keeps_the_same_person_but_a_far_reentry_is_rejected() -> None:
     nan = (np.nan, np.nan)
-    hips = [(500.0 + 5 * i, 400.0) for i in range(30)] + [nan] * 3 + [(670.0 + 5 * i, 400.0) for i in range(10)]
+    hips = (
+        [(500.0 + 5 * i, 400.0) for i in range(30)] + [nan] * 3 + [(670.0 + 5 * i, 400.0) for i in range(10)]
+    )
     hips += [nan] * 2 + [(100.0, 400.0)] * 5
     px, person = _track(hips)
     valid = mark_identity_switches(px, person)

@@ -15,7 +15,10 @@ from tests.unit.pipeline.test_landmarks import _t_pose_mediapipe
 
 
 def _project(points_cam: np.ndarray, f: float, cx: float, cy: float) -> np.ndarray:
-    return np.stack([f * points_cam[..., 0] / points_cam[..., 2] + cx, f * points_cam[..., 1] / points_cam[..., 2] + cy], -1)
+    return np.stack(
+        [f * points_cam[..., 0] / points_cam[..., 2] + cx, f * points_cam[..., 1] / points_cam[..., 2] + cy],
+        -1,
+    )
 
 
 def test_intrinsics_sources() -> None:
@@ -27,11 +30,15 @@ def test_intrinsics_sources() -> None:
     assert diag.as_dict()["focalSource"] == "default_diagonal"
 
 
-def _synthetic_walk(frames: int = 60, f_px: float = 1400.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _synthetic_walk(
+    frames: int = 60, f_px: float = 1400.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A T-pose body whose hip centre moves from 4 m to 3 m depth and 0.5 m sideways, camera 1 m up."""
     body = _t_pose_mediapipe()  # (33, 3) MediaPipe axes, hip-centred
     s = np.linspace(0.0, 1.0, frames)
-    t_true = np.stack([-0.25 + 0.5 * s, np.full(frames, 1.0 - 0.05), 4.0 - s], axis=1)  # (F, 3) camera frame, y down
+    t_true = np.stack(
+        [-0.25 + 0.5 * s, np.full(frames, 1.0 - 0.05), 4.0 - s], axis=1
+    )  # (F, 3) camera frame, y down
     world = np.broadcast_to(body, (frames, 33, 3)).copy()
     px = _project(world + t_true[:, None], f_px, 960.0, 540.0)  # (F, 33, 2)
     vis = np.ones((frames, 33))
