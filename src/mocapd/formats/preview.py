@@ -44,6 +44,7 @@ MAX_PREVIEW_HEIGHT_PX = 720
 _HUMAN_CAMERA = OrthoCamera(view_height_m=2.6)
 _ROBOT_CAMERA = OrthoCamera(view_height_m=2.0)
 _ENCODERS = ("libx264", "h264")
+_X264_OPTIONS = {"crf": "23", "preset": "veryfast"}
 
 
 class RobotPoses(Protocol):
@@ -163,9 +164,9 @@ def _source_panel(
     """The frame scaled to (h, source panel width) with the landmarks (33, 2) in source pixels drawn over."""
     fh, fw = frame.shape[:2]
     size = (layout.source_width_px, layout.height_px)
-    panel = cv2.resize(
-        frame, size, interpolation=cv2.INTER_AREA if fh > layout.height_px else cv2.INTER_LINEAR
-    )
+    # area averaging only for strong reductions (> 2x); bilinear is 5x faster and clean enough below that
+    shrink = fh / layout.height_px
+    panel = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink > 2.0 else cv2.INTER_LINEAR)
     if landmarks_px is not None:
         scale = np.array([layout.source_width_px / fw, layout.height_px / fh])  # (2,)
         draw_landmarks_2d(panel, landmarks_px * scale, thickness_px=max(2, round(layout.height_px / 240)))
@@ -217,7 +218,7 @@ def _open_stream(
     last_error: Exception | None = None
     for name in _ENCODERS:
         try:
-            options = {"crf": "23", "preset": "veryfast"} if name == "libx264" else {}
+            options = dict(_X264_OPTIONS) if name == "libx264" else {}
             stream = container.add_stream(name, rate=rate, options=options)
         except (av.FFmpegError, ValueError) as exc:  # encoder not in this FFmpeg build
             last_error = exc

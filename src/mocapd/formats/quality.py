@@ -20,7 +20,7 @@
 ``robot`` (``null`` without a robot): ``frames``, ``validRatio``, ``limitViolations`` (count of frame x joint
     samples outside ``[lower, upper]``), ``maxLimitViolationRad``, ``jointsOutOfLimits``, ``speedViolations``
     (count of frame x joint steps with ``|dq| fps > velocity limit``), ``maxSpeedRatio``
-    (max ``|dq| fps / limit``), ``solePenetrationMm`` (max depth of a sole below z = 0), ``footSkate``
+    (max ``|dq| fps / limit``), ``solePenetrationMm`` (max depth of a sole point below z = 0), ``footSkate``
     (as ``footContacts``, on the soles), ``trackingErrorMm`` (body part -> mean IK position error).
 ``warnings``: human-readable sentences about whatever falls outside the thresholds below.
 """
@@ -79,6 +79,7 @@ class RobotQualityInputs:
     contacts: BoolArray | None = None  # (R, 2) left, right foot
     sole_positions_m: FloatArray | None = None  # (R, 2, 3) left, right sole centre in the world
     valid: BoolArray | None = None  # (R,)
+    sole_points_m: FloatArray | None = None  # (R, 2, P, 3) sole contact points, for penetration
     tracking_error_m: Mapping[str, float] = field(default_factory=dict)  # body part -> mean IK error
 
     @classmethod
@@ -89,10 +90,23 @@ class RobotQualityInputs:
         sole_positions_m: FloatArray | None = None,
         tracking_error_m: Mapping[str, float] | None = None,
     ) -> RobotQualityInputs:
-        """Take angles, contacts and validity from a ``RobotMotion``, limits from its variant's description."""
+        """Angles, contacts and validity of a ``RobotMotion``, limits of its variant, soles by forward kinematics.
+
+        Without ``sole_positions_m`` the sole sites and sole contact points come from
+        ``mocapd.robots.kinematics.forward_kinematics`` on ``rm.qpos()``; without ``tracking_error_m`` the
+        per-part errors are those the retargeter reported in ``rm.quality["tracking_error_m"]``.
+        """
         from mocapd.robots.g1 import g1_description
 
         desc = g1_description(rm.variant)
+        sole_points = None
+        if sole_positions_m is None:
+            from mocapd.robots.kinematics import forward_kinematics
+
+            kin = forward_kinematics(desc, rm.qpos())
+            sole_positions_m, sole_points = kin.sole_centre_m, kin.sole_points_m
+        if tracking_error_m is None:
+            tracking_error_m = dict(getattr(rm, "quality", {}).get("tracking_error_m") or {})
         return cls(
             fps=float(rm.fps),
             dof_pos_rad=np.asarray(rm.dof_pos_rad, dtype=np.float64),
@@ -103,7 +117,8 @@ class RobotQualityInputs:
             contacts=np.asarray(rm.contacts, dtype=bool),
             sole_positions_m=sole_positions_m,
             valid=np.asarray(rm.valid, dtype=bool),
-            tracking_error_m=dict(tracking_error_m or {}),
+            tracking_error_m=dict(tracking_error_m),
+            sole_points_m=sole_points,
         )
 
 
@@ -287,7 +302,7 @@ def _robot(r: RobotQualityInputs) -> dict[str, Any]:
     skate: dict[str, Any] | None = None
     if r.sole_positions_m is not None:
         soles = np.asarray(r.sole_positions_m, dtype=np.float64)  # (R, 2, 3)
-        z = soles[..., 2]
+        z = (soles if r.sole_points_m is None else np.asarray(r.sole_points_m, dtype=np.float64))[..., 2]
         penetration = float(max(0.0, -np.nanmin(z))) * 1000.0 if np.isfinite(z).any() else None
         if r.contacts is not None:
             c = np.asarray(r.contacts, dtype=bool)  # (R, 2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from mocapd.formats.pose_topology import LANDMARK_NAMES
 from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON
 from mocapd.robots.g1 import g1_description
+from mocapd.robots.motion import RobotMotion
 
 FPS = 30.0
 J = DEFAULT_SKELETON.num_joints
@@ -234,19 +234,31 @@ def test_robot_within_limits_has_no_robot_warning() -> None:
     assert report["warnings"] == []
 
 
-def test_robot_inputs_from_a_robot_motion_take_the_variants_limits() -> None:
+def _standing_robot_motion(n: int, pelvis_z_m: float) -> RobotMotion:
     desc = g1_description("g1_29dof_rev_1_0")
-    n = 5
-    rm = SimpleNamespace(
-        fps=30.0, variant=desc.variant, joint_names=desc.joint_names, dof_pos_rad=np.zeros((n, desc.num_dof)),
+    root = np.tile([0.0, 0.0, pelvis_z_m], (n, 1))  # (n, 3)
+    return RobotMotion(
+        fps=30.0, root_pos_m=root, root_quat_xyzw=np.tile([0.0, 0.0, 0.0, 1.0], (n, 1)),
+        dof_pos_rad=np.zeros((n, desc.num_dof)), joint_names=desc.joint_names, variant=desc.variant,
         contacts=np.ones((n, 2), dtype=bool), valid=np.ones(n, dtype=bool),
+        quality={"tracking_error_m": {"hands": 0.012}}, body_positions_m=np.zeros((n, 1, 3)), body_parents=(-1,),
     )  # fmt: skip
-    inputs = RobotQualityInputs.from_robot_motion(rm, tracking_error_m={"hands": 0.01})  # type: ignore[arg-type]
+
+
+def test_robot_inputs_from_a_robot_motion_take_limits_soles_and_tracking_from_the_robot() -> None:
+    desc = g1_description("g1_29dof_rev_1_0")
+    # zero pose with the pelvis 2 cm lower than standing height: the soles sink about 2 cm into the ground
+    rm = _standing_robot_motion(3, desc.pelvis_height_m - 0.02)
+    inputs = RobotQualityInputs.from_robot_motion(rm)
     np.testing.assert_array_equal(inputs.lower_rad, desc.lower_rad)
     np.testing.assert_array_equal(inputs.velocity_limit_rad_s, desc.velocity_rad_s)
     report = build_quality_report(_inputs(robot=inputs))
-    assert report["robot"]["limitViolations"] == 0  # the zero pose is inside every G1 limit
-    assert report["robot"]["solePenetrationMm"] is None and report["robot"]["footSkate"] is None
+    robot = report["robot"]
+    assert robot["limitViolations"] == 0  # the zero pose is inside every G1 limit
+    assert robot["solePenetrationMm"] == pytest.approx(20.0, abs=2.0)
+    assert robot["footSkate"]["left"]["skateSpeedCmS"] == pytest.approx(0.0, abs=1e-6)
+    assert robot["trackingErrorMm"] == {"hands": pytest.approx(12.0)}
+    assert any("below the ground" in w for w in report["warnings"])
 
 
 @pytest.mark.parametrize(
