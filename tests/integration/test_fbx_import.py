@@ -56,7 +56,9 @@ def _check_positions(motion: Motion, heads: FloatArray, names: list[str]) -> Non
     order = [names.index(n) for n in motion.skeleton.names]
     err_m = np.linalg.norm(heads[:, order] - expected, axis=-1)  # (F, J)
     worst = np.unravel_index(err_m.argmax(), err_m.shape)
-    assert err_m.max() < 1e-3, f"{err_m.max() * 1000:.3f} mm at frame {worst[0]}, {motion.skeleton.names[worst[1]]}"
+    assert err_m.max() < 1e-3, (
+        f"{err_m.max() * 1000:.3f} mm at frame {worst[0]}, {motion.skeleton.names[worst[1]]}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,9 @@ def test_blender_sees_an_upright_forward_facing_human(synthetic) -> None:  # typ
     names: list[str] = facts["names"]  # type: ignore[assignment]
     rest = heads[0]  # frame 0 of the synthetic motion is the rest pose
     idx = {n: names.index(n) for n in names}
-    assert rest[idx["head"], 2] > rest[idx["pelvis"], 2] > rest[idx["foot_l"], 2] > rest[idx["ball_l"], 2] - 0.2
+    assert (
+        rest[idx["head"], 2] > rest[idx["pelvis"], 2] > rest[idx["foot_l"], 2] > rest[idx["ball_l"], 2] - 0.2
+    )
     height_m = rest[idx["head"], 2] - min(rest[idx["ball_l"], 2], rest[idx["foot_l"], 2])
     assert 1.4 < height_m < 2.0
     # Faces -Y (toes ahead of the ankles), left side at +X: the same conventions as ours.
@@ -107,10 +111,14 @@ def test_blender_cmu_take_on_its_own_skeleton(tmp_path: Path) -> None:
 
 
 def test_blender_cmu_take_solved_onto_the_default_skeleton(tmp_path: Path) -> None:
-    cmu = pytest.importorskip("tests.support.cmu", reason="tests/support/cmu.py (Solver engineer) not there yet")
+    cmu = pytest.importorskip(
+        "tests.support.cmu", reason="tests/support/cmu.py (Solver engineer) not there yet"
+    )
     motion = cmu.cmu_motion(shared_file("bvh/cmu_131_03.bvh"))
     if motion.num_frames > 150:
-        motion = Motion(motion.skeleton, motion.fps, motion.local_translation_m[:150], motion.local_quat_wxyz[:150])
+        motion = Motion(
+            motion.skeleton, motion.fps, motion.local_translation_m[:150], motion.local_quat_wxyz[:150]
+        )
     path = tmp_path / "cmu_default.fbx"
     path.write_bytes(write_fbx(motion))
     _arm, heads, facts = _import_fbx(path)

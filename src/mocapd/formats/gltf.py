@@ -52,8 +52,11 @@ class _Blob:
         target: int | None = None,
         with_bounds: bool = False,
     ) -> int:
-        component = {np.dtype(np.float32): pygltflib.FLOAT, np.dtype(np.uint16): pygltflib.UNSIGNED_SHORT,
-                     np.dtype(np.uint32): pygltflib.UNSIGNED_INT}[array.dtype]
+        component = {
+            np.dtype(np.float32): pygltflib.FLOAT,
+            np.dtype(np.uint16): pygltflib.UNSIGNED_SHORT,
+            np.dtype(np.uint32): pygltflib.UNSIGNED_INT,
+        }[array.dtype]
         array = np.ascontiguousarray(array)
         self.data.extend(b"\0" * (-len(self.data) % 4))
         offset = len(self.data)
@@ -65,7 +68,10 @@ class _Blob:
         flat = array.reshape(array.shape[0], -1)
         bounds: dict[str, list[float]] = {}
         if with_bounds:
-            bounds = {"min": [float(v) for v in flat.min(axis=0)], "max": [float(v) for v in flat.max(axis=0)]}
+            bounds = {
+                "min": [float(v) for v in flat.min(axis=0)],
+                "max": [float(v) for v in flat.max(axis=0)],
+            }
         self.gltf.accessors.append(
             pygltflib.Accessor(
                 bufferView=len(self.gltf.bufferViews) - 1,
@@ -153,22 +159,34 @@ def write_glb(motion: Motion) -> bytes:
     rest_local = yup_from_zup(sk.rest_offsets_m)  # (J, 3)
     rest_global = yup_from_zup(sk.rest_positions_m())  # (J, 3)
     joint_node = [j + 1 for j in range(sk.num_joints)]  # node 0 is the Armature
-    gltf.nodes.append(pygltflib.Node(name=ARMATURE_NAME, children=[joint_node[j] for j, p in enumerate(sk.parents) if p < 0]))
+    gltf.nodes.append(
+        pygltflib.Node(
+            name=ARMATURE_NAME, children=[joint_node[j] for j, p in enumerate(sk.parents) if p < 0]
+        )
+    )
     for j, name in enumerate(sk.names):
-        gltf.nodes.append(pygltflib.Node(
-            name=name,
-            translation=[float(x) for x in rest_local[j]],
-            children=[joint_node[c] for c, p in enumerate(sk.parents) if p == j],
-        ))
+        gltf.nodes.append(
+            pygltflib.Node(
+                name=name,
+                translation=[float(x) for x in rest_local[j]],
+                children=[joint_node[c] for c, p in enumerate(sk.parents) if p == j],
+            )
+        )
 
     # Skin: inverse bind matrices [I -p; 0 1], stored column-major (translation in the last column).
     ibm = np.tile(np.eye(4), (sk.num_joints, 1, 1))  # (J, 4, 4)
     ibm[:, :3, 3] = -rest_global
-    ibm_accessor = blob.accessor(np.transpose(ibm, (0, 2, 1)).reshape(-1, 16).astype(np.float32), pygltflib.MAT4)
-    gltf.skins.append(pygltflib.Skin(
-        name=ARMATURE_NAME, inverseBindMatrices=ibm_accessor, joints=joint_node,
-        skeleton=joint_node[int(np.argmin(sk.parents))],
-    ))
+    ibm_accessor = blob.accessor(
+        np.transpose(ibm, (0, 2, 1)).reshape(-1, 16).astype(np.float32), pygltflib.MAT4
+    )
+    gltf.skins.append(
+        pygltflib.Skin(
+            name=ARMATURE_NAME,
+            inverseBindMatrices=ibm_accessor,
+            joints=joint_node,
+            skeleton=joint_node[int(np.argmin(sk.parents))],
+        )
+    )
 
     positions, vertex_joint, indices = _bone_mesh(sk)
     joints4 = np.zeros((len(vertex_joint), 4), dtype=np.uint16)  # (V, 4)
@@ -177,19 +195,24 @@ def write_glb(motion: Motion) -> bytes:
     weights4[:, 0] = 1.0
     primitive = pygltflib.Primitive(
         attributes=pygltflib.Attributes(
-            POSITION=blob.accessor(positions.astype(np.float32), pygltflib.VEC3,
-                                   target=pygltflib.ARRAY_BUFFER, with_bounds=True),
+            POSITION=blob.accessor(
+                positions.astype(np.float32), pygltflib.VEC3, target=pygltflib.ARRAY_BUFFER, with_bounds=True
+            ),
             JOINTS_0=blob.accessor(joints4, pygltflib.VEC4, target=pygltflib.ARRAY_BUFFER),
             WEIGHTS_0=blob.accessor(weights4, pygltflib.VEC4, target=pygltflib.ARRAY_BUFFER),
         ),
         indices=blob.accessor(indices, pygltflib.SCALAR, target=pygltflib.ELEMENT_ARRAY_BUFFER),
         material=0,
     )
-    gltf.materials.append(pygltflib.Material(
-        name="bone", doubleSided=True,
-        pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(baseColorFactor=[0.85, 0.55, 0.2, 1.0],
-                                                            metallicFactor=0.0, roughnessFactor=0.7),
-    ))
+    gltf.materials.append(
+        pygltflib.Material(
+            name="bone",
+            doubleSided=True,
+            pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
+                baseColorFactor=[0.85, 0.55, 0.2, 1.0], metallicFactor=0.0, roughnessFactor=0.7
+            ),
+        )
+    )
     gltf.meshes.append(pygltflib.Mesh(name=BODY_NAME, primitives=[primitive]))
     gltf.nodes.append(pygltflib.Node(name=BODY_NAME, mesh=0, skin=0))
     gltf.scenes.append(pygltflib.Scene(name="Scene", nodes=[0, len(gltf.nodes) - 1]))
@@ -205,13 +228,19 @@ def write_glb(motion: Motion) -> bytes:
     ]
     channels += [(j, "rotation", rotations[:, j], pygltflib.VEC4) for j in range(sk.num_joints)]
     for j, path, values, type_name in sorted(channels, key=lambda c: (c[0], c[1] != "translation")):
-        animation.samplers.append(pygltflib.AnimationSampler(
-            input=time_accessor, output=blob.accessor(values, type_name), interpolation=pygltflib.ANIM_LINEAR,
-        ))
-        animation.channels.append(pygltflib.AnimationChannel(
-            sampler=len(animation.samplers) - 1,
-            target=pygltflib.AnimationChannelTarget(node=joint_node[j], path=path),
-        ))
+        animation.samplers.append(
+            pygltflib.AnimationSampler(
+                input=time_accessor,
+                output=blob.accessor(values, type_name),
+                interpolation=pygltflib.ANIM_LINEAR,
+            )
+        )
+        animation.channels.append(
+            pygltflib.AnimationChannel(
+                sampler=len(animation.samplers) - 1,
+                target=pygltflib.AnimationChannelTarget(node=joint_node[j], path=path),
+            )
+        )
     gltf.animations.append(animation)
 
     blob.data.extend(b"\0" * (-len(blob.data) % 4))

@@ -40,7 +40,9 @@ def smooth_random_motion(
     tt = t_s[:, 0, 0]
     translation_m[:, 0] += np.stack([1.5 * tt / max(tt[-1], 1e-9), 0.4 * np.sin(2 * tt), 0 * tt], axis=-1)
     if j > 1:
-        translation_m[:, 1] += np.stack([0.03 * np.sin(5 * tt), 0.02 * np.sin(3 * tt), 0.05 * np.sin(7 * tt)], axis=-1)
+        translation_m[:, 1] += np.stack(
+            [0.03 * np.sin(5 * tt), 0.02 * np.sin(3 * tt), 0.05 * np.sin(7 * tt)], axis=-1
+        )
     return Motion(skeleton, fps, translation_m, quat_wxyz)
 
 
@@ -97,7 +99,9 @@ def evaluate_fbx_world_positions_cm(data: bytes) -> tuple[dict[str, FloatArray],
     def resolve(uid: int) -> tuple[FloatArray, FloatArray]:
         if uid in world:
             return world[uid]
-        rot = Rotation.from_euler("xyz", channels[(uid, "Lcl Rotation")], degrees=True).as_matrix()  # (F, 3, 3)
+        rot = Rotation.from_euler(
+            "xyz", channels[(uid, "Lcl Rotation")], degrees=True
+        ).as_matrix()  # (F, 3, 3)
         pos = channels[(uid, "Lcl Translation")]  # (F, 3)
         parent = parent_of.get(uid, 0)
         if parent in models:
@@ -114,8 +118,14 @@ def test_global_settings_declare_y_up_centimetres_and_rate() -> None:
     motion = smooth_random_motion(num_frames=12, fps=24.0)
     _v, nodes = decode_fbx(write_fbx(motion))
     s = _props70(_by_name(nodes, "GlobalSettings"))
-    assert (s["UpAxis"], s["UpAxisSign"], s["FrontAxis"], s["FrontAxisSign"], s["CoordAxis"], s["CoordAxisSign"]) == (
-        [1], [1], [2], [1], [0], [1])
+    assert (
+        s["UpAxis"],
+        s["UpAxisSign"],
+        s["FrontAxis"],
+        s["FrontAxisSign"],
+        s["CoordAxis"],
+        s["CoordAxisSign"],
+    ) == ([1], [1], [2], [1], [0], [1])
     assert s["UnitScaleFactor"] == [1.0]
     assert s["TimeMode"] == [11] and s["CustomFrameRate"] == [24.0]
     assert s["TimeSpanStop"] == [round(11 * KTIME_PER_S / 24)]
@@ -144,9 +154,15 @@ def test_curves_T_on_root_and_pelvis_R_everywhere_one_key_per_frame() -> None:
     curves = [n for n in objects if n.name == "AnimationCurve"]
     assert len(curves) == 3 * len(curve_nodes)
     assert all(len(c.find("KeyValueFloat").props[0]) == 17 for c in curves)  # type: ignore[union-attr, arg-type]
-    definitions = {str(o.props[0]): o.find("Count").props[0] for o in _by_name(nodes, "Definitions").children  # type: ignore[union-attr]
-                   if o.name == "ObjectType"}
-    assert definitions["AnimationCurve"] == len(curves) and definitions["Model"] == DEFAULT_SKELETON.num_joints + 1
+    definitions = {
+        str(o.props[0]): o.find("Count").props[0]
+        for o in _by_name(nodes, "Definitions").children  # type: ignore[union-attr]
+        if o.name == "ObjectType"
+    }
+    assert (
+        definitions["AnimationCurve"] == len(curves)
+        and definitions["Model"] == DEFAULT_SKELETON.num_joints + 1
+    )
 
 
 @pytest.mark.parametrize("fps", [24.0, 30.0, 60.0, 29.97])
@@ -167,8 +183,10 @@ def test_rotation_curves_are_continuous() -> None:
     curves = [n for n in _by_name(nodes, "Objects").children if n.name == "AnimationCurve"]
     # No wrap (~360 deg) or branch flip (~180 deg) between frames. Near gimbal lock (pitch ~ +-90 deg,
     # which this motion reaches on foot_r) X and Z legitimately swing fast, so the bound is loose.
-    steps = [np.abs(np.diff(np.asarray(c.find("KeyValueFloat").props[0], dtype=np.float64))).max()  # type: ignore[union-attr]
-             for c in curves]
+    steps = [
+        np.abs(np.diff(np.asarray(c.find("KeyValueFloat").props[0], dtype=np.float64))).max()  # type: ignore[union-attr]
+        for c in curves
+    ]
     assert max(steps) < 90.0
     assert np.median(steps) < 10.0
 

@@ -77,7 +77,11 @@ def test_validator_rules(written) -> None:  # type: ignore[no-untyped-def]
     pos = gltf.accessors[prim.attributes.POSITION]
     assert pos.min and pos.max  # required on POSITION
     num_vertices = pos.count
-    assert gltf.accessors[prim.attributes.JOINTS_0].count == gltf.accessors[prim.attributes.WEIGHTS_0].count == num_vertices
+    assert (
+        gltf.accessors[prim.attributes.JOINTS_0].count
+        == gltf.accessors[prim.attributes.WEIGHTS_0].count
+        == num_vertices
+    )
     indices = _read(gltf, prim.indices)
     assert indices.max() < num_vertices and indices.size % 3 == 0
     weights = _read(gltf, prim.attributes.WEIGHTS_0).astype(np.float64)
@@ -133,7 +137,9 @@ def _fk_positions(gltf: pygltflib.GLTF2, num_frames: int) -> dict[str, FloatArra
     trs: dict[tuple[int, str], FloatArray] = {}
     anim = gltf.animations[0]
     for ch in anim.channels:
-        trs[(ch.target.node, ch.target.path)] = _read(gltf, anim.samplers[ch.sampler].output).astype(np.float64)
+        trs[(ch.target.node, ch.target.path)] = _read(gltf, anim.samplers[ch.sampler].output).astype(
+            np.float64
+        )
     world: dict[int, tuple[FloatArray, FloatArray]] = {}
 
     def visit(index: int, prot: FloatArray, ppos: FloatArray) -> None:

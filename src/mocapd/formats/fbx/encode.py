@@ -24,7 +24,6 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,7 +62,7 @@ class Float32(float):
     """A float written as ``F`` (float32); plain floats are written as ``D`` (float64)."""
 
 
-PropValue = Union[bool, int, float, str, bytes, NDArray[np.generic]]
+PropValue = bool | int | float | str | bytes | NDArray[np.generic]
 
 _ARRAY_CODES: dict[np.dtype[np.generic], bytes] = {
     np.dtype(np.bool_): b"b",

@@ -15,7 +15,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["euler_xyz_from_matrix", "matrix_from_euler_xyz", "matrix_from_quat_wxyz", "unwrapped_euler_xyz_rad"]
+__all__ = [
+    "euler_xyz_from_matrix",
+    "matrix_from_euler_xyz",
+    "matrix_from_quat_wxyz",
+    "unwrapped_euler_xyz_rad",
+]
 
 FloatArray = NDArray[np.float64]
 

@@ -118,9 +118,13 @@ def _rest_orientations(skeleton: Skeleton, translated: set[int]) -> FloatArray:
 def _fbx_local_motion(motion: Motion, rest_quat: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Local translations in cm (F, J, 3) and XYZ Euler angles in degrees (F, J, 3), Y-up, in rest frames."""
     parents = np.array(motion.skeleton.parents)
-    parent_rest = np.where((parents >= 0)[:, None], rest_quat[np.maximum(parents, 0)], _REST_CANDIDATES[0])  # (J, 4)
+    parent_rest = np.where(
+        (parents >= 0)[:, None], rest_quat[np.maximum(parents, 0)], _REST_CANDIDATES[0]
+    )  # (J, 4)
     parent_rest_inv = np.broadcast_to(_conj(parent_rest), motion.local_quat_wxyz.shape)  # (F, J, 4)
-    translation_cm = quat_rotate(parent_rest_inv, yup_from_zup(motion.local_translation_m) * CM_PER_M)  # (F, J, 3)
+    translation_cm = quat_rotate(
+        parent_rest_inv, yup_from_zup(motion.local_translation_m) * CM_PER_M
+    )  # (F, J, 3)
     q = np.asarray(motion.local_quat_wxyz, dtype=np.float64)  # (F, J, 4)
     q_yup = np.concatenate([q[..., :1], yup_from_zup(q[..., 1:])], axis=-1)  # (F, J, 4)
     q_file = quat_mul(quat_mul(parent_rest_inv, q_yup), np.broadcast_to(rest_quat, q.shape))  # (F, J, 4)
@@ -138,8 +142,16 @@ def _translated_joints(motion: Motion) -> list[int]:
 
 def _header_nodes() -> list[FbxNode]:
     stamp = FbxNode("CreationTimeStamp")
-    for name, value in (("Version", 1000), ("Year", 1970), ("Month", 1), ("Day", 1), ("Hour", 10),
-                        ("Minute", 0), ("Second", 0), ("Millisecond", 0)):
+    for name, value in (
+        ("Version", 1000),
+        ("Year", 1970),
+        ("Month", 1),
+        ("Day", 1),
+        ("Hour", 10),
+        ("Minute", 0),
+        ("Second", 0),
+        ("Millisecond", 0),
+    ):
         stamp.add(name, value)
     ext = FbxNode("FBXHeaderExtension")
     ext.add("FBXHeaderVersion", 1003)
@@ -147,67 +159,85 @@ def _header_nodes() -> list[FbxNode]:
     ext.add("EncryptionType", 0)
     ext.children.append(stamp)
     ext.add("Creator", CREATOR)
-    return [ext, FbxNode("FileId", [FILE_ID]), FbxNode("CreationTime", [CREATION_TIME]),
-            FbxNode("Creator", [CREATOR])]
+    return [
+        ext,
+        FbxNode("FileId", [FILE_ID]),
+        FbxNode("CreationTime", [CREATION_TIME]),
+        FbxNode("Creator", [CREATOR]),
+    ]
 
 
 def _global_settings(fps: float, stop_ktime: int) -> FbxNode:
     mode = _TIME_MODES.get(float(fps), _TIME_MODE_CUSTOM)
     node = FbxNode("GlobalSettings")
     node.add("Version", 1000)
-    node.children.append(_props70(
-        _p("UpAxis", "int", "Integer", "", 1),
-        _p("UpAxisSign", "int", "Integer", "", 1),
-        _p("FrontAxis", "int", "Integer", "", 2),
-        _p("FrontAxisSign", "int", "Integer", "", 1),
-        _p("CoordAxis", "int", "Integer", "", 0),
-        _p("CoordAxisSign", "int", "Integer", "", 1),
-        _p("OriginalUpAxis", "int", "Integer", "", 1),
-        _p("OriginalUpAxisSign", "int", "Integer", "", 1),
-        _p("UnitScaleFactor", "double", "Number", "", 1.0),
-        _p("OriginalUnitScaleFactor", "double", "Number", "", 1.0),
-        _p("AmbientColor", "ColorRGB", "Color", "", 0.0, 0.0, 0.0),
-        _p("DefaultCamera", "KString", "", "", "Producer Perspective"),
-        _p("TimeMode", "enum", "", "", mode),
-        _p("TimeProtocol", "enum", "", "", 2),
-        _p("SnapOnFrameMode", "enum", "", "", 0),
-        _p("TimeSpanStart", "KTime", "Time", "", Int64(0)),
-        _p("TimeSpanStop", "KTime", "Time", "", Int64(stop_ktime)),
-        _p("CustomFrameRate", "double", "Number", "", float(fps)),
-    ))
+    node.children.append(
+        _props70(
+            _p("UpAxis", "int", "Integer", "", 1),
+            _p("UpAxisSign", "int", "Integer", "", 1),
+            _p("FrontAxis", "int", "Integer", "", 2),
+            _p("FrontAxisSign", "int", "Integer", "", 1),
+            _p("CoordAxis", "int", "Integer", "", 0),
+            _p("CoordAxisSign", "int", "Integer", "", 1),
+            _p("OriginalUpAxis", "int", "Integer", "", 1),
+            _p("OriginalUpAxisSign", "int", "Integer", "", 1),
+            _p("UnitScaleFactor", "double", "Number", "", 1.0),
+            _p("OriginalUnitScaleFactor", "double", "Number", "", 1.0),
+            _p("AmbientColor", "ColorRGB", "Color", "", 0.0, 0.0, 0.0),
+            _p("DefaultCamera", "KString", "", "", "Producer Perspective"),
+            _p("TimeMode", "enum", "", "", mode),
+            _p("TimeProtocol", "enum", "", "", 2),
+            _p("SnapOnFrameMode", "enum", "", "", 0),
+            _p("TimeSpanStart", "KTime", "Time", "", Int64(0)),
+            _p("TimeSpanStop", "KTime", "Time", "", Int64(stop_ktime)),
+            _p("CustomFrameRate", "double", "Number", "", float(fps)),
+        )
+    )
     return node
 
 
 def _definitions(counts: dict[str, int]) -> FbxNode:
     templates = {
-        "Model": ("FbxNode", _props70(
-            _p("RotationOrder", "enum", "", "", 0),
-            _p("InheritType", "enum", "", "", 0),
-            _p("DefaultAttributeIndex", "int", "Integer", "", -1),
-            _p("Lcl Translation", "Lcl Translation", "", "A", 0.0, 0.0, 0.0),
-            _p("Lcl Rotation", "Lcl Rotation", "", "A", 0.0, 0.0, 0.0),
-            _p("Lcl Scaling", "Lcl Scaling", "", "A", 1.0, 1.0, 1.0),
-            _p("Visibility", "Visibility", "", "A", 1.0),
-        )),
-        "NodeAttribute": ("FbxSkeleton", _props70(
-            _p("Color", "ColorRGB", "Color", "", 0.8, 0.8, 0.8),
-            _p("Size", "double", "Number", "", 100.0),
-            _p("LimbLength", "double", "Number", "H", 1.0),
-        )),
-        "AnimationStack": ("FbxAnimStack", _props70(
-            _p("Description", "KString", "", "", ""),
-            _p("LocalStart", "KTime", "Time", "", Int64(0)),
-            _p("LocalStop", "KTime", "Time", "", Int64(0)),
-            _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
-            _p("ReferenceStop", "KTime", "Time", "", Int64(0)),
-        )),
-        "AnimationLayer": ("FbxAnimLayer", _props70(
-            _p("Weight", "Number", "", "A", 100.0),
-            _p("Mute", "bool", "", "", 0),
-            _p("Solo", "bool", "", "", 0),
-            _p("Lock", "bool", "", "", 0),
-            _p("BlendMode", "enum", "", "", 0),
-        )),
+        "Model": (
+            "FbxNode",
+            _props70(
+                _p("RotationOrder", "enum", "", "", 0),
+                _p("InheritType", "enum", "", "", 0),
+                _p("DefaultAttributeIndex", "int", "Integer", "", -1),
+                _p("Lcl Translation", "Lcl Translation", "", "A", 0.0, 0.0, 0.0),
+                _p("Lcl Rotation", "Lcl Rotation", "", "A", 0.0, 0.0, 0.0),
+                _p("Lcl Scaling", "Lcl Scaling", "", "A", 1.0, 1.0, 1.0),
+                _p("Visibility", "Visibility", "", "A", 1.0),
+            ),
+        ),
+        "NodeAttribute": (
+            "FbxSkeleton",
+            _props70(
+                _p("Color", "ColorRGB", "Color", "", 0.8, 0.8, 0.8),
+                _p("Size", "double", "Number", "", 100.0),
+                _p("LimbLength", "double", "Number", "H", 1.0),
+            ),
+        ),
+        "AnimationStack": (
+            "FbxAnimStack",
+            _props70(
+                _p("Description", "KString", "", "", ""),
+                _p("LocalStart", "KTime", "Time", "", Int64(0)),
+                _p("LocalStop", "KTime", "Time", "", Int64(0)),
+                _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
+                _p("ReferenceStop", "KTime", "Time", "", Int64(0)),
+            ),
+        ),
+        "AnimationLayer": (
+            "FbxAnimLayer",
+            _props70(
+                _p("Weight", "Number", "", "A", 100.0),
+                _p("Mute", "bool", "", "", 0),
+                _p("Solo", "bool", "", "", 0),
+                _p("Lock", "bool", "", "", 0),
+                _p("BlendMode", "enum", "", "", 0),
+            ),
+        ),
         "AnimationCurveNode": ("FbxAnimCurveNode", _props70(_p("d", "Compound", "", ""))),
     }
     node = FbxNode("Definitions")
@@ -225,14 +255,16 @@ def _definitions(counts: dict[str, int]) -> FbxNode:
 def _model(uid: Int64, name: str, kind: str, translation: FloatArray, rotation_deg: FloatArray) -> FbxNode:
     node = FbxNode("Model", [uid, name + _SEP + "Model", kind])
     node.add("Version", 232)
-    node.children.append(_props70(
-        _p("RotationOrder", "enum", "", "", 0),
-        _p("InheritType", "enum", "", "", 1),
-        _p("DefaultAttributeIndex", "int", "Integer", "", 0),
-        _p("Lcl Translation", "Lcl Translation", "", "A", *_vec(translation)),
-        _p("Lcl Rotation", "Lcl Rotation", "", "A", *_vec(rotation_deg)),
-        _p("Lcl Scaling", "Lcl Scaling", "", "A", 1.0, 1.0, 1.0),
-    ))
+    node.children.append(
+        _props70(
+            _p("RotationOrder", "enum", "", "", 0),
+            _p("InheritType", "enum", "", "", 1),
+            _p("DefaultAttributeIndex", "int", "Integer", "", 0),
+            _p("Lcl Translation", "Lcl Translation", "", "A", *_vec(translation)),
+            _p("Lcl Rotation", "Lcl Rotation", "", "A", *_vec(rotation_deg)),
+            _p("Lcl Scaling", "Lcl Scaling", "", "A", 1.0, 1.0, 1.0),
+        )
+    )
     node.add("Shading", True)
     node.add("Culling", "CullingOff")
     return node
@@ -289,7 +321,9 @@ def build_fbx_document(motion: Motion) -> list[FbxNode]:
     translated = set(_translated_joints(motion))
     rest_quat = _rest_orientations(sk, translated)  # (J, 4)
     translation_cm, euler_deg = _fbx_local_motion(motion, rest_quat)  # (F, J, 3) each
-    rest_motion = Motion(sk, motion.fps, sk.rest_offsets_m[None], np.tile([1.0, 0.0, 0.0, 0.0], (1, sk.num_joints, 1)))
+    rest_motion = Motion(
+        sk, motion.fps, sk.rest_offsets_m[None], np.tile([1.0, 0.0, 0.0, 0.0], (1, sk.num_joints, 1))
+    )
     rest_cm, rest_euler_deg = (a[0] for a in _fbx_local_motion(rest_motion, rest_quat))  # (J, 3) each
     rest_global_cm = yup_from_zup(sk.rest_positions_m()) * CM_PER_M  # (J, 3)
     rest_global_rot = matrix_from_quat_wxyz(rest_quat)  # (J, 3, 3): C W C^T = I at rest, so W' = B
@@ -301,7 +335,10 @@ def build_fbx_document(motion: Motion) -> list[FbxNode]:
     joint_ids = [ids() for _ in sk.names]
     attr_ids = [ids() for _ in sk.names]
     pose_id, stack_id, layer_id = ids(), ids(), ids()
-    links: list[tuple[Int64, Int64, str | None]] = [(armature_id, Int64(0), None), (armature_attr_id, armature_id, None)]
+    links: list[tuple[Int64, Int64, str | None]] = [
+        (armature_id, Int64(0), None),
+        (armature_attr_id, armature_id, None),
+    ]
 
     objects = FbxNode("Objects")
     objects.children.append(_attribute(armature_attr_id, ARMATURE_NAME, "Null", 0.0))
@@ -318,20 +355,24 @@ def build_fbx_document(motion: Motion) -> list[FbxNode]:
     pose.add("Type", "BindPose")
     pose.add("Version", 100)
     pose.add("NbPoseNodes", sk.num_joints + 1)
-    for uid, rotation, position in [(armature_id, np.eye(3), np.zeros(3)),
-                                    *zip(joint_ids, rest_global_rot, rest_global_cm, strict=True)]:
+    for uid, rotation, position in [
+        (armature_id, np.eye(3), np.zeros(3)),
+        *zip(joint_ids, rest_global_rot, rest_global_cm, strict=True),
+    ]:
         pose_node = pose.add("PoseNode")
         pose_node.add("Node", uid)
         pose_node.add("Matrix", _column_major(rotation, position))
     objects.children.append(pose)
 
     stack = FbxNode("AnimationStack", [stack_id, TAKE_NAME + _SEP + "AnimStack", ""])
-    stack.children.append(_props70(
-        _p("LocalStart", "KTime", "Time", "", Int64(0)),
-        _p("LocalStop", "KTime", "Time", "", Int64(stop)),
-        _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
-        _p("ReferenceStop", "KTime", "Time", "", Int64(stop)),
-    ))
+    stack.children.append(
+        _props70(
+            _p("LocalStart", "KTime", "Time", "", Int64(0)),
+            _p("LocalStop", "KTime", "Time", "", Int64(stop)),
+            _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
+            _p("ReferenceStop", "KTime", "Time", "", Int64(stop)),
+        )
+    )
     objects.children.append(stack)
     objects.children.append(FbxNode("AnimationLayer", [layer_id, "BaseLayer" + _SEP + "AnimLayer", ""]))
     links.append((layer_id, stack_id, None))
@@ -344,9 +385,11 @@ def build_fbx_document(motion: Motion) -> list[FbxNode]:
             node_id = ids()
             first = values[0, j]
             curve_node = FbxNode("AnimationCurveNode", [node_id, short + _SEP + "AnimCurveNode", ""])
-            curve_node.children.append(_props70(*(
-                _p(f"d|{axis}", "Number", "", "A", float(first[k])) for k, axis in enumerate("XYZ")
-            )))
+            curve_node.children.append(
+                _props70(
+                    *(_p(f"d|{axis}", "Number", "", "A", float(first[k])) for k, axis in enumerate("XYZ"))
+                )
+            )
             objects.children.append(curve_node)
             num_curve_nodes += 1
             links.append((node_id, layer_id, None))
@@ -357,10 +400,12 @@ def build_fbx_document(motion: Motion) -> list[FbxNode]:
                 links.append((curve_id, node_id, f"d|{axis}"))
 
     document = FbxNode("Document", [doc_id, "", "Scene"])
-    document.children.append(_props70(
-        _p("SourceObject", "object", "", ""),
-        _p("ActiveAnimStackName", "KString", "", "", TAKE_NAME),
-    ))
+    document.children.append(
+        _props70(
+            _p("SourceObject", "object", "", ""),
+            _p("ActiveAnimStackName", "KString", "", "", TAKE_NAME),
+        )
+    )
     document.add("RootNode", Int64(0))
     documents = FbxNode("Documents")
     documents.add("Count", 1)
