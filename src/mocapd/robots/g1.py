@@ -96,17 +96,17 @@ _G1_29DOF: tuple[G1Joint, ...] = (
     G1Joint("left_shoulder_roll_joint", "left_shoulder_pitch_link", "left_shoulder_roll_link", _X, -1.5882, 2.2515, 37, 25, (0.0, 0.038, -0.013831), (-0.27925, 0.0, 0.0)),
     G1Joint("left_shoulder_yaw_joint", "left_shoulder_roll_link", "left_shoulder_yaw_link", _Z, -2.618, 2.618, 37, 25, (0.0, 0.00624, -0.1032), _NO_RPY),
     G1Joint("left_elbow_joint", "left_shoulder_yaw_link", "left_elbow_link", _Y, -1.0472, 2.0944, 37, 25, (0.015783, 0.0, -0.080518), _NO_RPY),
-    G1Joint("left_wrist_roll_joint", "left_elbow_link", "left_wrist_roll_link", _X, -1.97222, 1.97222, 37, 25, (0.1, 0.00188791, -0.01), _NO_RPY),
-    G1Joint("left_wrist_pitch_joint", "left_wrist_roll_link", "left_wrist_pitch_link", _Y, -1.61443, 1.61443, 22, 5, (0.038, 0.0, 0.0), _NO_RPY),
-    G1Joint("left_wrist_yaw_joint", "left_wrist_pitch_link", "left_wrist_yaw_link", _Z, -1.61443, 1.61443, 22, 5, (0.046, 0.0, 0.0), _NO_RPY),
+    G1Joint("left_wrist_roll_joint", "left_elbow_link", "left_wrist_roll_link", _X, -1.972222054, 1.972222054, 37, 25, (0.1, 0.00188791, -0.01), _NO_RPY),
+    G1Joint("left_wrist_pitch_joint", "left_wrist_roll_link", "left_wrist_pitch_link", _Y, -1.614429558, 1.614429558, 22, 5, (0.038, 0.0, 0.0), _NO_RPY),
+    G1Joint("left_wrist_yaw_joint", "left_wrist_pitch_link", "left_wrist_yaw_link", _Z, -1.614429558, 1.614429558, 22, 5, (0.046, 0.0, 0.0), _NO_RPY),
     # right arm
     G1Joint("right_shoulder_pitch_joint", "torso_link", "right_shoulder_pitch_link", _Y, -3.0892, 2.6704, 37, 25, (0.0039563, -0.10021, 0.24778), (-0.27931, 5.4949e-05, 0.00019159)),
     G1Joint("right_shoulder_roll_joint", "right_shoulder_pitch_link", "right_shoulder_roll_link", _X, -2.2515, 1.5882, 37, 25, (0.0, -0.038, -0.013831), (0.27925, 0.0, 0.0)),
     G1Joint("right_shoulder_yaw_joint", "right_shoulder_roll_link", "right_shoulder_yaw_link", _Z, -2.618, 2.618, 37, 25, (0.0, -0.00624, -0.1032), _NO_RPY),
     G1Joint("right_elbow_joint", "right_shoulder_yaw_link", "right_elbow_link", _Y, -1.0472, 2.0944, 37, 25, (0.015783, 0.0, -0.080518), _NO_RPY),
-    G1Joint("right_wrist_roll_joint", "right_elbow_link", "right_wrist_roll_link", _X, -1.97222, 1.97222, 37, 25, (0.1, -0.00188791, -0.01), _NO_RPY),
-    G1Joint("right_wrist_pitch_joint", "right_wrist_roll_link", "right_wrist_pitch_link", _Y, -1.61443, 1.61443, 22, 5, (0.038, 0.0, 0.0), _NO_RPY),
-    G1Joint("right_wrist_yaw_joint", "right_wrist_pitch_link", "right_wrist_yaw_link", _Z, -1.61443, 1.61443, 22, 5, (0.046, 0.0, 0.0), _NO_RPY),
+    G1Joint("right_wrist_roll_joint", "right_elbow_link", "right_wrist_roll_link", _X, -1.972222054, 1.972222054, 37, 25, (0.1, -0.00188791, -0.01), _NO_RPY),
+    G1Joint("right_wrist_pitch_joint", "right_wrist_roll_link", "right_wrist_pitch_link", _Y, -1.614429558, 1.614429558, 22, 5, (0.038, 0.0, 0.0), _NO_RPY),
+    G1Joint("right_wrist_yaw_joint", "right_wrist_pitch_link", "right_wrist_yaw_link", _Z, -1.614429558, 1.614429558, 22, 5, (0.046, 0.0, 0.0), _NO_RPY),
 )  # fmt: skip
 
 G1_29DOF_JOINT_NAMES: tuple[str, ...] = tuple(j.name for j in _G1_29DOF)

@@ -1,0 +1,153 @@
+"""Retargeting a synthetic walk with known contacts onto the G1 (no shared data needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from mocapd.errors import InputFault
+from mocapd.pipeline.skeleton import Motion
+from mocapd.robots.g1 import G1_23DOF_INVALID_SDK_SLOTS, g1_description
+from mocapd.robots.human_contacts import contacts_from_pipeline, detect_foot_contacts
+from mocapd.robots.motion import RobotMotion
+from mocapd.robots.quality import foot_skate_cm_s, joint_limit_figures
+from mocapd.robots.retarget import retarget_to_g1
+from tests.unit.robots.synthetic_walk import synthetic_walk
+
+
+@lru_cache(maxsize=1)
+def _walk() -> tuple[Motion, np.ndarray, RobotMotion]:
+    motion, contacts = synthetic_walk(duration_s=3.0)
+    return motion, contacts, retarget_to_g1(motion, None)
+
+
+def test_detected_contacts_match_the_synthetic_ground_truth() -> None:
+    motion, truth, _ = _walk()
+    assert (detect_foot_contacts(motion) == truth).mean() > 0.97
+
+
+def test_walk_respects_limits_and_keeps_feet_planted() -> None:
+    _, _, rm = _walk()
+    q = rm.quality
+    assert q["limit_violation_frames"] == 0
+    assert q["speed_violations"] == 0 and q["max_speed_ratio"] <= 1.0
+    assert q["sole_penetration_mm"] < 5.0
+    assert q["foot_skate_cm_s"] < 5.0
+    assert q["leg_self_collision_frames"] == 0
+    assert q["tracking_error_m"]["feet"] < 0.02
+    assert q["tracking_error_m"]["hands"] < 0.05
+    desc = g1_description(rm.variant)
+    assert np.all(rm.dof_pos_rad >= desc.lower_rad - 1e-9) and np.all(rm.dof_pos_rad <= desc.upper_rad + 1e-9)
+
+
+def test_walk_moves_forward_like_the_scaled_human() -> None:
+    motion, _, rm = _walk()
+    pelvis = motion.world_positions_m()[:, motion.skeleton.index("pelvis")]  # (F, 3)
+    human_m = pelvis[-1, :2] - pelvis[0, :2]
+    robot_m = rm.root_pos_m[-1, :2] - rm.root_pos_m[0, :2]
+    expected_m = rm.quality["scale"]["leg"] * human_m
+    assert np.linalg.norm(robot_m - expected_m) < 0.05 * np.linalg.norm(expected_m)
+    # the robot faces where it walks: its +X axis points along the travel direction (-Y)
+    from scipy.spatial.transform import Rotation
+
+    forward = Rotation.from_quat(rm.root_quat_xyzw).apply([1.0, 0.0, 0.0])  # (F, 3)
+    assert np.all(forward[:, 1] < -0.95)
+
+
+def test_stance_leg_knee_and_standing_height_are_plausible() -> None:
+    _, contacts, rm = _walk()
+    names = rm.joint_names
+    knee_l = rm.dof_pos_rad[:, names.index("left_knee_joint")]
+    # the swing knee bends more than the stance knee
+    assert knee_l[~contacts[:, 0]].mean() > knee_l[contacts[:, 0]].mean() + 0.1
+    assert 0.65 < rm.root_pos_m[:, 2].mean() < 0.80
+
+
+def test_velocity_limit_holds_when_the_human_moves_impossibly_fast() -> None:
+    motion, _ = synthetic_walk(duration_s=1.0)
+    q = motion.local_quat_wxyz.copy()
+    k = motion.skeleton.index("upperarm_l")
+    q[15:, k] = [np.cos(0.9), 0.0, np.sin(0.9), 0.0]  # teleport the left arm up in one frame
+    fast = Motion(motion.skeleton, motion.fps, motion.local_translation_m, q)
+    rm = retarget_to_g1(fast, None)
+    assert rm.quality["speed_violations"] == 0
+    assert rm.quality["max_speed_ratio"] <= 1.0 + 1e-6
+
+
+def test_upper_body_keeps_the_legs_standing() -> None:
+    motion, _ = synthetic_walk(duration_s=1.0)
+    rm = retarget_to_g1(motion, None, mocap_type="upper_body")
+    legs = [i for i, n in enumerate(rm.joint_names) if any(p in n for p in ("hip", "knee", "ankle"))]
+    np.testing.assert_allclose(rm.dof_pos_rad[:, legs], 0.0, atol=1e-9)
+    np.testing.assert_allclose(rm.root_pos_m - rm.root_pos_m[0], 0.0, atol=1e-9)
+    assert rm.contacts.all()
+    shoulder = rm.dof_pos_rad[:, rm.joint_names.index("left_shoulder_pitch_joint")]
+    assert np.ptp(shoulder) > 0.2  # the arms still swing
+
+
+def test_23dof_variant() -> None:
+    motion, _ = synthetic_walk(duration_s=1.0)
+    rm = retarget_to_g1(motion, None, variant="g1_23dof_rev_1_0")
+    assert rm.dof_pos_rad.shape == (motion.num_frames, 23)
+    assert rm.quality["limit_violation_frames"] == 0
+    full = rm.dof_pos_29_rad()
+    assert full.shape == (motion.num_frames, 29)
+    np.testing.assert_array_equal(full[:, list(G1_23DOF_INVALID_SDK_SLOTS)], 0.0)
+
+
+def test_invalid_mocap_type_is_an_input_fault() -> None:
+    motion, _ = synthetic_walk(duration_s=0.2)
+    with pytest.raises(InputFault) as err:
+        retarget_to_g1(motion, None, mocap_type="hands_only")
+    assert err.value.code == "mocap_type_invalid"
+
+
+def test_frames_without_data_are_held_and_marked_invalid() -> None:
+    motion, _ = synthetic_walk(duration_s=1.0)
+    t = motion.local_translation_m.copy()
+    t[10:13] = np.nan
+    rm = retarget_to_g1(Motion(motion.skeleton, motion.fps, t, motion.local_quat_wxyz), None)
+    assert list(np.flatnonzero(~rm.valid)) == [10, 11, 12]
+    assert np.isfinite(rm.dof_pos_rad).all() and np.isfinite(rm.root_pos_m).all()
+
+
+@dataclass
+class _FootContacts:  # the shape of mocapd.pipeline.contacts.FootContacts that the retargeter reads
+    foot_l: np.ndarray
+    ball_l: np.ndarray
+    foot_r: np.ndarray
+    ball_r: np.ndarray
+
+
+def test_pipeline_contacts_are_used_when_given() -> None:
+    f = 6
+    fc = _FootContacts(
+        foot_l=np.array([1, 1, 0, 0, 0, 0], bool), ball_l=np.array([0, 1, 1, 0, 0, 0], bool),
+        foot_r=np.zeros(f, bool), ball_r=np.array([0, 0, 0, 0, 1, 1], bool),
+    )  # fmt: skip
+    c = contacts_from_pipeline(fc, f)
+    np.testing.assert_array_equal(c[:, 0], [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(c[:, 1], [0, 0, 0, 0, 1, 1])
+    with pytest.raises(ValueError):
+        contacts_from_pipeline(fc, f + 1)
+
+
+def test_quality_figures_on_known_trajectories() -> None:
+    desc = g1_description()
+    q = np.zeros((4, 29))
+    q[2, 3] = desc.upper_rad[3] + 0.1  # knee past its limit in one frame
+    fig = joint_limit_figures(desc, q, fps=30.0)
+    assert fig["limit_violation_frames"] == 1
+    assert fig["limit_violation_max_rad"] == pytest.approx(0.1)
+    # knee moves 2.9798 rad in 1/30 s: 89.4 rad/s against 20 rad/s, twice (there and back)
+    assert fig["speed_violations"] == 2
+    assert fig["max_speed_ratio"] == pytest.approx((desc.upper_rad[3] + 0.1) * 30 / 20)
+    # a sole sliding at 0.3 m/s on the ground, the other lifted
+    f = 10
+    soles = np.zeros((f, 2, 3))
+    soles[:, 0, 0] = 0.01 * np.arange(f)  # 1 cm per frame at 30 fps
+    soles[:, 1, 2] = 0.2
+    assert foot_skate_cm_s(soles, 30.0) == pytest.approx(30.0)
