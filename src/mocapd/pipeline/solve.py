@@ -48,7 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
-from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion, Skeleton
+from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 
 __all__ = ["SolveReport", "solve_motion"]
 
