@@ -240,14 +240,15 @@ def _encode(
     first = next(iterator, None)
     if first is None:
         raise SystemFault("packaging_failed", "there are no frames to put in the preview")
-    first_arr = _check_frame(first)
-    layout = preview_layout(first_arr.shape[1], first_arr.shape[0], with_robot=len(tracks) > 1)
+    first_h, first_w = _check_frame(first).shape[:2]
+    layout = preview_layout(first_w, first_h, with_robot=len(tracks) > 1)
     container, stream = _open_stream(out_path, layout, fps)
     try:
         canvas = np.empty((layout.height_px, layout.width_px, 3), dtype=np.uint8)  # (h, W, 3)
         panel_size = (layout.height_px, layout.panel_width_px)
         i = 0
-        frame: np.ndarray | None = first_arr
+        frame: np.ndarray | None = first
+        del first  # hold no frame longer than it takes to draw it
         while frame is not None:
             arr = _check_frame(frame)
             canvas[:, : layout.source_width_px] = _source_panel(arr, lms[i] if i < len(lms) else None, layout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,3 +219,43 @@ def test_figure_panel_draws_bones_where_they_project() -> None:
                               centre_m=np.array([0.0, 0.0, 1.0]), camera=cam)  # fmt: skip
     assert tuple(img[100, 140]) == LEFT_RGB  # 0.4 m to the left of the centre: 40 px right
     assert tuple(img[100, 60]) == RIGHT_RGB
+
+
+def _top_of_figure_row(frame: np.ndarray) -> int:
+    """The highest image row of the 3D panel holding a side-coloured (left or right) pixel."""
+    panel = frame[:, SRC_W:].astype(int)
+    coloured = np.abs(panel[..., 0] - panel[..., 2]) > 80  # (h, w)
+    return int(np.flatnonzero(coloured.any(axis=1))[0])
+
+
+def test_motion_at_another_rate_is_shown_at_the_frame_time(tmp_path: Path) -> None:
+    """Motion at 120 fps, video at 30 fps: the body is lifted 0.5 m from 1/3 s to 2/3 s of the clip."""
+    n_video, motion_fps = 30, 120.0
+    motion = _walking_motion(120, motion_fps, 0.0)
+    lifted = motion.local_translation_m.copy()
+    lifted[40:80, 0, 2] += 0.5  # (F, J, 3): the root carries everything up
+    motion = Motion(motion.skeleton, motion_fps, lifted, motion.local_quat_wxyz)
+    out = tmp_path / "rates.mp4"
+    encode_preview(_frames(n_video), _landmarks(n_video), motion, out, fps=30.0)
+    _, _, frames, _ = _decode(out)
+    px_per_m = SRC_H / 2.6  # the human camera shows 2.6 m over the panel height
+    down_before, up, down_after = (_top_of_figure_row(frames[k]) for k in (5, 15, 25))  # t = 1/6, 1/2, 5/6 s
+    assert abs(down_before - down_after) <= 2
+    assert down_before - up == pytest.approx(0.5 * px_per_m * np.cos(np.radians(12.0)), abs=4)
+
+
+def test_frames_are_streamed_not_collected(tmp_path: Path) -> None:
+    """While frame k is produced, frames older than k - 2 must already have been released (refcounting frees them)."""
+    refs: list[weakref.ref[np.ndarray]] = []
+    leaked: list[int] = []
+
+    def frames() -> Iterator[np.ndarray]:
+        for k in range(24):
+            leaked.extend(i for i, r in enumerate(refs[: max(0, k - 2)]) if r() is not None)
+            frame = np.full((SRC_H, SRC_W, 3), GREY, dtype=np.uint8)
+            refs.append(weakref.ref(frame))
+            yield frame
+
+    encode_preview(frames(), _landmarks(24), _walking_motion(24, FPS, 0.0), tmp_path / "s.mp4", fps=FPS)
+    assert len(refs) == 24
+    assert leaked == []
