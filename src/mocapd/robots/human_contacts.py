@@ -9,11 +9,10 @@ under ``speed_m_s``; spans shorter than ``min_frames`` are dropped and holes of 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.pipeline.contacts import FootContacts
 from mocapd.pipeline.skeleton import Motion
 
 __all__ = ["contacts_from_pipeline", "detect_foot_contacts"]
@@ -75,20 +74,11 @@ def detect_foot_contacts(
     return out
 
 
-def contacts_from_pipeline(contacts: Any, num_frames: int) -> BoolArray:
-    """(F, 2) left/right foot contacts from a `mocapd.pipeline.contacts.FootContacts`.
-
-    A foot is in contact when its heel (``foot_*``) or its ball (``ball_*``) is.
-    """
-    def get(name: str) -> NDArray[np.bool_]:
-        value = getattr(contacts, name, None)
-        if value is None and hasattr(contacts, "contacts"):
-            value = contacts.contacts[name]
-        if value is None:
-            raise TypeError(f"foot contacts carry no {name!r} series")
-        arr = np.asarray(value, dtype=bool).reshape(-1)
-        if arr.shape[0] != num_frames:
-            raise ValueError(f"foot contacts have {arr.shape[0]} frames, the motion {num_frames}")
-        return arr
-
-    return np.stack([get("foot_l") | get("ball_l"), get("foot_r") | get("ball_r")], axis=1)
+def contacts_from_pipeline(contacts: FootContacts, num_frames: int) -> BoolArray:
+    """(F, 2) left/right foot contacts from the pipeline's `FootContacts`: heel (``foot_*``) or ball."""
+    c = np.asarray(contacts.contact, dtype=bool)  # (F, 4)
+    if c.shape[0] != num_frames:
+        raise ValueError(f"foot contacts have {c.shape[0]} frames, the motion {num_frames}")
+    names = tuple(contacts.joint_names)
+    col = {n: c[:, names.index(n)] for n in ("foot_l", "ball_l", "foot_r", "ball_r")}
+    return np.stack([col["foot_l"] | col["ball_l"], col["foot_r"] | col["ball_r"]], axis=1)

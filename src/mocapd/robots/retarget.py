@@ -18,13 +18,12 @@ torso and arms only.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 
 from mocapd.errors import InputFault
+from mocapd.pipeline.contacts import FootContacts
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.g1 import G1Description, g1_description
 from mocapd.robots.human_contacts import contacts_from_pipeline, detect_foot_contacts
@@ -46,7 +45,7 @@ TRACKED_PARTS = ("hands", "feet", "elbows", "knees", "pelvis")
 
 def retarget_to_g1(
     motion: Motion,
-    contacts: Any | None = None,
+    contacts: FootContacts | None = None,
     *,
     mocap_type: str = "full_body",
     variant: str = "g1_29dof_rev_1_0",

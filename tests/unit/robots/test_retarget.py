@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import pytest
 
 from mocapd.errors import InputFault
+from mocapd.pipeline.contacts import FootContacts, detect_contacts
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.g1 import G1_23DOF_INVALID_SDK_SLOTS, g1_description
 from mocapd.robots.human_contacts import contacts_from_pipeline, detect_foot_contacts
@@ -114,25 +114,25 @@ def test_frames_without_data_are_held_and_marked_invalid() -> None:
     assert np.isfinite(rm.dof_pos_rad).all() and np.isfinite(rm.root_pos_m).all()
 
 
-@dataclass
-class _FootContacts:  # the shape of mocapd.pipeline.contacts.FootContacts that the retargeter reads
-    foot_l: np.ndarray
-    ball_l: np.ndarray
-    foot_r: np.ndarray
-    ball_r: np.ndarray
-
-
 def test_pipeline_contacts_are_used_when_given() -> None:
     f = 6
-    fc = _FootContacts(
-        foot_l=np.array([1, 1, 0, 0, 0, 0], bool), ball_l=np.array([0, 1, 1, 0, 0, 0], bool),
-        foot_r=np.zeros(f, bool), ball_r=np.array([0, 0, 0, 0, 1, 1], bool),
-    )  # fmt: skip
+    flags = np.zeros((f, 4), dtype=bool)  # foot_l, ball_l, foot_r, ball_r
+    flags[[0, 1], 0] = True
+    flags[[1, 2], 1] = True
+    flags[[4, 5], 3] = True
+    fc = FootContacts(fps=30.0, contact=flags, height_m=np.zeros((f, 4)), speed_m_s=np.zeros((f, 4)))
     c = contacts_from_pipeline(fc, f)
     np.testing.assert_array_equal(c[:, 0], [1, 1, 1, 0, 0, 0])
     np.testing.assert_array_equal(c[:, 1], [0, 0, 0, 0, 1, 1])
     with pytest.raises(ValueError):
         contacts_from_pipeline(fc, f + 1)
+
+
+def test_pipeline_contacts_drive_the_foot_locking() -> None:
+    motion, _ = synthetic_walk(duration_s=1.0)
+    rm = retarget_to_g1(motion, detect_contacts(motion))
+    np.testing.assert_array_equal(rm.contacts, detect_contacts(motion).per_foot)
+    assert rm.quality["foot_skate_cm_s"] < 5.0
 
 
 def test_quality_figures_on_known_trajectories() -> None:
