@@ -134,6 +134,7 @@ class QualityInputs:
     of the solved motion (``Motion.world_positions_m()``), ``contacts`` joint name -> (M,) bool (e.g.
     ``foot_l``, ``ball_l``, ``foot_r``, ``ball_r``; the side comes from the name).
     ``joint_names`` / ``joint_parents`` describe the J joints (default: the named skeleton).
+    With ``mocap_type="upper_body"`` the legs stay at rest, so the foot figures raise no warnings.
     """
 
     source_fps: float
@@ -148,6 +149,7 @@ class QualityInputs:
     joint_names: Sequence[str] = DEFAULT_SKELETON.names
     joint_parents: Sequence[int] = DEFAULT_SKELETON.parents
     robot: RobotQualityInputs | None = None
+    mocap_type: str = "full_body"  # "upper_body": legs held at rest, so no foot warnings
 
 
 def _num(x: float | np.floating[Any] | None, digits: int = 4) -> float | None:
@@ -325,7 +327,7 @@ def _robot(r: RobotQualityInputs) -> dict[str, Any]:
     }
 
 
-def _warnings(report: dict[str, Any]) -> list[str]:
+def _warnings(report: dict[str, Any], *, feet_tracked: bool) -> list[str]:
     w: list[str] = []
     fr = report["frames"]
     missing = fr["total"] - fr["withPerson"]
@@ -349,7 +351,7 @@ def _warnings(report: dict[str, Any]) -> list[str]:
             f"unstable tracking: bone length varies by more than {BONE_CV_WARN_PERCENT:.0f} % for {', '.join(unstable)}"
         )
     feet = report["footContacts"]
-    if feet is not None:
+    if feet is not None and feet_tracked:
         ratios = [feet[s]["contactRatio"] for s in ("left", "right")]
         if all(r is not None and r == 0 for r in ratios):
             w.append("no foot contact with the ground was detected; the ground height may be wrong")
@@ -409,5 +411,5 @@ def build_quality_report(inputs: QualityInputs) -> dict[str, Any]:
         "footContacts": _foot_contacts(inputs),
         "robot": _robot(inputs.robot) if inputs.robot is not None else None,
     }
-    report["warnings"] = _warnings(report)
+    report["warnings"] = _warnings(report, feet_tracked=inputs.mocap_type != "upper_body")
     return report

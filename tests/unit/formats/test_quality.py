@@ -176,6 +176,9 @@ def test_no_contact_at_all_is_warned() -> None:
         "maxSkateSpeedCmS": None,
     }
     assert any("no foot contact" in w for w in report["warnings"])
+    upper = build_quality_report(_inputs(n, contacts=contacts, mocap_type="upper_body"))
+    assert upper["footContacts"] == report["footContacts"]
+    assert upper["warnings"] == []  # the legs are not animated in an upper-body job
 
 
 def _robot_inputs(**overrides: Any) -> RobotQualityInputs:
