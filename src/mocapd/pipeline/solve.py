@@ -134,9 +134,10 @@ def solve_motion(
         _, _, _, _, stature0 = _rest_offsets(pos, symmetry)
         scale = float(subject_height_m / stature0)
         pelvis = pos[:, _IDX["pelvis"]]
-        centre = np.array([np.nanmean(pelvis[:, 0]), np.nanmean(pelvis[:, 1]), 0.0])
-        if not np.all(np.isfinite(centre)):
-            centre = np.zeros(3)
+        known = np.all(np.isfinite(pelvis), axis=1)
+        centre = np.zeros(3)
+        if known.any():
+            centre[:2] = pelvis[known, :2].mean(axis=0)
         pos = centre + scale * (pos - centre)
 
     offsets, spread, cv, sym_pairs, stature = _rest_offsets(pos, symmetry)

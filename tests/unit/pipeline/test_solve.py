@@ -176,3 +176,21 @@ def test_cmu_takes_round_trip_within_1mm(take: str) -> None:
     assert np.all(head_z > feet_z + 0.5)
     assert 1.3 < report.stature_m < 2.1
     assert np.all(np.sum(motion.local_quat_wxyz[1:] * motion.local_quat_wxyz[:-1], axis=-1) >= 0.0)
+
+
+@pytest.mark.parametrize("case", ["scattered", "no_legs_or_pelvis", "nothing"])
+def test_sparse_input_still_gives_a_finite_motion(case: str) -> None:
+    rng = np.random.default_rng(8)
+    pos = _random_motion(60, seed=8).world_positions_m() + rng.normal(0.0, 0.01, (60, J, 3))
+    if case == "scattered":
+        pos[rng.random((60, J)) < 0.2] = np.nan
+    elif case == "no_legs_or_pelvis":
+        pos[:, [SK.index(n) for n in (*LEGS, "pelvis")]] = np.nan
+    else:
+        pos[:] = np.nan
+    for mocap_type in ("full_body", "upper_body"):
+        motion, report = solve_motion(pos, 30.0, subject_height_m=1.8, mocap_type=mocap_type)
+        assert np.all(np.isfinite(motion.local_quat_wxyz))
+        assert np.all(np.isfinite(motion.local_translation_m))
+        assert np.all(np.isfinite(motion.skeleton.rest_offsets_m))
+        assert report.stature_m == pytest.approx(1.8, rel=1e-6) or case == "nothing"
