@@ -395,10 +395,8 @@ def _package(
         decoded.close()  # type: ignore[attr-defined]
     progress("packaging", 0.9, force=True)
 
-    contacts = {
-        name: np.asarray(getattr(a.export_contacts, name), dtype=bool)
-        for name in ("foot_l", "ball_l", "foot_r", "ball_r")
-    }
+    fc = a.export_contacts
+    contacts = {name: np.asarray(fc.contact[:, i], dtype=bool) for i, name in enumerate(fc.joint_names)}
     robot_inputs = None
     if robot is not None:
         robot_inputs = RobotQualityInputs.from_robot_motion(

@@ -1,0 +1,174 @@
+"""Accuracy of the perception + solve pipeline on pose2sim_balancing/cam01.mp4 against the
+4-view triangulated reference (BalancingTrial_0-100_triangulated.trc).
+
+Both are compared in the cam01 camera frame (OpenCV axes): the reference by the calibration
+(``X_cam = R (z_trc, x_trc, y_trc) + t``, R from the Rodrigues vector), ours by undoing the world
+placement (``X_cam = world_from_camera^T (X_world - camera_position)``). Joints compared: the 12
+limb joints shoulders, elbows, wrists, hips, knees, ankles (our upperarm, lowerarm, hand, thigh,
+calf, foot).
+
+* MPJPE: mean |p - g| after subtracting each frame's hip centre from both (root-aligned).
+* PA-MPJPE: after a per-frame similarity Procrustes (rotation, scale, translation) of ours onto
+  the reference.
+Metrics are given against the raw triangulation and against its 6 Hz Butterworth-filtered copy
+(the triangulation's own frame-to-frame noise dominates the acceleration error of the raw one).
+
+* Acceleration error: mean |(p[t-1] - 2 p[t] + p[t+1]) - (g[t-1] - 2 g[t] + g[t+1])| on the
+  root-aligned joints, mm/frame^2.
+* Bone-length spread: max over bones of the std over frames of |p_child - p_parent| of the solved
+  motion (must be ~0: one length per bone).
+* Root depth: mean camera-frame depth of our hip centre vs the reference's, with the true focal
+  length (f_x of the calibration) and with the default diagonal guess.
+
+Also reported for context: the same MPJPE / PA-MPJPE / accel of the raw BlazePose world landmarks
+(no cleaning, no solve).
+
+Run:  .venv/bin/python bench/accuracy.py [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from mocapd.pipeline.run import Analysis, JobSettings, analyse_video
+from mocapd.pipeline.skeleton import DEFAULT_SKELETON
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pose2sim_balancing"
+VIDEO = DATA / "cam01.mp4"
+TRC = DATA / "BalancingTrial_0-100_triangulated.trc"
+TRC_FILTERED = DATA / "BalancingTrial_0-100_filt_butterworth.trc"
+CALIB = DATA / "Calib_qualisys.toml"
+
+# TRC marker order (21 markers) and our joints for the 12 compared limb joints.
+TRC_MARKERS = (
+    "RHip RKnee RAnkle RBigToe RSmallToe RHeel LHip LKnee LAnkle LBigToe LSmallToe LHeel "
+    "Neck Head Nose RShoulder RElbow RWrist LShoulder LElbow LWrist"
+).split()
+PAIRS = {
+    "RShoulder": "upperarm_r", "RElbow": "lowerarm_r", "RWrist": "hand_r",
+    "LShoulder": "upperarm_l", "LElbow": "lowerarm_l", "LWrist": "hand_l",
+    "RHip": "thigh_r", "RKnee": "calf_r", "RAnkle": "foot_r",
+    "LHip": "thigh_l", "LKnee": "calf_l", "LAnkle": "foot_l",
+}  # fmt: skip
+MP_INDEX = {"RShoulder": 12, "RElbow": 14, "RWrist": 16, "LShoulder": 11, "LElbow": 13, "LWrist": 15,
+            "RHip": 24, "RKnee": 26, "RAnkle": 28, "LHip": 23, "LKnee": 25, "LAnkle": 27}  # fmt: skip
+NAMES = list(PAIRS)
+HIPS = [NAMES.index("RHip"), NAMES.index("LHip")]
+
+
+def reference_camera_frame(trc: Path = TRC) -> tuple[np.ndarray, float]:
+    """Reference joints (F, 12, 3) in the cam01 camera frame (metres) and the true f_x (px)."""
+    cal = tomllib.loads(CALIB.read_text())["cam_01"]
+    rot = Rotation.from_rotvec(cal["rotation"]).as_matrix()
+    t = np.asarray(cal["translation"])
+    rows = [line.split("\t") for line in trc.read_text().splitlines()[5:] if line.strip()]
+    xyz = np.array([[float(v) for v in r[2 : 2 + 3 * len(TRC_MARKERS)]] for r in rows]).reshape(
+        -1, len(TRC_MARKERS), 3
+    )
+    world = xyz[..., [2, 0, 1]]  # OpenSim Y-up -> the calibration's Z-up world
+    cam = world @ rot.T + t  # (F, 21, 3)
+    return cam[:, [TRC_MARKERS.index(n) for n in NAMES]], float(cal["matrix"][0][0])
+
+
+def ours_camera_frame(a: Analysis, positions_world: np.ndarray) -> np.ndarray:
+    """World joints (F, K, 3) -> the camera frame (OpenCV axes)."""
+    return (positions_world - a.placement.camera_position_m) @ a.placement.world_from_camera
+
+
+def _procrustes(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Similarity-align p (K, 3) onto g (K, 3) (Umeyama)."""
+    mp, mg = p.mean(0), g.mean(0)
+    pc, gc = p - mp, g - mg
+    u, s, vt = np.linalg.svd(pc.T @ gc)
+    d = np.sign(np.linalg.det(u @ vt))
+    fix = np.diag([1.0, 1.0, d])
+    rot = u @ fix @ vt
+    scale = (s * np.diag(fix)).sum() / (pc**2).sum()
+    return scale * pc @ rot + mg
+
+
+def metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """MPJPE, PA-MPJPE (mm) and acceleration error (mm/frame^2) of pred vs gt, both (F, 12, 3)."""
+    pr = pred - pred[:, HIPS].mean(1, keepdims=True)
+    gr = gt - gt[:, HIPS].mean(1, keepdims=True)
+    mpjpe = float(np.linalg.norm(pr - gr, axis=-1).mean() * 1000)
+    pa = float(
+        np.mean(
+            [np.linalg.norm(_procrustes(p, g) - g, axis=-1).mean() for p, g in zip(pred, gt, strict=True)]
+        )
+        * 1000
+    )
+    acc_p = pr[:-2] - 2 * pr[1:-1] + pr[2:]
+    acc_g = gr[:-2] - 2 * gr[1:-1] + gr[2:]
+    accel = float(np.linalg.norm(acc_p - acc_g, axis=-1).mean() * 1000)
+    return {
+        "mpjpe_mm": round(mpjpe, 1),
+        "pa_mpjpe_mm": round(pa, 1),
+        "accel_err_mm_per_frame2": round(accel, 2),
+    }
+
+
+def bone_length_spread_mm(a: Analysis) -> float:
+    pos = a.motion.world_positions_m()  # (F, J, 3)
+    spreads = []
+    for j, p in enumerate(DEFAULT_SKELETON.parents):
+        if p > 0:
+            spreads.append(np.std(np.linalg.norm(pos[:, j] - pos[:, p], axis=-1)))
+    return float(max(spreads) * 1000)
+
+
+def run(focal_px: float | None) -> Analysis:
+    settings = JobSettings(("default",), 60, "full_body", 0.0, 10.0, focal_length_px=focal_px)
+    return analyse_video(VIDEO, settings, lambda stage, fraction: None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not VIDEO.exists():
+        print(f"test data not found: {VIDEO}", file=sys.stderr)
+        return 2
+    gt, f_true = reference_camera_frame()
+    gt_filtered, _ = reference_camera_frame(TRC_FILTERED)
+    results: dict[str, object] = {"reference": TRC.name, "frames": int(gt.shape[0]), "true_focal_px": f_true}
+    for label, focal in (("true_focal", f_true), ("diagonal_guess", None)):
+        a = run(focal)
+        n = min(gt.shape[0], a.motion.num_frames)
+        ids = [DEFAULT_SKELETON.index(PAIRS[name]) for name in NAMES]
+        solved = ours_camera_frame(a, a.motion.world_positions_m()[:n, ids])
+        hip_depth = float(solved[:, [HIPS[0], HIPS[1]]].mean(1)[:, 2].mean())
+        gt_depth = float(gt[:n, HIPS].mean(1)[:, 2].mean())
+        entry: dict[str, object] = {
+            "focal_px": round(a.intrinsics.focal_px, 1),
+            "focal_source": a.intrinsics.source,
+            "root_depth_m": round(hip_depth, 3),
+            "true_root_depth_m": round(gt_depth, 3),
+            "root_depth_err_pct": round(100 * (hip_depth - gt_depth) / gt_depth, 1),
+        }
+        if label == "true_focal":
+            raw = a.track.world_m[:n, [MP_INDEX[name] for name in NAMES]]  # MediaPipe axes = camera axes
+            for ref_name, ref in (("vs_triangulated", gt), ("vs_filtered_triangulated", gt_filtered)):
+                entry[ref_name] = {
+                    "solved": metrics(solved, ref[:n]),
+                    "raw_blazepose_world": metrics(raw, ref[:n]),
+                }
+            entry["bone_length_spread_mm"] = round(bone_length_spread_mm(a), 4)
+        results[label] = entry
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
