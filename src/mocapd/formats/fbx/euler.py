@@ -64,6 +64,9 @@ def euler_xyz_from_matrix(m: FloatArray, prev_a_rad: FloatArray | None = None) -
     At gimbal lock ``a`` is taken from ``prev_a_rad`` (or 0) and ``c`` solved from the rest.
     """
     m = np.asarray(m, dtype=np.float64)
+    if m.ndim == 2:
+        prev = None if prev_a_rad is None else np.reshape(prev_a_rad, (1,))
+        return euler_xyz_from_matrix(m[None], prev)[0]
     b = np.arcsin(np.clip(-m[..., 2, 0], -1.0, 1.0))
     a = np.arctan2(m[..., 2, 1], m[..., 2, 2])
     c = np.arctan2(m[..., 1, 0], m[..., 0, 0])
@@ -71,37 +74,46 @@ def euler_xyz_from_matrix(m: FloatArray, prev_a_rad: FloatArray | None = None) -
     if np.any(locked):
         a_fix = np.zeros_like(a) if prev_a_rad is None else np.broadcast_to(prev_a_rad, a.shape)
         a = np.where(locked, a_fix, a)
-        # Rz(c) = R @ Rx(a)^T @ Ry(b)^T: read c off that product.
-        zero = np.zeros_like(a)
-        rest = np.stack([a, b, zero], axis=-1)
-        rz = m @ np.swapaxes(matrix_from_euler_xyz(rest), -1, -2)
-        c = np.where(locked, np.arctan2(rz[..., 1, 0], rz[..., 0, 0]), c)
+        c = np.array(c, copy=True)
+        # R = Rz(c) Ry(b) Rx(a), so Rz(c) = R (Ry(b) Rx(a))^T: read c off it, on the locked entries only.
+        rest = np.stack([a[locked], b[locked], np.zeros(int(locked.sum()))], axis=-1)  # (L, 3)
+        rz = m[locked] @ np.swapaxes(matrix_from_euler_xyz(rest), -1, -2)  # (L, 3, 3)
+        c[locked] = np.arctan2(rz[:, 1, 0], rz[:, 0, 0])
     return np.stack([a, b, c], axis=-1)
 
 
-def _nearest_equivalent(candidate: FloatArray, prev: FloatArray) -> FloatArray:
-    """``candidate + 2 pi k`` (per component) closest to ``prev``; both (..., 3)."""
-    return candidate + _TWO_PI * np.round((prev - candidate) / _TWO_PI)
+def _wrapped(d: FloatArray) -> FloatArray:
+    """Angle differences mapped to [-pi, pi)."""
+    return (d + np.pi) % _TWO_PI - np.pi
+
+
+def _other_branch(angles: FloatArray) -> FloatArray:
+    """The second XYZ solution of the same rotation: ``(a + pi, pi - b, c + pi)``."""
+    return np.stack([angles[..., 0] + np.pi, np.pi - angles[..., 1], angles[..., 2] + np.pi], axis=-1)
 
 
 def unwrapped_euler_xyz_rad(m: FloatArray) -> FloatArray:
     """XYZ Euler angles (F, J, 3) for rotation matrices (F, J, 3, 3), continuous along the F axis.
 
     Frame 0 takes the principal solution; every later frame takes whichever of the two solution
-    branches, shifted by whole turns, lies nearest (sum of absolute differences) to the frame before.
+    branches, shifted by whole turns per component, lies nearest (sum of absolute differences) to the
+    frame before. Because the branch map is an isometry of the wrapped angles, "switch branch between
+    frames k and k+1" depends only on the two principal solutions, so the branch of frame k is the
+    parity of the switches before it (a cumulative sum), and the whole-turn shifts are ``np.unwrap``.
     """
     m = np.asarray(m, dtype=np.float64)
-    out = np.empty(m.shape[:-1])  # (F, J, 3)
-    prev: FloatArray | None = None
-    for f in range(m.shape[0]):
-        first = euler_xyz_from_matrix(m[f], None if prev is None else prev[..., 0])  # (J, 3)
-        if prev is None:
-            out[f] = prev = first
-            continue
-        second = first + np.array([np.pi, 0.0, np.pi])
-        second[..., 1] = np.pi - first[..., 1]
-        first = _nearest_equivalent(first, prev)
-        second = _nearest_equivalent(second, prev)
-        pick_second = np.abs(second - prev).sum(axis=-1) < np.abs(first - prev).sum(axis=-1)
-        out[f] = prev = np.where(pick_second[..., None], second, first)
-    return out
+    principal = euler_xyz_from_matrix(m)  # (F, J, 3)
+    locked = np.abs(np.cos(principal[..., 1])) < _GIMBAL_COS  # (F, J)
+    if locked[1:].any():
+        # At gimbal lock only a +- c is defined: keep the previous frame's a and solve c.
+        prev_a = np.concatenate(
+            [np.zeros_like(principal[:1, ..., 0]), principal[:-1, ..., 0]], axis=0
+        )  # (F, J)
+        principal = np.where(locked[..., None], euler_xyz_from_matrix(m, prev_a), principal)
+    same = np.abs(_wrapped(np.diff(principal, axis=0))).sum(axis=-1)  # (F-1, J)
+    switch = np.abs(_wrapped(_other_branch(principal[1:]) - principal[:-1])).sum(axis=-1)  # (F-1, J)
+    parity = (
+        np.concatenate([np.zeros((1, *same.shape[1:])), np.cumsum(switch < same, axis=0)], axis=0) % 2
+    )  # (F, J)
+    chosen = np.where(parity[..., None] == 1, _other_branch(principal), principal)  # (F, J, 3)
+    return np.unwrap(chosen, axis=0)
