@@ -4,7 +4,8 @@
 (camelCase like the rest of the API; ``null`` where a figure has no data):
 
 ``schemaVersion`` (1)
-``frames``: ``total``, ``withPerson``, ``interpolated``, ``held``, ``personRatio`` (withPerson / total),
+``frames``: ``total``, ``withPerson``, ``interpolated`` / ``held`` (frames where some joint was filled over a
+    short gap / held at its last known position over a long one), ``personRatio`` (withPerson / total),
     ``durationS`` (total / sourceFps), ``longestGapS`` (longest run of frames without a person).
 ``perJointConfidence``: BlazePose landmark name -> mean visibility over the frames with a person.
 ``jitter``: ``meanAccelerationMps2`` (mean over joints of each joint's mean ``|a|``), ``perJointMps2``
@@ -62,6 +63,7 @@ JITTER_WARN_MPS2 = 30.0  # mean joint acceleration above which the motion is cal
 BONE_CV_WARN_PERCENT = 10.0  # input bone length variation above which tracking is called unstable
 SKATE_WARN_CMS = 10.0  # mean foot speed during contact above which the feet are said to slide
 PENETRATION_WARN_MM = 5.0  # robot sole depth below the ground worth a warning
+_LISTED = 4  # names listed in a warning before "and N more"
 _LIMIT_TOL_RAD = 1e-6
 _SPEED_TOL = 1e-9
 
@@ -128,8 +130,8 @@ class QualityInputs:
 
     Source-rate arrays (F frames at ``source_fps``): ``visibility`` (F, 33) BlazePose visibility (NaN or
     anything where ``person_mask`` is False), ``person_mask`` (F,) a person was detected,
-    ``interpolated_mask`` / ``held_mask`` (F,) the frame's pose was filled over a short gap / held over a
-    long one, ``input_positions_m`` (F, J, 3) joint positions before bone lengths were fixed (NaN unknown).
+    ``interpolated_mask`` / ``held_mask`` (F,) some joint of the frame was filled over a short gap / held
+    over a long one, ``input_positions_m`` (F, J, 3) joint positions before bone lengths were fixed (NaN unknown).
     Motion-rate arrays (M frames at ``motion_fps``): ``solved_positions_m`` (M, J, 3) world joint positions
     of the solved motion (``Motion.world_positions_m()``), ``contacts`` joint name -> (M,) bool (e.g.
     ``foot_l``, ``ball_l``, ``foot_r``, ``ball_r``; the side comes from the name).
@@ -336,19 +338,22 @@ def _warnings(report: dict[str, Any], *, feet_tracked: bool) -> list[str]:
             f"person not visible in {missing} of {fr['total']} frames (longest gap {fr['longestGapS']:.2f} s)"
         )
     if fr["held"] > 0:
-        w.append(f"pose held still over {fr['held']} frames where the person was lost for too long")
+        w.append(
+            f"{fr['held']} of {fr['total']} frames hold some joints at their last known position (gap too long to fill)"
+        )
     low = [n for n, v in report["perJointConfidence"].items() if v is not None and v < LOW_CONFIDENCE]
     if low:
         w.append(f"low detection confidence (mean visibility < {LOW_CONFIDENCE}) for: {', '.join(low)}")
     acc = report["jitter"]["meanAccelerationMps2"]
     if acc is not None and acc > JITTER_WARN_MPS2:
         w.append(f"the motion is jittery: mean joint acceleration {acc:.1f} m/s^2")
-    unstable = [
-        n for n, v in report["boneLengthCvPercent"].items() if v is not None and v > BONE_CV_WARN_PERCENT
-    ]
+    cvs = report["boneLengthCvPercent"]
+    unstable = sorted((v, n) for n, v in cvs.items() if v is not None and v > BONE_CV_WARN_PERCENT)[::-1]
     if unstable:
+        worst = ", ".join(f"{n} {v:.0f} %" for v, n in unstable[:_LISTED])
+        more = f" and {len(unstable) - _LISTED} more" if len(unstable) > _LISTED else ""
         w.append(
-            f"unstable tracking: bone length varies by more than {BONE_CV_WARN_PERCENT:.0f} % for {', '.join(unstable)}"
+            f"unstable tracking: input bone lengths vary by more than {BONE_CV_WARN_PERCENT:.0f} % for {worst}{more}"
         )
     feet = report["footContacts"]
     if feet is not None and feet_tracked:

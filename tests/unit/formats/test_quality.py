@@ -67,7 +67,7 @@ def test_frame_counts_ratio_and_gap_warning() -> None:
     assert frames["durationS"] == pytest.approx(230 / 30, abs=1e-3)
     assert frames["longestGapS"] == pytest.approx(5 / 30, abs=1e-3)
     assert any(w.startswith("person not visible in 8 of 230 frames") for w in report["warnings"])
-    assert any("held still over 5 frames" in w for w in report["warnings"])
+    assert any(w.startswith("5 of 230 frames hold some joints") for w in report["warnings"])
 
 
 def test_per_joint_confidence_is_the_mean_visibility_over_frames_with_a_person() -> None:
@@ -140,6 +140,24 @@ def test_large_bone_length_variation_is_warned() -> None:
     report = build_quality_report(_inputs(n, input_positions_m=x))
     assert report["boneLengthCvPercent"]["lowerarm_l-hand_l"] == pytest.approx(100 * 0.05 / 0.30, abs=0.05)
     assert any("unstable tracking" in w and "lowerarm_l-hand_l" in w for w in report["warnings"])
+
+
+def test_unstable_bone_warning_lists_the_worst_four() -> None:
+    """Five leaf bones whose length alternates between L and L + d: CV = d / (2 L + d), chosen 12..20 %."""
+    n = 10
+    x = _rest_positions(n)
+    rest = DEFAULT_SKELETON.rest_offsets_m
+    for name, cv in (("hand_l", 0.12), ("hand_r", 0.14), ("head", 0.16), ("ball_l", 0.18), ("ball_r", 0.20)):
+        j = NAMES.index(name)
+        length = np.linalg.norm(rest[j])
+        d = 2 * length * cv / (1 - cv)
+        x[::2, j] += d * rest[j] / length  # lengthen along the bone every other frame
+    report = build_quality_report(_inputs(n, input_positions_m=x))
+    assert report["boneLengthCvPercent"]["foot_r-ball_r"] == pytest.approx(20.0, abs=0.01)
+    warning = next(w for w in report["warnings"] if "unstable" in w)
+    assert warning.split(" for ")[1] == (
+        "foot_r-ball_r 20 %, foot_l-ball_l 18 %, neck_01-head 16 %, lowerarm_r-hand_r 14 % and 1 more"
+    )
 
 
 def test_foot_contact_ratio_and_skate_speed() -> None:
