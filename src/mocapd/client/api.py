@@ -268,7 +268,7 @@ class MocapdClient:
                 head = _download_head(r, start)
                 if on_head is not None:
                     on_head(head)
-                for chunk in r.iter_bytes(1 << 16):
+                for chunk in r.iter_bytes():  # whatever arrived: a cut leaves every received byte on disk
                     sink.write(chunk)
                     if on_chunk is not None:
                         on_chunk(len(chunk))
