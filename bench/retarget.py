@@ -32,6 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.cmu import cmu_motion  # noqa: E402
+from tests.unit.robots.synthetic_walk import synthetic_walk  # noqa: E402
+
 from mocapd.pipeline.contacts import detect_contacts  # noqa: E402
 from mocapd.pipeline.resample import resample_motion  # noqa: E402
 from mocapd.pipeline.skeleton import Motion  # noqa: E402
@@ -40,8 +43,6 @@ from mocapd.robots.human_contacts import contacts_from_pipeline  # noqa: E402
 from mocapd.robots.ik import solve_frames  # noqa: E402
 from mocapd.robots.retarget import retarget_to_g1  # noqa: E402
 from mocapd.robots.targets import scaled_targets  # noqa: E402
-from tests.support.cmu import cmu_motion  # noqa: E402
-from tests.unit.robots.synthetic_walk import synthetic_walk  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bvh"
 TAKES = ("cmu_131_01", "cmu_131_02", "cmu_131_03")

@@ -33,7 +33,9 @@ def _replay(model: mujoco.MjModel, qpos: np.ndarray, sites: list[str]) -> tuple[
     """Site positions (F, S, 3) and the lowest foot-sphere bottom per frame (F,) on ``model``."""
     data = mujoco.MjData(model)
     site_ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, s) for s in sites]
-    foot_bodies = {mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{s}_ankle_roll_link") for s in ("left", "right")}
+    foot_bodies = {
+        mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{s}_ankle_roll_link") for s in ("left", "right")
+    }
     spheres = [g for g in range(model.ngeom) if int(model.geom_bodyid[g]) in foot_bodies]
     assert len(spheres) == 8
     out = np.zeros((qpos.shape[0], len(sites), 3))
@@ -76,7 +78,9 @@ def test_replay_on_the_official_model(variant: str) -> None:
 def test_cmu_walk_gives_a_walking_robot() -> None:
     motion, rm = _retargeted("cmu_131_02")
     # alternating single-support phases
-    single = np.where(rm.contacts[:, 0] & ~rm.contacts[:, 1], 1, np.where(rm.contacts[:, 1] & ~rm.contacts[:, 0], 2, 0))
+    single = np.where(
+        rm.contacts[:, 0] & ~rm.contacts[:, 1], 1, np.where(rm.contacts[:, 1] & ~rm.contacts[:, 0], 2, 0)
+    )
     phases = [int(s) for s in single if s]
     switches = sum(1 for a, b in zip(phases, phases[1:], strict=False) if a != b)
     assert switches >= 4
@@ -109,7 +113,10 @@ def test_cmu_walk_legs_never_interpenetrate() -> None:
         data.qpos[:] = q
         mujoco.mj_fwdPosition(model, data)
         contacts = data.contact[: data.ncon]
-        if any(c.geom1 in side and c.geom2 in side and side[c.geom1] != side[c.geom2] and c.dist < -1e-3 for c in contacts):
+        if any(
+            c.geom1 in side and c.geom2 in side and side[c.geom1] != side[c.geom2] and c.dist < -1e-3
+            for c in contacts
+        ):
             bad_frames += 1
     assert bad_frames == 0
     assert rm.quality["leg_self_collision_frames"] == 0

@@ -87,7 +87,9 @@ def write_g1_json(rm: RobotMotion) -> bytes:
 
 def write_g1_csv(rm: RobotMotion) -> bytes:
     """The robot motion in the Unitree retargeting-dataset CSV layout (36 columns, no header)."""
-    table = np.round(np.concatenate([rm.root_pos_m, rm.root_quat_xyzw, rm.dof_pos_29_rad()], axis=1), _DECIMALS)  # (F, 36)
+    table = np.round(
+        np.concatenate([rm.root_pos_m, rm.root_quat_xyzw, rm.dof_pos_29_rad()], axis=1), _DECIMALS
+    )  # (F, 36)
     fmt = f"{{:.{_DECIMALS}f}}"
     lines = [",".join(fmt.format(v + 0.0) for v in row) for row in table]
     return ("\n".join(lines) + "\n").encode("ascii")

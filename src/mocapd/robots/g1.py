@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -152,7 +152,9 @@ def _side_geoms(side: str, sign: float, variant_29: bool) -> list[Capsule]:
         Capsule(f"{side}_hip_roll_link", (0.01, 0.0, -0.02), (0.025, 0.0, -0.11), 0.045),
         Capsule(f"{side}_hip_yaw_link", (0.0, 0.0, -0.02), (-0.07, s * 0.002, -0.16), 0.05),
         Capsule(f"{side}_knee_link", (0.0, 0.0, -0.05), (0.0, 0.0, -0.25), 0.04),
-        Capsule(f"{side}_ankle_roll_link", (0.035, 0.0, -0.02), (0.035, 0.0, -0.02), 0.0, (0.08, 0.03, 0.012)),
+        Capsule(
+            f"{side}_ankle_roll_link", (0.035, 0.0, -0.02), (0.035, 0.0, -0.02), 0.0, (0.08, 0.03, 0.012)
+        ),
         Capsule(f"{side}_shoulder_yaw_link", (0.0, 0.0, 0.0), (0.012, 0.0, -0.07), 0.035),
         Capsule(f"{side}_elbow_link", (0.02, 0.0, 0.0), (0.09, s * 0.002, -0.008), 0.03),
         Capsule(hand_link, hand_from, hand_to, 0.03),
@@ -222,7 +224,9 @@ class G1Description:
     @property
     def sole_corners_m(self) -> FloatArray:
         """The four sole contact points (bottom of the 5 mm contact spheres), ankle-roll link frame, (4, 3)."""
-        return np.array([[-0.05, 0.025, -0.035], [-0.05, -0.025, -0.035], [0.12, 0.03, -0.035], [0.12, -0.03, -0.035]])
+        return np.array(
+            [[-0.05, 0.025, -0.035], [-0.05, -0.025, -0.035], [0.12, 0.03, -0.035], [0.12, -0.03, -0.035]]
+        )
 
     def collision_geoms(self) -> list[Capsule]:
         is29 = self.variant == "g1_29dof_rev_1_0"
@@ -235,7 +239,7 @@ class G1Description:
         return geoms
 
 
-@lru_cache(maxsize=None)
+@cache
 def g1_description(variant: str = "g1_29dof_rev_1_0") -> G1Description:
     """The description of a G1 variant (``g1_29dof_rev_1_0`` or ``g1_23dof_rev_1_0``)."""
     if variant == "g1_29dof_rev_1_0":
@@ -245,7 +249,9 @@ def g1_description(variant: str = "g1_29dof_rev_1_0") -> G1Description:
     raise ValueError(f"unknown G1 variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
-def quat_wxyz_from_rpy(roll_rad: float, pitch_rad: float, yaw_rad: float) -> tuple[float, float, float, float]:
+def quat_wxyz_from_rpy(
+    roll_rad: float, pitch_rad: float, yaw_rad: float
+) -> tuple[float, float, float, float]:
     """URDF rpy -> wxyz quaternion of R = Rz(yaw) Ry(pitch) Rx(roll)."""
     cr, sr = math.cos(roll_rad / 2), math.sin(roll_rad / 2)
     cp, sp = math.cos(pitch_rad / 2), math.sin(pitch_rad / 2)
@@ -292,11 +298,16 @@ def build_mjcf(variant: str = "g1_29dof_rev_1_0") -> str:
         for side in ("left", "right"):
             if link == f"{side}_ankle_roll_link":
                 for k, c in enumerate(desc.sole_corners_m):
-                    out.append(indent + f'<geom name="{side}_sole_point{k}" class="sole" pos="{_fmt(list(c + [0, 0, 0.005]))}"/>')
+                    out.append(
+                        indent
+                        + f'<geom name="{side}_sole_point{k}" class="sole" pos="{_fmt(list(c + [0, 0, 0.005]))}"/>'
+                    )
                 for site, pos in desc.sole_sites_m.items():
                     out.append(indent + f'<site name="{side}_{site}" pos="{_fmt(pos)}" size="0.01"/>')
             if link == desc.hand_links[0 if side == "left" else 1]:
-                out.append(indent + f'<site name="{side}_hand" pos="{_fmt(desc.hand_site_m(side))}" size="0.01"/>')
+                out.append(
+                    indent + f'<site name="{side}_hand" pos="{_fmt(desc.hand_site_m(side))}" size="0.01"/>'
+                )
         return out
 
     def body_xml(j: G1Joint, depth: int) -> list[str]:
@@ -322,7 +333,9 @@ def build_mjcf(variant: str = "g1_29dof_rev_1_0") -> str:
     body.append("    </body>")
     actuators = [f'    <motor name="{j.name}" joint="{j.name}"/>' for j in desc.joints]
     # links that touch by construction (the hip motors sit in the pelvis, the torso on the waist)
-    adjacent = [("pelvis", f"{side}_hip_{part}_link") for side in ("left", "right") for part in ("roll", "yaw")]
+    adjacent = [
+        ("pelvis", f"{side}_hip_{part}_link") for side in ("left", "right") for part in ("roll", "yaw")
+    ]
     adjacent += [("pelvis", "torso_link")]
     excludes = [f'    <exclude body1="{a}" body2="{b}"/>' for a, b in adjacent]
     return "\n".join(

@@ -53,7 +53,9 @@ def solve_frames(
 
     tasks: list[mink.FrameTask] = []
     for t in targets:
-        tasks.append(mink.FrameTask(t.frame, t.frame_type, position_cost=1.0, orientation_cost=1.0, lm_damping=1.0))
+        tasks.append(
+            mink.FrameTask(t.frame, t.frame_type, position_cost=1.0, orientation_cost=1.0, lm_damping=1.0)
+        )
     posture_costs = np.full(model.nv, posture_cost)
     posture_costs[:6] = 0.0
     posture = mink.PostureTask(model, cost=posture_costs)
@@ -83,12 +85,22 @@ def solve_frames(
             task.set_orientation_cost(float(t.orientation_cost[f]))
             task.set_target(mink.SE3.from_rotation_and_translation(mink.SO3(t.quat_wxyz[f]), t.pos_m[f]))
         if f == 0:  # no previous frame: converge without a velocity bound
-            steps, limits, step_dt = _FIRST_FRAME_ITERATIONS, [lim for lim in limits_all if lim is not vel_limit], 0.02
+            steps, limits, step_dt = (
+                _FIRST_FRAME_ITERATIONS,
+                [lim for lim in limits_all if lim is not vel_limit],
+                0.02,
+            )
         else:
             steps, limits, step_dt = iterations, limits_all, dt
         for _ in range(steps):
             vel = mink.solve_ik(
-                configuration, all_tasks, step_dt, "daqp", damping=damping, limits=limits, constraints=constraints or None
+                configuration,
+                all_tasks,
+                step_dt,
+                "daqp",
+                damping=damping,
+                limits=limits,
+                constraints=constraints or None,
             )
             configuration.integrate_inplace(vel, step_dt)
         out[f] = configuration.q
@@ -97,7 +109,13 @@ def solve_frames(
 
 def _self_collision_limit(model: mujoco.MjModel) -> mink.Limit:
     """Keep the legs 1 cm apart, and the forearms and hands 1 cm from the pelvis, torso and thighs."""
-    groups: dict[str, list[str]] = {"left_leg": [], "right_leg": [], "left_arm": [], "right_arm": [], "core": []}
+    groups: dict[str, list[str]] = {
+        "left_leg": [],
+        "right_leg": [],
+        "left_arm": [],
+        "right_arm": [],
+        "core": [],
+    }
     for g in range(model.ngeom):
         body = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, int(model.geom_bodyid[g])) or ""
         name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g) or ""
@@ -112,7 +130,9 @@ def _self_collision_limit(model: mujoco.MjModel) -> mink.Limit:
     pairs = [(groups["left_leg"], groups["right_leg"])]
     pairs += [(groups[f"{side}_arm"], groups["core"] + upper_legs) for side in ("left", "right")]
     return _DisplacementCollisionLimit(
-        mink.CollisionAvoidanceLimit(model, pairs, minimum_distance_from_collisions=0.01, collision_detection_distance=0.15)
+        mink.CollisionAvoidanceLimit(
+            model, pairs, minimum_distance_from_collisions=0.01, collision_detection_distance=0.15
+        )
     )
 
 

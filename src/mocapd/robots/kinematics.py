@@ -25,14 +25,18 @@ class RobotKinematics:
     leg_self_contacts: IntArray  # (F,) contacts between left-leg and right-leg geoms deeper than 1 mm
 
 
-def forward_kinematics(desc: G1Description, qpos: FloatArray, *, self_contacts: bool = False) -> RobotKinematics:
+def forward_kinematics(
+    desc: G1Description, qpos: FloatArray, *, self_contacts: bool = False
+) -> RobotKinematics:
     """Run MuJoCo kinematics for every frame of ``qpos`` (F, 7 + N)."""
     model = load_g1_model(desc.variant)
     data = mujoco.MjData(model)
     f = qpos.shape[0]
     body_ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in desc.links]
     site_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_SITE, s) for s in range(model.nsite)]
-    ankle_ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{s}_ankle_roll_link") for s in ("left", "right")]
+    ankle_ids = [
+        mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{s}_ankle_roll_link") for s in ("left", "right")
+    ]
     corners = desc.sole_corners_m  # (4, 3)
     side_of_geom = np.zeros(model.ngeom, dtype=np.int64)  # 1 left leg, 2 right leg, 0 other
     for g in range(model.ngeom):

@@ -57,7 +57,9 @@ class RobotMotion:
         for name, (got, want) in shapes.items():
             if got != want:
                 raise ValueError(f"RobotMotion.{name} has shape {got}, expected {want}")
-        if self.body_positions_m.shape[:1] != (f,) or self.body_positions_m.shape[1] != len(self.body_parents):
+        if self.body_positions_m.shape[:1] != (f,) or self.body_positions_m.shape[1] != len(
+            self.body_parents
+        ):
             raise ValueError("RobotMotion.body_positions_m must be (F, B, 3) with B = len(body_parents)")
         if tuple(self.joint_names) != g1_description(self.variant).joint_names:
             raise ValueError(f"joint_names do not match the {self.variant} joint order")

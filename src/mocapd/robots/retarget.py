@@ -77,7 +77,10 @@ def retarget_to_g1(
     tracking = _tracking_errors(desc, kin, targets)
     quality = robot_quality(desc, qpos[:, 7:], motion.fps, kin, tracking)
     quality["scale"] = scale.as_dict()
-    quality["contact_frames"] = {"left": int(foot_contacts[:, 0].sum()), "right": int(foot_contacts[:, 1].sum())}
+    quality["contact_frames"] = {
+        "left": int(foot_contacts[:, 0].sum()),
+        "right": int(foot_contacts[:, 1].sum()),
+    }
     quality["invalid_frames"] = int((~valid).sum())
     return RobotMotion(
         fps=float(motion.fps),
@@ -119,7 +122,9 @@ def _filter_joints(desc: G1Description, qpos: FloatArray, raw_leg_contacts: NDAr
     if qpos.shape[0] > 2:
         out[:, 7:] = gaussian_filter1d(qpos[:, 7:], FILTER_SIGMA_FRAMES, axis=0, mode="nearest")
     out[:, 7:] = np.clip(out[:, 7:], desc.lower_rad, desc.upper_rad)
-    touching = (forward_kinematics(desc, out, self_contacts=True).leg_self_contacts > 0) & (raw_leg_contacts == 0)
+    touching = (forward_kinematics(desc, out, self_contacts=True).leg_self_contacts > 0) & (
+        raw_leg_contacts == 0
+    )
     out[touching] = qpos[touching]
     return out
 
@@ -129,7 +134,9 @@ def _interpolate_gaps(values: FloatArray, known: BoolArray) -> FloatArray:
     if not known.any():
         return np.zeros_like(values)
     frames = np.arange(values.shape[0])
-    return np.stack([np.interp(frames, frames[known], values[known, d]) for d in range(values.shape[1])], axis=1)
+    return np.stack(
+        [np.interp(frames, frames[known], values[known, d]) for d in range(values.shape[1])], axis=1
+    )
 
 
 def _settle_on_ground(desc: G1Description, qpos: FloatArray, contacts: BoolArray) -> FloatArray:
@@ -173,7 +180,9 @@ def _frame_positions(desc: G1Description, kin: RobotKinematics, t: FrameTargets)
     return kin.link_pos_m[:, desc.links.index(t.frame)]
 
 
-def _tracking_errors(desc: G1Description, kin: RobotKinematics, targets: list[FrameTargets]) -> dict[str, float]:
+def _tracking_errors(
+    desc: G1Description, kin: RobotKinematics, targets: list[FrameTargets]
+) -> dict[str, float]:
     """Mean distance (m) between robot frames and their position targets, per body part."""
     errors: dict[str, list[FloatArray]] = {}
     for t in targets:

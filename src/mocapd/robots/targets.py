@@ -25,7 +25,14 @@ from scipy.spatial.transform import Rotation
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.g1 import G1Description, load_g1_model
 
-__all__ = ["FACING_QUAT_WXYZ", "FrameTargets", "ScaleFactors", "human_ground_m", "robot_rest_frames", "scaled_targets"]
+__all__ = [
+    "FACING_QUAT_WXYZ",
+    "FrameTargets",
+    "ScaleFactors",
+    "human_ground_m",
+    "robot_rest_frames",
+    "scaled_targets",
+]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

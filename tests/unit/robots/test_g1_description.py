@@ -69,7 +69,9 @@ def test_joint_order_and_ranges_agree_with_the_official_mjcf(variant: str) -> No
     names = [mujoco.mj_id2name(official, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(1, official.njnt)]
     assert names == list(g1_description(variant).joint_names)
     assert ours.nq == official.nq and ours.nv == official.nv
-    np.testing.assert_allclose(ours.jnt_range[1:], official.jnt_range[1:], atol=1e-5)  # the MJCF rounds to 5 decimals
+    np.testing.assert_allclose(
+        ours.jnt_range[1:], official.jnt_range[1:], atol=1e-5
+    )  # the MJCF rounds to 5 decimals
     np.testing.assert_allclose(ours.jnt_axis[1:], official.jnt_axis[1:], atol=1e-9)
 
 
@@ -84,7 +86,9 @@ def test_forward_kinematics_matches_the_official_mjcf_within_1_mm(variant: str) 
     sites = [f"{s}_{p}" for s in ("left", "right") for p in ("sole", "toe", "heel")]
     worst_m = 0.0
     for _ in range(40):
-        q = np.concatenate([rng.uniform(-1, 1, 3), rng.normal(size=4), rng.uniform(desc.lower_rad, desc.upper_rad)])
+        q = np.concatenate(
+            [rng.uniform(-1, 1, 3), rng.normal(size=4), rng.uniform(desc.lower_rad, desc.upper_rad)]
+        )
         q[3:7] /= np.linalg.norm(q[3:7])
         for m, d in ((official, d_off), (ours, d_ours)):
             d.qpos[:] = q
