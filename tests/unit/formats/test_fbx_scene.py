@@ -219,3 +219,12 @@ def test_any_skeleton_cmu_take_round_trips() -> None:
     for j, name in enumerate(motion.skeleton.names):
         err_m = np.linalg.norm(zup_m_from_fbx_cm(positions_cm[name]) - expected[:, j], axis=-1)
         assert err_m.max() < 1e-3, (name, err_m.max())
+
+
+def test_single_frame_motion() -> None:
+    motion = smooth_random_motion(num_frames=1, seed=6)
+    positions_cm, _fps, num_frames = evaluate_fbx_world_positions_cm(write_fbx(motion))
+    assert num_frames == 1
+    expected = motion.world_positions_m()[0]
+    for j, name in enumerate(DEFAULT_SKELETON.names):
+        assert np.allclose(zup_m_from_fbx_cm(positions_cm[name][0]), expected[j], atol=1e-5)

@@ -7,6 +7,7 @@ Each node prints as ``Name: prop, prop, ...``; long arrays print their length, d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, FbxFormatError) as exc:
         print(f"error: {args.file}: {exc}", file=sys.stderr)
         return 1
-    print(f"; FBX {version} binary")
-    for line in dump_lines(nodes, full=args.full):
-        print(line)
+    try:
+        print(f"; FBX {version} binary")
+        for line in dump_lines(nodes, full=args.full):
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
