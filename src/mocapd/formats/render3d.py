@@ -198,7 +198,8 @@ def render_figure_panel(
     """A (h, w, 3) RGB panel showing a stick figure and its shadow (the figure flattened to z = 0) over a ground grid.
 
     ``positions_m`` (K, 3) are world points (NaN rows skipped), ``parents[k]`` the point each one
-    hangs from (-1 for none) and ``names`` give the side colour of the bone ending at each point.
+    hangs from (-1 for none) and ``names`` give the sides: a bone between two points of one side takes
+    that side's colour, any other bone (spine, hips, shoulders) the midline colour.
     ``centre_m`` (3,) is the world point drawn at the panel centre (follow the root with it).
     """
     h, w = size_px
@@ -222,7 +223,8 @@ def render_figure_panel(
         if np.all(np.isfinite(pts[k])) and np.all(np.isfinite(pts[p])):
             bones.append((float(pts[k, 2] + pts[p, 2]) / 2.0, k, p))
     for _, k, p in sorted(bones, reverse=True):  # far first
-        _line(img, pts[p, :2], pts[k, :2], side_colour(name_side(names[k])), bone_px)
+        side_k, side_p = name_side(names[k]), name_side(names[p])
+        _line(img, pts[p, :2], pts[k, :2], side_colour(side_k if side_k == side_p else 0), bone_px)
     for k in np.argsort(-pts[:, 2]):
         if np.all(np.isfinite(pts[k])):
             _dot(img, pts[k, :2], side_colour(name_side(names[int(k)])), max(2, bone_px // 2 + 1))

@@ -13,7 +13,15 @@ import pytest
 
 from mocapd.errors import SystemFault
 from mocapd.formats.preview import encode_preview, preview_layout
-from mocapd.formats.render3d import LEFT_RGB, RIGHT_RGB, OrthoCamera, render_figure_panel, sample_at_time
+from mocapd.formats.render3d import (
+    BACKGROUND_RGB,
+    CENTRE_RGB,
+    LEFT_RGB,
+    RIGHT_RGB,
+    OrthoCamera,
+    render_figure_panel,
+    sample_at_time,
+)
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 
 SRC_W, SRC_H = 320, 240
@@ -212,13 +220,21 @@ def test_orthographic_camera_puts_the_centre_mid_panel_and_the_characters_left_o
     np.testing.assert_allclose(px[2, :2], [150.0, 100.0 - 50.0])  # up -> image up
 
 
-def test_figure_panel_draws_bones_where_they_project() -> None:
+def test_figure_panel_draws_bones_where_they_project_coloured_by_side() -> None:
     cam = OrthoCamera(azimuth_rad=0.0, elevation_rad=0.0, view_height_m=2.0)
-    points = np.array([[0.0, 0.0, 1.0], [0.6, 0.0, 1.0], [-0.6, 0.0, 1.0]])  # centre, left hand, right hand
-    img = render_figure_panel(points, [-1, 0, 0], ["spine", "hand_l", "hand_r"], size_px=(200, 200),
-                              centre_m=np.array([0.0, 0.0, 1.0]), camera=cam)  # fmt: skip
-    assert tuple(img[100, 140]) == LEFT_RGB  # 0.4 m to the left of the centre: 40 px right
+    points = np.array([[0.0, 0.0, 1.0], [0.2, 0.0, 1.0], [0.6, 0.0, 1.0], [-0.2, 0.0, 1.0], [-0.6, 0.0, 1.0]])
+    img = render_figure_panel(
+        points,
+        [-1, 0, 1, 0, 3],
+        ["spine", "upperarm_l", "hand_l", "upperarm_r", "hand_r"],
+        size_px=(200, 200),
+        centre_m=np.array([0.0, 0.0, 1.0]),
+        camera=cam,
+    )
+    assert tuple(img[100, 140]) == LEFT_RGB  # 0.4 m to the character's left: 40 px right of the centre
     assert tuple(img[100, 60]) == RIGHT_RGB
+    assert tuple(img[100, 110]) == tuple(img[100, 90]) == CENTRE_RGB  # spine to shoulder: a midline bone
+    assert tuple(img[60, 100]) == BACKGROUND_RGB
 
 
 def _top_of_figure_row(frame: np.ndarray) -> int:
