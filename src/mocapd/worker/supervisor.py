@@ -4,7 +4,7 @@
   worker id, its own database engine and object store, the claim loop until SIGTERM/SIGINT. On the first
   signal the current job is finished if it is already packaging, else handed back to the queue; a
   second signal exits at once (the lease expires and the reaper returns the job: SIGKILL loses nothing).
-- `Supervisor` starts N such processes (``spawn``: no state inherited from the parent), restarts any
+- `Supervisor` starts N such processes (``forkserver``: nothing inherited from the parent), restarts any
   that dies (with a growing delay if they keep dying young), and runs housekeeping (draft expiry,
   retention purge, reaper) every ``housekeeping_interval_s``.
 - `supervise(settings, n_workers)` returns a started `Supervisor` (for ``mocapd serve``);
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.context
 import multiprocessing.process
 import os
 import signal
@@ -32,11 +33,25 @@ log = logging.getLogger("mocapd.supervisor")
 PROCESS_TITLE = "mocapd worker"
 
 
+# Imported once by the fork server, so a (re)started worker is a cheap fork, not a fresh interpreter.
+_PRELOAD = [
+    "mocapd.worker.supervisor",
+    "mocapd.worker.loop",
+    "mocapd.worker.runner",
+    "mocapd.worker.processor",
+    "mocapd.db.engine",
+    "mocapd.storage",
+]
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     processor: str | None = None  # "module:factory"; None: $MOCAPD_PROCESSOR, else the motion pipeline
     idle_poll_s: float = 0.2
     progress_interval_s: float = 0.5
+    # Environment set in each worker process before the processor loads (workers fork from a server
+    # started once, so later changes to the parent's environment do not reach them otherwise).
+    environ: tuple[tuple[str, str], ...] = ()
 
 
 def worker_main(settings: Settings, options: WorkerOptions) -> None:
@@ -44,6 +59,7 @@ def worker_main(settings: Settings, options: WorkerOptions) -> None:
     from setproctitle import setproctitle
 
     setproctitle(PROCESS_TITLE)
+    os.environ.update(dict(options.environ))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -97,14 +113,16 @@ class Supervisor:
         options: WorkerOptions | None = None,
         housekeeping_interval_s: float = 60.0,
         check_interval_s: float = 0.1,
+        crash_loop_s: float = 2.0,
     ) -> None:
         self.settings = settings
         self.n_workers = n_workers if n_workers is not None else (os.cpu_count() or 1)
         self.options = options or WorkerOptions()
         self.housekeeping_interval_s = housekeeping_interval_s
         self.check_interval_s = check_interval_s
+        self.crash_loop_s = crash_loop_s  # a worker dying younger than this is restarted after a growing delay
         self.restarts = 0
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = _worker_context()
         self._procs: list[multiprocessing.process.BaseProcess | None] = [None] * self.n_workers
         self._started_s = [0.0] * self.n_workers
         self._quick_deaths = [0] * self.n_workers
@@ -169,9 +187,9 @@ class Supervisor:
                         continue
                     if p is not None:
                         p.join(0)
-                        young = now_s - self._started_s[i] < 5.0
+                        young = now_s - self._started_s[i] < self.crash_loop_s
                         self._quick_deaths[i] = self._quick_deaths[i] + 1 if young else 0
-                        delay = min(30.0, 0.5 * 2 ** (self._quick_deaths[i] - 1)) if young else 0.0
+                        delay = min(30.0, 0.25 * 2 ** (self._quick_deaths[i] - 1)) if young else 0.0
                         self._not_before_s[i] = now_s + delay
                         log.warning("worker pid %s exited with %s; restarting in %.1f s", p.pid, p.exitcode, delay)
                         self._procs[i] = None
@@ -201,6 +219,14 @@ class Supervisor:
             log.error("housekeeping failed: %s", exc, exc_info=True)
         finally:
             db.dispose()
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """``forkserver``: workers fork from a clean single-threaded server that preloaded the worker modules
+    (no threads, locks or connections inherited from the parent, and a restart costs milliseconds)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
 
 
 def supervise(settings: Settings, n_workers: int | None = None, *, options: WorkerOptions | None = None) -> Supervisor:
