@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import av
 import cv2
@@ -166,14 +166,17 @@ def _source_panel(
     size = (layout.source_width_px, layout.height_px)
     # area averaging only for strong reductions (> 2x); bilinear is 5x faster and clean enough below that
     shrink = fh / layout.height_px
-    panel = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink > 2.0 else cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_AREA if shrink > 2.0 else cv2.INTER_LINEAR
+    panel: NDArray[np.uint8] = np.ascontiguousarray(
+        cv2.resize(frame, size, interpolation=interpolation), dtype=np.uint8
+    )
     if landmarks_px is not None:
         scale = np.array([layout.source_width_px / fw, layout.height_px / fh])  # (2,)
         draw_landmarks_2d(panel, landmarks_px * scale, thickness_px=max(2, round(layout.height_px / 240)))
-    return np.ascontiguousarray(panel, dtype=np.uint8)
+    return panel
 
 
-def _check_frame(frame: np.ndarray) -> NDArray[np.uint8]:
+def _check_frame(frame: NDArray[Any]) -> NDArray[np.uint8]:
     arr = np.asarray(frame)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"preview frames must be (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
@@ -181,8 +184,8 @@ def _check_frame(frame: np.ndarray) -> NDArray[np.uint8]:
 
 
 def encode_preview(
-    frames: Iterable[np.ndarray],
-    landmarks_px: np.ndarray,
+    frames: Iterable[NDArray[np.uint8]],
+    landmarks_px: NDArray[np.floating[Any]],
     motion: Motion,
     out_path: Path,
     *,
@@ -223,6 +226,8 @@ def _open_stream(
         except (av.FFmpegError, ValueError) as exc:  # encoder not in this FFmpeg build
             last_error = exc
             continue
+        if not isinstance(stream, av.VideoStream):  # pragma: no cover - add_stream of a video codec
+            raise TypeError(f"{name} did not give a video stream")
         stream.width = layout.width_px
         stream.height = layout.height_px
         stream.pix_fmt = "yuv420p"
@@ -234,7 +239,11 @@ def _open_stream(
 
 
 def _encode(
-    frames: Iterable[np.ndarray], lms: FloatArray, tracks: list[_FigureTrack], out_path: Path, fps: float
+    frames: Iterable[NDArray[np.uint8]],
+    lms: FloatArray,
+    tracks: list[_FigureTrack],
+    out_path: Path,
+    fps: float,
 ) -> None:
     iterator = iter(frames)
     first = next(iterator, None)
@@ -247,7 +256,7 @@ def _encode(
         canvas = np.empty((layout.height_px, layout.width_px, 3), dtype=np.uint8)  # (h, W, 3)
         panel_size = (layout.height_px, layout.panel_width_px)
         i = 0
-        frame: np.ndarray | None = first
+        frame: NDArray[np.uint8] | None = first
         del first  # hold no frame longer than it takes to draw it
         while frame is not None:
             arr = _check_frame(frame)

@@ -110,7 +110,7 @@ def sample_at_time(positions_m: FloatArray, fps: float, t_s: float) -> FloatArra
     a = u - i0
     if a <= 1e-9 or i1 == i0:
         return np.asarray(positions_m[i0], dtype=np.float64)
-    return (1.0 - a) * positions_m[i0] + a * positions_m[i1]  # (K, 3)
+    return np.asarray((1.0 - a) * positions_m[i0] + a * positions_m[i1], dtype=np.float64)  # (K, 3)
 
 
 def _pt(xy: FloatArray) -> tuple[int, int]:
