@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,9 @@ def _free_socket() -> socket.socket:
     return sock
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+@contextmanager
+def running_service(data_dir: Path, processor: Any = None) -> Iterator[Service]:
+    """The real API (uvicorn in a thread, on a free port) and one worker thread, on ``data_dir``."""
     import uvicorn
 
     from mocapd.api.app import create_app
@@ -126,7 +128,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     from mocapd.worker.loop import Worker
     from mocapd.worker.runner import StageRunner
 
-    data_dir = tmp_path_factory.mktemp("mocapd-data")
     settings = Settings(data_dir=data_dir, secret="e2e-secret", poll_interval_s=1, lease_s=15.0, heartbeat_s=2.0,
                         retry_backoff_s=0.2)
     sock = _free_socket()
@@ -141,8 +142,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     db = Database(settings.resolved_database_url)
     store = open_store(settings)
     stop = threading.Event()
-    runner = StageRunner(db, store, FastProcessor(), lease_s=settings.lease_s, retry_backoff_s=0.2, job_timeout_s=60,
-                         progress_interval_s=0.05)
+    runner = StageRunner(db, store, processor or FastProcessor(), lease_s=settings.lease_s, retry_backoff_s=0.2,
+                         job_timeout_s=60, progress_interval_s=0.05)
     worker = Worker(db, runner, lease_s=settings.lease_s, heartbeat_s=settings.heartbeat_s, retry_backoff_s=0.2,
                     idle_poll_s=0.05, stop=stop)
     worker_thread = threading.Thread(target=worker.run, daemon=True)
@@ -156,6 +157,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         api_thread.join(10)
         db.dispose()
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running_service(tmp_path_factory.mktemp("mocapd-data")) as svc:
+        yield svc
 
 
 @pytest.fixture

@@ -137,16 +137,19 @@ def submit(
     start_s, end_s = parse_trim(trim)
     request = JobRequest(target_ids=tuple(target or ["default"]), export_fps=fps, mocap_type=mocap_type, title=title,
                          trim_start_s=start_s, trim_end_s=end_s)
+    record: ResumeRecord | None = None
+    error: ClientError | None = None
     with _runner(url, api_key, state_dir, timeout_s, give_up_s, as_json) as runner:
-        record: ResumeRecord | None = None
         try:
             record = runner.start(video, request, out, download=download)
             runner.run(record, wait=wait)
         except ClientError as exc:
-            _fail(exc, as_json, record)
+            error = exc  # reported once the progress bars are closed
         except KeyboardInterrupt:
             _err("interrupted; `mocapd resume` continues the job")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+    if error is not None:
+        _fail(error, as_json, record)
     assert record is not None
     _emit(as_json, {"ok": True, "record": record.summary()}, lambda: _print_record(record))
 
@@ -184,11 +187,11 @@ def resume(
             except ClientError as exc:
                 worst = max(worst, exc.exit_code)
                 results.append({"ok": False, **exc.to_dict(), "record": rec.summary()})
-                if not as_json:
-                    _err(exc.message)
             except KeyboardInterrupt:
                 _err("interrupted; run `mocapd resume` again to continue")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
+        if not as_json and not results[-1]["ok"]:
+            _err(str(results[-1]["message"]))
     _emit(as_json, {"ok": worst == EXIT_OK, "results": results},
           lambda: None if records else print("nothing to resume"))
     raise typer.Exit(worst)
@@ -248,13 +251,14 @@ def download(
     """Download and verify a job's artifacts (waits for the job first if it is still running)."""
     record = _store(state_dir).find_job(job)
     base = record.base_url if record is not None and url == DEFAULT_URL else url
+    error: ClientError | None = None
     with _runner(base, api_key, state_dir, timeout_s, give_up_s, as_json, label=job) as runner:
         try:
             record = runner.download(job, out if out is not None else Path.cwd() / job)
-        except JobFailed as exc:
-            _fail(exc, as_json)
         except ClientError as exc:
-            _fail(exc, as_json, runner.records.find_job(job))
+            error = exc
+    if error is not None:
+        _fail(error, as_json, None if isinstance(error, JobFailed) else _store(state_dir).find_job(job))
     assert record is not None
     _emit(as_json, {"ok": True, "record": record.summary()}, lambda: _print_record(record))
 
