@@ -77,6 +77,7 @@ CODES: dict[str, CodeInfo] = {
         _c("canceled", 409, False, _R.NEW_JOB, "canceled", "The job was canceled"),
         _c("job_not_cancelable", 409, False, _R.NONE, "request", "The job has already finished"),
         _c("range_not_satisfiable", 416, False, _R.NONE, "download", "The requested range is not satisfiable"),
+        _c("payload_too_large", 413, False, _R.NONE, "request", "The request body is too large"),
         _c("not_ready", 503, True, _R.NONE, "request", "The service is not ready"),
         _c("internal_error", 500, True, _R.NONE, "request", "Internal error"),
     )

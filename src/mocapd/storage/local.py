@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from mocapd.storage.base import StoredObject, TooLarge
@@ -39,11 +39,17 @@ class LocalStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
 
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> StoredObject:
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int,
+        check: Callable[[StoredObject], None] | None = None,
+    ) -> StoredObject:
         """Stream ``chunks`` into ``key``, hashing on the way; stop at once past ``max_bytes``.
 
-        At most ``max_bytes`` + one chunk is ever written to disk, and only a complete body
-        replaces the object.
+        At most ``max_bytes`` + one chunk is ever written to disk, and only a complete body that
+        passes ``check`` (which raises to refuse it) replaces the object.
         """
         tmp = self._tmp()
         h = hashlib.sha256()
@@ -56,10 +62,13 @@ class LocalStore:
                         raise TooLarge(max_bytes, n)
                     h.update(chunk)
                     f.write(chunk)
+            stored = StoredObject(key, n, h.hexdigest())
+            if check is not None:
+                check(stored)
             self._commit(tmp, key)
         finally:
             tmp.unlink(missing_ok=True)
-        return StoredObject(key, n, h.hexdigest())
+        return stored
 
     def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
         tmp = self._tmp()

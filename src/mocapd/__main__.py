@@ -1,0 +1,3 @@
+from mocapd.cli import main
+
+main()

@@ -1,0 +1,132 @@
+"""Read models: poll payload, result, lists, events, account and ledger (SPEC 2.4-2.7)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mocapd.api.serialize import event_dict, job_dict, ledger_dict, result_dict
+from mocapd.api.state import AppState
+from mocapd.db import ledger
+from mocapd.db.accounts import active_job_count, plan_limits
+from mocapd.db.models import Account, Artifact, Job, JobEvent, LedgerEntry, Plan
+from mocapd.errors import MocapdError
+
+__all__ = ["account_payload", "decode_cursor", "encode_cursor", "events_page", "jobs_page", "ledger_page", "poll_payload"]
+
+POLL_EVENTS = 20
+
+
+def encode_cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode("|".join(map(str, parts)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, n: int) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        parts = raw.split("|")
+        if len(parts) != n:
+            raise ValueError
+        return parts
+    except (ValueError, UnicodeDecodeError):
+        raise MocapdError("validation_error", "The cursor is not valid.") from None
+
+
+def _artifacts(s: Session, job: Job) -> list[Artifact]:
+    if job.status != "completed":
+        return []
+    return list(s.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)))
+
+
+def result_payload(state: AppState, s: Session, job: Job, base_url: str, job_out: dict[str, Any] | None = None) -> dict[str, Any]:
+    return result_dict(job, _artifacts(s, job), state.signer, base_url, state.settings.download_url_ttl_s, job_out)
+
+
+def poll_payload(state: AppState, s: Session, job: Job, base_url: str) -> dict[str, Any]:
+    events = list(
+        s.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.seq.desc()).limit(POLL_EVENTS))
+    )
+    events.reverse()
+    job_out = job_dict(job)
+    result = result_payload(state, s, job, base_url, job_out) if job.status == "completed" else None
+    return {"job": job_out, "events": [event_dict(e) for e in events], "result": result}
+
+
+def events_page(s: Session, job: Job, after: int, limit: int) -> dict[str, Any]:
+    rows = list(
+        s.scalars(
+            select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit + 1)
+        )
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [event_dict(e) for e in rows], "nextCursor": str(rows[-1].seq) if more and rows else None}
+
+
+def jobs_page(s: Session, account_id: str, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+    q = select(Job).where(Job.account_id == account_id)
+    if status:
+        q = q.where(Job.status == status)
+    if cursor:
+        created, job_id = decode_cursor(cursor, 2)
+        from datetime import datetime
+
+        try:
+            ts = datetime.fromisoformat(created)
+        except ValueError:
+            raise MocapdError("validation_error", "The cursor is not valid.") from None
+        q = q.where((Job.created_at < ts) | ((Job.created_at == ts) & (Job.id < job_id)))
+    rows = list(s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more and rows else None
+    return {"items": [job_dict(j) for j in rows], "nextCursor": nxt}
+
+
+def account_payload(s: Session, account_id: str) -> dict[str, Any]:
+    acct = s.get(Account, account_id)
+    assert acct is not None
+    plan_row = s.get(Plan, acct.plan_name)
+    assert plan_row is not None
+    plan = plan_limits(plan_row)
+    balances = {}
+    for channel in ("api", "studio"):
+        b = ledger.balance(s, acct.id, channel)
+        balances[channel] = {"balance": b.balance, "held": b.held, "available": b.available}
+    return {
+        "account": {"id": acct.id, "name": acct.name, "createdAt": acct.created_at.isoformat().replace("+00:00", "Z")},
+        "plan": plan.name,
+        "limits": {
+            "maxActiveJobs": plan.max_active_jobs,
+            "maxDurationSec": plan.max_duration_s,
+            "maxFileBytes": plan.max_file_bytes,
+            "allowedTargets": [t for t in ("default", "unitree_g1") if plan.allows_target(t)],
+            "retentionDays": plan.retention_days,
+            "queueWeight": plan.queue_weight,
+            "active": plan.active,
+        },
+        "balances": balances,
+        "activeJobs": active_job_count(s, acct.id),
+    }
+
+
+def ledger_page(
+    s: Session, account_id: str, job_id: str | None, channel: str | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    q = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
+    if job_id:
+        q = q.where(LedgerEntry.job_id == job_id)
+    if channel:
+        q = q.where(LedgerEntry.channel == channel)
+    if cursor:
+        (last,) = decode_cursor(cursor, 1)
+        if not last.isdigit():
+            raise MocapdError("validation_error", "The cursor is not valid.")
+        q = q.where(LedgerEntry.id < int(last))
+    rows = list(s.scalars(q.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [ledger_dict(e) for e in rows], "nextCursor": encode_cursor(rows[-1].id) if more and rows else None}

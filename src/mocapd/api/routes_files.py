@@ -1,0 +1,82 @@
+"""Signed-URL endpoints (no API key): the upload PUT and artifact downloads (local storage)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+
+from mocapd.api.downloads import serve_artifact
+from mocapd.api.schemas import Envelope, Problem, UploadOut
+from mocapd.api.service import JobService
+from mocapd.api.state import AppState, get_state
+from mocapd.db.models import Artifact, Job
+from mocapd.errors import MocapdError
+from mocapd.storage import StoredObject, TooLarge
+
+router = APIRouter(tags=["signed URLs"])
+State = Annotated[AppState, Depends(get_state)]
+_ERR = {s: {"model": Problem, "content": {"application/problem+json": {}}} for s in (403, 404, 409, 413, 422)}
+
+
+@router.put("/uploads/{job_id}", response_model=Envelope[UploadOut], responses=_ERR,
+            summary="Upload the source video to a signed upload URL (repeatable until admission)")
+async def put_upload(
+    job_id: str,
+    request: Request,
+    state: State,
+    expires: Annotated[str | None, Query()] = None,
+    signature: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    svc = JobService(state, str(request.base_url))
+    if len(job_id) > 64:
+        raise MocapdError("upload_url_invalid", "The upload link is not valid.")
+    job = await run_in_threadpool(svc.upload_target, job_id)
+    state.signer.verify("upload", job.id, job.source_key, expires, signature)
+    limit = job.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise MocapdError("api_file_size_limit_exceeded", f"The file is {declared} bytes; the plan allows {limit}.",
+                          job_id=job.id, details={"limitBytes": limit})
+
+    def check(obj: StoredObject) -> None:
+        if job.claimed_bytes is not None and obj.bytes != job.claimed_bytes:
+            raise MocapdError("upload_size_mismatch", f"Received {obj.bytes} bytes; sourceBytes said {job.claimed_bytes}.",
+                              job_id=job.id)
+        if job.claimed_sha256 is not None and obj.sha256 != job.claimed_sha256:
+            raise MocapdError("upload_checksum_mismatch", "The body's SHA-256 differs from sourceSha256.", job_id=job.id)
+
+    try:
+        stored = await state.store.put_stream(job.source_key, request.stream(), limit, check)  # type: ignore[attr-defined]
+    except TooLarge:
+        raise MocapdError("api_file_size_limit_exceeded", f"The upload passed the plan's limit of {limit} bytes.",
+                          job_id=job.id, details={"limitBytes": limit}) from None
+    await run_in_threadpool(svc.record_upload, job.id, stored.bytes, stored.sha256)
+    return JSONResponse({"data": {"bytes": stored.bytes, "sha256": stored.sha256}})
+
+
+_FILE = {**_ERR, 206: {"description": "Partial content"}, 416: _ERR[404]}
+
+
+@router.head("/files/{job_id}/{name}", responses=_FILE, operation_id="head_signed_file", summary="Signed artifact headers")
+@router.get("/files/{job_id}/{name}", responses=_FILE, operation_id="get_signed_file",
+            summary="Download an artifact from a signed URL")
+def get_file(
+    job_id: str,
+    name: str,
+    request: Request,
+    state: State,
+    expires: Annotated[str | None, Query()] = None,
+    signature: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    state.signer.verify("download", job_id, name, expires, signature)
+    with state.db.read() as s:
+        job = s.get(Job, job_id)
+        art = s.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
+        if job is None or art is None or job.status != "completed":
+            raise MocapdError("artifact_not_found", f"No artifact {name!r} for this job.")
+    return serve_artifact(state, request, art)

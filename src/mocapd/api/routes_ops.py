@@ -1,0 +1,68 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import func, select, text
+
+from mocapd.api.state import AppState, get_state
+from mocapd.db.models import Job
+
+router = APIRouter(tags=["operations"])
+State = Annotated[AppState, Depends(get_state)]
+
+
+@router.get("/healthz", summary="The process is alive")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database and the object store are reachable",
+            responses={503: {"description": "Not ready"}})
+def readyz(state: State) -> Response:
+    checks: dict[str, str] = {}
+    try:
+        with state.db.read() as s:
+            s.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, never raise: this endpoint is for load balancers
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        state.store.ping()
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+def metrics(state: State) -> PlainTextResponse:
+    lines = [
+        "# HELP mocapd_up 1 while the API process runs.",
+        "# TYPE mocapd_up gauge",
+        "mocapd_up 1",
+        "# HELP mocapd_uptime_seconds Seconds since the API process started.",
+        "# TYPE mocapd_uptime_seconds gauge",
+        f"mocapd_uptime_seconds {time.time() - state.started_at:.1f}",
+        "# HELP mocapd_http_requests_total HTTP requests by route, method and status.",
+        "# TYPE mocapd_http_requests_total counter",
+    ]
+    for (route, method, status), n in sorted(state.requests.items()):
+        lines.append(f'mocapd_http_requests_total{{route="{route}",method="{method}",status="{status}"}} {n}')
+    lines += [
+        "# HELP mocapd_http_request_seconds_total Time spent serving requests by route.",
+        "# TYPE mocapd_http_request_seconds_total counter",
+    ]
+    for route, secs in sorted(state.request_seconds.items()):
+        lines.append(f'mocapd_http_request_seconds_total{{route="{route}"}} {secs:.6f}')
+    lines += ["# HELP mocapd_jobs Jobs by status.", "# TYPE mocapd_jobs gauge"]
+    with state.db.read() as s:
+        counts = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    for status in ("draft", "queued", "processing", "completed", "failed", "canceled"):
+        lines.append(f'mocapd_jobs{{status="{status}"}} {counts.get(status, 0)}')
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

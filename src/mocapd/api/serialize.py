@@ -1,0 +1,135 @@
+"""Rows -> wire dicts (camelCase, SPEC section 2.4/2.5). Kept as plain dicts on the hot path."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mocapd.api.signing import Signer
+from mocapd.db.models import Artifact, Job, JobEvent, LedgerEntry
+from mocapd.domain.codes import code_info
+
+__all__ = ["RESULT_TYPES", "event_dict", "iso", "job_dict", "ledger_dict", "result_dict"]
+
+RESULT_TYPES = {"default": ("fbx", "fbxUrl", "motion.fbx"), "unitree_g1": ("robot_motion_json", "motionJsonUrl", "g1_motion.json")}
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    facts = job.source_facts or {}
+    error = None
+    if job.error_code:
+        info = code_info(job.error_code)
+        error = {
+            "code": job.error_code,
+            "message": job.error_message or info.title,
+            "stage": job.error_stage,
+            "retryable": info.retryable,
+            "retryFrom": info.retry_from.value,
+        }
+    return {
+        "id": job.id,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": round(float(job.progress or 0.0), 4),
+        "targetIds": list(job.target_ids),
+        "exportFps": job.export_fps,
+        "mocapType": job.mocap_type,
+        "title": job.title,
+        "source": {
+            "filename": job.source_filename,
+            "bytes": job.upload_bytes,
+            "sha256": job.upload_sha256,
+            "durationSec": facts.get("durationSec"),
+            "fps": facts.get("fps"),
+            "width": facts.get("width"),
+            "height": facts.get("height"),
+            "codec": facts.get("codec"),
+            "rotationDeg": facts.get("rotationDeg"),
+        },
+        "trimStartSec": job.trim_start_s,
+        "trimEndSec": job.trim_end_s,
+        "billing": {
+            "heldVCredits": job.held_credits,
+            "chargedVCredits": job.charged_credits,
+            "refundedVCredits": job.refunded_credits,
+            "channel": job.channel,
+        },
+        "error": error,
+        "attempts": job.attempts,
+        "createdAt": iso(job.created_at),
+        "updatedAt": iso(job.updated_at),
+        "completedAt": iso(job.completed_at),
+    }
+
+
+def event_dict(ev: JobEvent) -> dict[str, Any]:
+    return {
+        "seq": ev.seq,
+        "type": ev.type,
+        "status": ev.status,
+        "stage": ev.stage,
+        "progress": round(float(ev.progress or 0.0), 4),
+        "message": ev.message,
+        "data": ev.data,
+        "createdAt": iso(ev.created_at),
+    }
+
+
+def ledger_dict(e: LedgerEntry) -> dict[str, Any]:
+    return {
+        "id": f"le_{e.id}",
+        "type": e.type,
+        "amount": e.amount,
+        "channel": e.channel,
+        "jobId": e.job_id,
+        "createdAt": iso(e.created_at),
+        "reason": e.reason,
+    }
+
+
+def result_dict(
+    job: Job, artifacts: list[Artifact], signer: Signer, base_url: str, ttl_s: int, job_out: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The /result payload; outputs are empty unless the job completed. URLs are freshly signed."""
+    job_out = job_out or job_dict(job)
+    completed = job.status == "completed"
+    urls: dict[str, str] = {}
+    files: dict[str, dict[str, Any]] = {}
+    if completed:
+        for a in artifacts:
+            exp, sig = signer.sign("download", job.id, a.name, ttl_s)
+            url = f"{base_url}/files/{job.id}/{a.name}?expires={exp}&signature={sig}"
+            urls[a.name] = url
+            files[a.name] = {"name": a.name, "url": url, "bytes": a.bytes, "sha256": a.sha256, "contentType": a.content_type}
+    outputs: list[dict[str, Any]] = []
+    if completed:
+        for target in job.target_ids:
+            result_type, url_field, main = RESULT_TYPES[target]
+            tfiles = [files[a.name] for a in artifacts if a.target_id == target]
+            outputs.append({"targetId": target, "resultType": result_type, url_field: urls.get(main), "files": tfiles})
+    data: dict[str, Any] = {
+        "jobId": job.id,
+        "status": job.status,
+        "job": job_out,
+        "outputs": outputs,
+        "previewVideoUrl": urls.get("preview.mp4"),
+        "manifestUrl": urls.get("manifest.json"),
+        "qualityUrl": urls.get("quality.json"),
+        "createdAt": job_out["createdAt"],
+        "updatedAt": job_out["updatedAt"],
+        "completedAt": job_out["completedAt"],
+    }
+    if len(outputs) == 1:
+        o = outputs[0]
+        data["targetId"] = o["targetId"]
+        data["resultType"] = o["resultType"]
+        for k in ("fbxUrl", "motionJsonUrl"):
+            if k in o:
+                data[k] = o[k]
+    return data

@@ -1,0 +1,361 @@
+"""The job API's operations over the database and the object store (HTTP-free, called by routers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mocapd.api.schemas import CreateJobIn
+from mocapd.api.state import AppState
+from mocapd.db import ledger
+from mocapd.db.accounts import active_job_count, plan_limits
+from mocapd.db.events import add_event
+from mocapd.db.models import Account, IdempotencyRecord, Job, Plan
+from mocapd.db.transitions import mark_canceled, mark_failed
+from mocapd.domain.admission import AccountState, check_account_can_start, check_create, normalise_targets, resolve_trim
+from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
+from mocapd.domain.plans import PlanLimits
+from mocapd.errors import InputFault, MocapdError
+from mocapd.storage import source_key
+
+__all__ = ["CreateOutcome", "JobService"]
+
+_ACCEPTING_UPLOAD = {JobStage.AWAITING_UPLOAD, JobStage.UPLOADING, JobStage.UPLOADED}
+# Rejections that leave the job a draft, so the client can call complete-upload again later.
+_RETRY_LATER = {"api_concurrency_limit_exceeded", "insufficient_api_v_credits"}
+_RETRY_UPLOAD = {"upload_missing", "upload_size_mismatch", "upload_checksum_mismatch"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def clean_filename(name: str) -> str:
+    """A file name only: any path part (POSIX or Windows) is stripped; at most 255 bytes."""
+    base = PureWindowsPath(PurePosixPath(name.replace("\x00", "")).name).name.strip()
+    if not base or base in {".", ".."}:
+        raise MocapdError("validation_error", "sourceFilename must name a file.", stage="create")
+    if len(base.encode()) > 255:
+        raise MocapdError("validation_error", "sourceFilename is longer than 255 bytes.", stage="create")
+    return base
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+class JobService:
+    def __init__(self, state: AppState, base_url: str) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.base_url = (self.settings.public_url or base_url).rstrip("/")
+
+    # ---------------------------------------------------------------- helpers
+    def _plan(self, s: Session, account_id: str) -> tuple[Account, PlanLimits]:
+        acct = s.get(Account, account_id)
+        assert acct is not None
+        plan = s.get(Plan, acct.plan_name)
+        assert plan is not None
+        return acct, plan_limits(plan)
+
+    def _job(self, s: Session, account_id: str, job_id: str) -> Job:
+        job = s.get(Job, job_id) if job_id.startswith("mocap_") and len(job_id) < 64 else None
+        if job is None or job.account_id != account_id:
+            raise MocapdError("job_not_found", f"No job {job_id[:64]!r} in this account.", job_id=None)
+        return job
+
+    def upload_url(self, job: Job) -> tuple[str, str]:
+        store = self.state.store
+        if store.kind == "s3":
+            url = store.presign("PUT", job.source_key, self.settings.upload_url_ttl_s)  # type: ignore[attr-defined]
+            exp = int(_now().timestamp()) + self.settings.upload_url_ttl_s
+        else:
+            exp, sig = self.state.signer.sign("upload", job.id, job.source_key, self.settings.upload_url_ttl_s)
+            url = f"{self.base_url}/uploads/{job.id}?expires={exp}&signature={sig}"
+        return url, datetime.fromtimestamp(exp, UTC).isoformat().replace("+00:00", "Z")
+
+    def _account_state(self, s: Session, acct: Account, plan: PlanLimits, channel: str) -> AccountState:
+        bal = ledger.balance(s, acct.id, channel)
+        return AccountState(plan=plan, active_jobs=active_job_count(s, acct.id), available_credits=bal.available)
+
+    # ---------------------------------------------------------------- create
+    def create(self, account_id: str, req: CreateJobIn, raw: dict[str, Any], idem_key: str | None) -> CreateOutcome:
+        if idem_key is not None:
+            idem_key = idem_key.strip().strip('"')
+            if not (1 <= len(idem_key) <= 255):
+                raise MocapdError("validation_error", "Idempotency-Key must be 1 to 255 characters.", stage="create")
+            fp = fingerprint(raw)
+            replay = self._idem_begin(account_id, idem_key, fp)
+            if replay is not None:
+                return replay
+        try:
+            with self.state.db.write() as s:
+                body = self._create_in(s, account_id, req)
+                if idem_key is not None:
+                    rec = s.get(IdempotencyRecord, (account_id, idem_key))
+                    if rec is not None:
+                        rec.state, rec.response_status, rec.response_body = "done", 201, body
+                        rec.job_id = body["jobId"]
+        except MocapdError:
+            if idem_key is not None:  # nothing stored for a rejected request: the client may fix and retry
+                with self.state.db.write() as s:
+                    rec = s.get(IdempotencyRecord, (account_id, idem_key))
+                    if rec is not None and rec.state == "in_progress":
+                        s.delete(rec)
+            raise
+        return CreateOutcome(201, body, False)
+
+    def _idem_begin(self, account_id: str, key: str, fp: str) -> CreateOutcome | None:
+        now = _now()
+        for _ in range(3):
+            try:
+                with self.state.db.write() as s:
+                    rec = s.get(IdempotencyRecord, (account_id, key))
+                    if rec is not None and rec.expires_at < now:
+                        s.delete(rec)
+                        s.flush()
+                        rec = None
+                    if rec is None:
+                        s.add(
+                            IdempotencyRecord(
+                                account_id=account_id, key=key, fingerprint=fp, state="in_progress",
+                                locked_until=now + timedelta(seconds=30), created_at=now,
+                                expires_at=now + timedelta(seconds=self.settings.idempotency_ttl_s),
+                            )
+                        )
+                        return None
+                    if rec.fingerprint != fp:
+                        raise MocapdError(
+                            "idempotency_key_reused",
+                            "This Idempotency-Key was used with a different request body.",
+                            stage="create",
+                        )
+                    if rec.state == "done":
+                        assert rec.response_body is not None
+                        body = dict(rec.response_body)
+                        job = s.get(Job, rec.job_id) if rec.job_id else None
+                        if job is not None and job.status == JobStatus.DRAFT:
+                            body["uploadUrl"], body["uploadUrlExpiresAt"] = self.upload_url(job)
+                        return CreateOutcome(rec.response_status or 201, body, True)
+                    if rec.locked_until > now:
+                        raise MocapdError(
+                            "idempotency_key_in_flight",
+                            "A request with this Idempotency-Key is still in progress; retry shortly.",
+                            stage="create",
+                            headers={"Retry-After": "1"},
+                        )
+                    rec.locked_until = now + timedelta(seconds=30)  # the first attempt died: take over
+                    return None
+            except IntegrityError:
+                continue  # a concurrent first request inserted the key: look again
+        raise MocapdError("idempotency_key_in_flight", "Retry shortly.", stage="create")
+
+    def _create_in(self, s: Session, account_id: str, req: CreateJobIn) -> dict[str, Any]:
+        acct, plan = self._plan(s, account_id)
+        if req.sourceType is not None and req.sourceType != "upload":
+            raise MocapdError("validation_error", "sourceType must be 'upload'.", stage="create")
+        targets = normalise_targets(req.targetIds, req.targetId, plan)
+        fps = req.exportFps if req.exportFps is not None else 30
+        mocap_type = req.mocapType or "full_body"
+        trim_start = req.trimStartSec or 0.0
+        check_create(
+            plan=plan, export_fps=fps, mocap_type=mocap_type, trim_start_s=trim_start, trim_end_s=req.trimEndSec,
+            claimed_duration_s=req.sourceDurationSec, claimed_bytes=req.sourceBytes,
+        )
+        filename = clean_filename(req.sourceFilename)
+        estimate = 1
+        if req.sourceDurationSec is not None or req.trimEndSec is not None:
+            from mocapd.domain.credits import credits_for_window
+
+            end = req.trimEndSec if req.trimEndSec is not None else req.sourceDurationSec
+            estimate = credits_for_window(trim_start, float(end))  # type: ignore[arg-type]
+        check_account_can_start(self._account_state(s, acct, plan, "api"), estimate, "create")
+        now = _now()
+        job_id = "mocap_" + secrets.token_hex(12)
+        job = Job(
+            id=job_id, account_id=acct.id, channel="api", status=JobStatus.DRAFT, stage=JobStage.AWAITING_UPLOAD,
+            progress=0.0, title=req.title, target_ids=targets, export_fps=int(fps), mocap_type=mocap_type,
+            trim_start_s=trim_start, trim_end_s=req.trimEndSec, focal_length_px=req.focalLengthPx,
+            camera_fov_deg=req.cameraFovDeg, subject_height_m=req.subjectHeightM, source_filename=filename,
+            source_key=source_key(job_id), claimed_duration_s=req.sourceDurationSec, claimed_bytes=req.sourceBytes,
+            claimed_sha256=req.sourceSha256.lower() if req.sourceSha256 else None,
+            max_upload_bytes=plan.max_file_bytes, created_at=now, updated_at=now,
+            purge_after=now + timedelta(seconds=self.settings.draft_ttl_s), queue_weight=plan.queue_weight,
+            max_attempts=self.settings.max_attempts, attempts=0, lease_token=0, event_seq=0,
+            billed_seconds=0, held_credits=0, charged_credits=0, refunded_credits=0, upload_generation=0,
+        )
+        s.add(job)
+        add_event(s, job, "job.created", "Job created; waiting for the upload.")
+        url, expires_at = self.upload_url(job)
+        return {
+            "jobId": job_id, "status": "draft", "mocapType": mocap_type, "exportFps": int(fps), "targetIds": targets,
+            "uploadUrl": url, "uploadUrlExpiresAt": expires_at, "sourceKey": job.source_key,
+            "maxUploadBytes": plan.max_file_bytes,
+        }
+
+    def reissue_upload_url(self, account_id: str, job_id: str) -> dict[str, Any]:
+        with self.state.db.read() as s:
+            job = self._job(s, account_id, job_id)
+            if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD:
+                raise MocapdError("job_not_awaiting_upload", f"The job is {job.status}; it takes no upload.", job_id=job.id)
+            url, exp = self.upload_url(job)
+            return {"jobId": job.id, "uploadUrl": url, "uploadUrlExpiresAt": exp, "maxUploadBytes": job.max_upload_bytes}
+
+    # ---------------------------------------------------------------- upload (local store)
+    def upload_target(self, job_id: str) -> Job:
+        with self.state.db.read() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise MocapdError("upload_url_invalid", "The upload link does not name a job.")
+            if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD:
+                raise MocapdError("job_not_awaiting_upload", f"The job is {job.status}; it takes no upload.", job_id=job.id)
+            return job
+
+    def record_upload(self, job_id: str, nbytes: int, sha256: str) -> None:
+        with self.state.db.write() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD:
+                raise MocapdError("job_not_awaiting_upload", "The job was admitted while uploading.", job_id=job.id)
+            job.upload_bytes, job.upload_sha256 = nbytes, sha256
+            job.stage = JobStage.UPLOADED
+            job.updated_at = _now()
+            add_event(s, job, "upload.received", f"Received {nbytes} bytes.", {"bytes": nbytes, "sha256": sha256})
+
+    # ---------------------------------------------------------------- complete-upload
+    def complete_upload(self, account_id: str, job_id: str) -> dict[str, Any]:
+        with self.state.db.write() as s:
+            job = self._job(s, account_id, job_id)
+            if job.status != JobStatus.DRAFT:
+                if job.status == JobStatus.CANCELED:
+                    raise MocapdError("canceled", "The job was canceled.", job_id=job.id, stage="canceled")
+                return self._poll_payload(s, job)  # idempotent: already admitted or finished
+            if job.stage == JobStage.FAILED:
+                return self._poll_payload(s, job)
+            job.stage = JobStage.VALIDATING  # locks out further PUTs while we look at the file
+            job.updated_at = _now()
+        try:
+            facts, nbytes, sha = self._inspect_upload(job)
+        except MocapdError as exc:
+            return self._reject(account_id, job_id, exc)
+        try:
+            with self.state.db.write() as s:
+                job = self._job(s, account_id, job_id)
+                if job.status != JobStatus.DRAFT:
+                    return self._poll_payload(s, job)
+                acct, plan = self._plan(s, account_id)
+                window = resolve_trim(job.trim_start_s, job.trim_end_s, float(facts["durationSec"]), plan)
+                credits = window.credits
+                check_account_can_start(self._account_state(s, acct, plan, job.channel), credits, "validation")
+                now = _now()
+                job.upload_bytes, job.upload_sha256, job.source_facts = nbytes, sha, facts
+                job.trim_start_s, job.trim_end_s = window.start_s, window.end_s
+                ledger.place_hold(s, account_id=acct.id, channel=job.channel, job_id=job.id, amount=credits)
+                job.billed_seconds = job.held_credits = credits
+                job.status, job.stage, job.progress = JobStatus.QUEUED, JobStage.QUEUED, 0.0
+                job.queued_at = job.updated_at = now
+                job.run_after = None
+                job.queue_weight = plan.queue_weight
+                job.purge_after = None
+                add_event(s, job, "job.admitted", f"Admitted: {credits} credits held.",
+                          {"heldVCredits": credits, "durationSec": round(window.duration_s, 3)})
+                add_event(s, job, "job.queued", "Waiting for a worker.")
+                return self._poll_payload(s, job)
+        except MocapdError as exc:
+            return self._reject(account_id, job_id, exc)
+
+    def _inspect_upload(self, job: Job) -> tuple[dict[str, Any], int, str]:
+        store = self.state.store
+        size = store.size(job.source_key)
+        if size is None:
+            raise MocapdError("upload_missing", "Nothing has been uploaded for this job.", stage="validation")
+        if size == 0:
+            raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
+        if size > job.max_upload_bytes:
+            raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.", stage="validation")
+        if job.claimed_bytes is not None and size != job.claimed_bytes:
+            raise MocapdError("upload_size_mismatch", f"Uploaded {size} bytes; sourceBytes said {job.claimed_bytes}.",
+                              stage="validation")
+        from mocapd.pipeline.probe import probe_video
+
+        if store.kind == "local":
+            path = store.path(job.source_key)  # type: ignore[attr-defined]
+            stored = store.hash_object(job.source_key) if job.upload_sha256 is None else None
+            sha = stored.sha256 if stored else job.upload_sha256
+            self._check_sha(job, sha)  # type: ignore[arg-type]
+            facts = probe_video(path).to_wire()
+            return facts, size, sha  # type: ignore[return-value]
+        with tempfile.TemporaryDirectory(prefix="mocapd-probe-") as tmp:
+            path = Path(tmp) / "source"
+            store.download_to(job.source_key, path)
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            sha = h.hexdigest()
+            self._check_sha(job, sha)
+            facts = probe_video(path).to_wire()
+            return facts, size, sha
+
+    @staticmethod
+    def _check_sha(job: Job, sha: str) -> None:
+        if job.claimed_sha256 and sha != job.claimed_sha256:
+            raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256.",
+                              stage="validation")
+
+    def _reject(self, account_id: str, job_id: str, exc: MocapdError) -> dict[str, Any]:
+        """Record a rejection, then raise it. Input problems fail the job; a missing or mismatched
+        upload goes back to awaiting upload; a full account (credits, concurrency) stays a draft."""
+        with self.state.db.write() as s:
+            job = self._job(s, account_id, job_id)
+            if job.status == JobStatus.DRAFT and job.stage == JobStage.VALIDATING:
+                if exc.code in _RETRY_LATER:
+                    job.stage = JobStage.UPLOADED
+                    add_event(s, job, "validation.deferred", exc.message, {"code": exc.code})
+                elif exc.code in _RETRY_UPLOAD:
+                    job.stage = JobStage.AWAITING_UPLOAD
+                    add_event(s, job, "validation.upload_rejected", exc.message, {"code": exc.code})
+                else:
+                    _, plan = self._plan(s, account_id)
+                    mark_failed(s, job, code=exc.code, message=exc.message, stage="validation",
+                                retention_days=plan.retention_days)
+                job.updated_at = _now()
+        exc.job_id = job_id
+        exc.stage = "validation"
+        raise exc
+
+    # ---------------------------------------------------------------- reads
+    def _poll_payload(self, s: Session, job: Job) -> dict[str, Any]:
+        from mocapd.api.reads import poll_payload
+
+        return poll_payload(self.state, s, job, self.base_url)
+
+    def cancel(self, account_id: str, job_id: str) -> dict[str, Any]:
+        with self.state.db.write() as s:
+            job = self._job(s, account_id, job_id)
+            if job.status in TERMINAL_STATUSES:
+                if job.status == JobStatus.CANCELED:
+                    return self._poll_payload(s, job)
+                raise MocapdError("job_not_cancelable", f"The job already {job.status}.", job_id=job.id)
+            _, plan = self._plan(s, account_id)
+            if job.status == JobStatus.PROCESSING:
+                job.cancel_requested = True  # the worker sees it at its next heartbeat and stops
+            mark_canceled(s, job, retention_days=plan.retention_days)
+            return self._poll_payload(s, job)
