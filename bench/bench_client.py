@@ -25,11 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.e2e.faultproxy import FaultProxy  # noqa: E402
+from tests.e2e.test_client_faults import running_service  # noqa: E402
+
 from mocapd.client import JobRequest, JobRunner, MocapdClient, RecordStore, RetryPolicy  # noqa: E402
 from mocapd.client.records import ResumeRecord  # noqa: E402
 from mocapd.worker.processor import ProcessRequest, ProcessResult, ProgressFn  # noqa: E402
-from tests.e2e.faultproxy import FaultProxy  # noqa: E402
-from tests.e2e.test_client_faults import running_service  # noqa: E402
 
 VIDEO = Path(os.environ.get("MOCAPD_TEST_DATA", ROOT.parent / "shared" / "data")) / "pose2sim_balancing" / "cam01.mp4"
 

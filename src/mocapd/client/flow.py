@@ -148,6 +148,7 @@ class JobRunner:
             source_bytes=nbytes,
             source_sha256=sha,
             out_dir=str(Path(out_dir).resolve()) if out_dir is not None else "",
+            work_dir=str(Path.cwd()),
             download=download,
         )
         self.records.save(record)
@@ -250,6 +251,8 @@ class JobRunner:
         record.upload_url = data.get("uploadUrl")
         record.upload_url_expires_at = data.get("uploadUrlExpiresAt")
         record.job_status = data.get("status", "draft")
+        if not record.out_dir:  # default folder: ./JOB_ID where the command ran, whoever resumes it
+            record.out_dir = str(Path(record.work_dir or Path.cwd()) / record.job_id)
         record.stage = RecordStage.UPLOADING
         self.records.save(record)  # the create answer is on disk before a byte is uploaded
         self.reporter.note(f"created {record.job_id}" + (" (replayed)" if resp.replayed else ""))

@@ -67,7 +67,8 @@ class ResumeRecord:
     source_path: str
     source_bytes: int
     source_sha256: str
-    out_dir: str
+    out_dir: str  # "" until the job id is known when no folder was given: then <work_dir>/<job id>
+    work_dir: str = ""  # the directory the command ran in
     stage: RecordStage = RecordStage.CREATING
     job_id: str | None = None
     upload_url: str | None = None

@@ -251,3 +251,20 @@ def test_the_create_body_is_identical_on_every_retry(fake: FakeApi, clock: Clock
     _runner(fake, clock, tmp_path).submit(video, JobRequest(target_ids=("default", "unitree_g1")), tmp_path / "o")
     assert len(bodies) == 3 and len(set(bodies)) == 1
     assert json.loads(bodies[0][0])["targetIds"] == ["default", "unitree_g1"]
+
+
+def test_the_default_output_folder_is_fixed_when_the_job_is_created(fake: FakeApi, clock: Clock, video: Path,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    first, later = tmp_path / "here", tmp_path / "elsewhere"
+    first.mkdir()
+    later.mkdir()
+    monkeypatch.chdir(first)
+    fake.script["poll"].extend([lambda req: httpx.Response(503)] * 2)
+    runner = _runner(fake, clock, tmp_path, give_up_after_s=0.0)
+    with pytest.raises(ServerUnreachable):
+        runner.submit(video, JobRequest())
+    monkeypatch.chdir(later)  # `mocapd resume` run from another folder
+    (record,) = runner.records.unfinished()
+    runner.run(record)
+    assert (first / JOB / "motion.fbx").read_bytes() == ART and not any(later.iterdir())
