@@ -39,8 +39,10 @@ from mocapd.pipeline.world import (
     CameraIntrinsics,
     WorldPlacement,
     camera_intrinsics,
+    fit_body_rotation,
     fit_root_translation,
     place_in_world,
+    smooth_rotations,
 )
 
 __all__ = [
@@ -244,6 +246,7 @@ class Analysis:
     world_clean: CleanedTrack  # cleaned world landmarks (G, 33, 3), MediaPipe axes
     intrinsics: CameraIntrinsics
     translation_cam: FloatArray  # (G, 3) raw per-frame camera fit, OpenCV axes
+    body_rotation: FloatArray  # (G, 3, 3) smoothed rotation of the world landmarks into the camera frame
     placement: WorldPlacement
     raw_joints: FloatArray  # (G, J, 3) uncleaned, body-centred joints (bone-length spread input)
     motion: Motion  # solved at ``fps`` (feet cleaned for full_body)
@@ -293,12 +296,19 @@ def analyse_video(source: Path, settings: JobSettings, on_progress: StageCallbac
     fit_weights = np.where(
         world_clean.known | world_clean.interpolated, np.maximum(track.visibility, 0.5), 0.0
     )  # (G, 33)
-    translation_cam = fit_root_translation(
+    translation0 = fit_root_translation(
         px_clean.values, world_clean.values, fit_weights, intrinsics
     )  # (G, 3)
-    if not np.isfinite(translation_cam).any():
+    if not np.isfinite(translation0).any():
         raise InputFault("no_person_detected", "the person is never visible enough to place in the scene")
-    joints_cam = joints_from_landmarks(zup_from_mediapipe(world_clean.values))  # (G, J, 3)
+    # BlazePose's world frame is only roughly camera-aligned: refine its rotation against the 2D landmarks.
+    body_rot = smooth_rotations(
+        fit_body_rotation(px_clean.values, world_clean.values, fit_weights, intrinsics, translation0), fps
+    )  # (G, 3, 3)
+    world_cam = np.einsum("fij,fkj->fki", body_rot, world_clean.values)  # (G, 33, 3) camera axes
+    translation_cam = fit_root_translation(px_clean.values, world_cam, fit_weights, intrinsics)  # (G, 3)
+    translation_cam = np.where(np.isfinite(translation_cam), translation_cam, translation0)
+    joints_cam = joints_from_landmarks(zup_from_mediapipe(world_cam))  # (G, J, 3)
     placement = place_in_world(joints_cam, translation_cam, fps)
     raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3)
     progress("processing", 0.85, force=True)
@@ -320,7 +330,7 @@ def analyse_video(source: Path, settings: JobSettings, on_progress: StageCallbac
     timings["processing"] = time.monotonic() - started
     progress("processing", 1.0, force=True)
     return Analysis(
-        info, fps, grid_s, track, world_clean, intrinsics, translation_cam, placement, raw_joints,
+        info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
         motion, solve_report, export, export_contacts, robot, timings,
     )  # fmt: skip
 
@@ -422,6 +432,12 @@ def _package(
     return files
 
 
+def _mean_angle_deg(rot: FloatArray) -> float:
+    """Mean rotation angle of (F, 3, 3) matrices, degrees: acos((trace - 1) / 2)."""
+    cos = np.clip((np.trace(rot, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    return round(float(np.degrees(np.nanmean(np.arccos(cos)))), 3)
+
+
 def _manifest(settings: JobSettings, a: Analysis) -> dict[str, Any]:
     info, fps, track, export, robot, solve_report = a.info, a.fps, a.track, a.export, a.robot, a.solve_report
     report = a.world_clean.report
@@ -465,7 +481,12 @@ def _manifest(settings: JobSettings, a: Analysis) -> dict[str, Any]:
             "cameraFovDeg": settings.camera_fov_deg,
             "subjectHeightM": settings.subject_height_m,
         },
-        "camera": {**a.intrinsics.as_dict(), **a.placement.as_dict(), "assumption": "static camera"},
+        "camera": {
+            **a.intrinsics.as_dict(),
+            **a.placement.as_dict(),
+            "bodyRotationCorrectionDeg": _mean_angle_deg(a.body_rotation),
+            "assumption": "static camera",
+        },
         "processing": {
             "fps": round(fps, 4),
             "frames": int(track.num_frames),

@@ -41,14 +41,18 @@ __all__ = [
     "CameraIntrinsics",
     "WorldPlacement",
     "camera_intrinsics",
+    "fit_body_rotation",
     "fit_root_translation",
     "place_in_world",
+    "smooth_rotations",
 ]
 
 FloatArray = NDArray[np.float64]
 
 # Shoulders, hips, knees, ankles, heels, foot indices: stable, well-scaled landmarks for the fit.
 FIT_LANDMARKS: tuple[int, ...] = (11, 12, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
+# The rotation refinement also uses the arms (they give the shape its width and depth).
+_ROTATION_LANDMARKS: tuple[int, ...] = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,103 @@ def fit_root_translation(
         out[usable] = np.linalg.solve(ata[usable], atb[usable][..., None])[..., 0]
     out[out[:, 2] <= 0] = np.nan
     return out
+
+
+def _rotvec_to_matrix(rv: FloatArray) -> FloatArray:
+    """Rodrigues: rotation vectors (..., 3) -> matrices (..., 3, 3)."""
+    theta = np.linalg.norm(rv, axis=-1)[..., None, None]  # (..., 1, 1)
+    k = np.where(theta > 1e-12, rv[..., None, :] / np.maximum(theta, 1e-12), 0.0)[..., 0, :]  # (..., 3)
+    kx = np.zeros(rv.shape + (3,))
+    kx[..., 0, 1], kx[..., 0, 2] = -k[..., 2], k[..., 1]
+    kx[..., 1, 0], kx[..., 1, 2] = k[..., 2], -k[..., 0]
+    kx[..., 2, 0], kx[..., 2, 1] = -k[..., 1], k[..., 0]
+    eye = np.broadcast_to(np.eye(3), kx.shape)
+    return eye + np.sin(theta) * kx + (1.0 - np.cos(theta)) * (kx @ kx)
+
+
+def _matrix_to_rotvec(m: FloatArray) -> FloatArray:
+    """Inverse Rodrigues for rotations below 180 deg, (..., 3, 3) -> (..., 3)."""
+    cos = np.clip((np.trace(m, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
+    theta = np.arccos(cos)  # (...,)
+    v = np.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1)
+    sin = np.sin(theta)[..., None]
+    return np.where(sin > 1e-9, v * (theta[..., None] / np.maximum(2.0 * sin, 1e-12)), 0.5 * v)
+
+
+def fit_body_rotation(
+    landmarks_px: FloatArray,
+    world_m: FloatArray,
+    weights: FloatArray,
+    intrinsics: CameraIntrinsics,
+    translation_cam: FloatArray,
+    *,
+    landmark_ids: tuple[int, ...] = _ROTATION_LANDMARKS,
+    iterations: int = 8,
+    max_angle_deg: float = 25.0,
+) -> FloatArray:
+    """Per-frame rotation (F, 3, 3) of the world landmarks into the camera frame (PnP refinement).
+
+    BlazePose's world landmarks are only roughly camera-aligned. Starting from R = I and the
+    translation-only fit, Gauss-Newton (Levenberg-damped, all frames at once, numeric Jacobian)
+    minimises sum_i w_i |pi(R X_i + t) - (u_i, v_i)|^2 over a rotation update exp([d]x) R and t.
+    Frames whose solution turns by more than ``max_angle_deg`` or does not lower the reprojection
+    error keep R = I. Frames without a translation get NaN.
+    """
+    ids = np.asarray(landmark_ids)
+    uv = landmarks_px[:, ids]  # (F, N, 2)
+    xyz = world_m[:, ids]  # (F, N, 3)
+    w = np.where(np.isfinite(uv).all(-1) & np.isfinite(xyz).all(-1), weights[:, ids], 0.0)  # (F, N)
+    sw = np.sqrt(np.clip(np.nan_to_num(w), 0.0, None))[..., None]  # (F, N, 1)
+    uv = np.nan_to_num(uv)
+    xyz = np.nan_to_num(xyz)
+    f, c = intrinsics.focal_px, np.array([intrinsics.cx_px, intrinsics.cy_px])
+    ok = np.isfinite(translation_cam).all(axis=1) & (np.sum(w > 0, axis=1) >= 6)
+    frames = xyz.shape[0]
+    rot = np.broadcast_to(np.eye(3), (frames, 3, 3)).copy()
+    t = np.where(ok[:, None], np.nan_to_num(translation_cam), 0.0)
+    t[~ok, 2] = 1.0
+
+    def residual(r: FloatArray, tt: FloatArray) -> FloatArray:
+        p = np.einsum("fij,fnj->fni", r, xyz) + tt[:, None, :]  # (F, N, 3)
+        z = np.where(np.abs(p[..., 2:]) > 1e-6, p[..., 2:], 1e-6)
+        return ((f * p[..., :2] / z + c - uv) * sw).reshape(frames, -1)  # (F, 2N)
+
+    r0 = residual(rot, t)
+    cost0 = np.sum(r0**2, axis=1)
+    eps = 1e-6
+    lam = 1e-3
+    for _ in range(iterations):
+        base = residual(rot, t)
+        jac = np.empty(base.shape + (6,))
+        for k in range(3):
+            d = np.zeros(3)
+            d[k] = eps
+            jac[..., k] = (residual(_rotvec_to_matrix(d) @ rot, t) - base) / eps
+            dt = np.zeros(3)
+            dt[k] = eps
+            jac[..., 3 + k] = (residual(rot, t + dt) - base) / eps
+        jtj = np.einsum("fik,fil->fkl", jac, jac)  # (F, 6, 6)
+        jtr = np.einsum("fik,fi->fk", jac, base)  # (F, 6)
+        damp = lam * (np.trace(jtj, axis1=1, axis2=2)[:, None, None] / 6.0 + 1e-9) * np.eye(6)
+        step = -np.linalg.solve(jtj + damp, jtr[..., None])[..., 0]  # (F, 6)
+        rot = _rotvec_to_matrix(step[:, :3]) @ rot
+        t = t + step[:, 3:]
+    cost = np.sum(residual(rot, t) ** 2, axis=1)
+    angle_deg = np.degrees(np.linalg.norm(_matrix_to_rotvec(rot), axis=1))
+    keep = ok & (cost < cost0) & (angle_deg <= max_angle_deg) & np.isfinite(rot).all(axis=(1, 2))
+    rot[~keep] = np.eye(3)
+    rot[~ok] = np.nan
+    return rot
+
+
+def smooth_rotations(rot: FloatArray, fps: float, cutoff_hz: float = 2.0) -> FloatArray:
+    """Zero-phase low-pass of small rotations (F, 3, 3) through their rotation vectors; NaN frames
+    are filled (held / bridged) first."""
+    rv = _matrix_to_rotvec(np.where(np.isfinite(rot), rot, 0.0) + np.where(np.isfinite(rot), 0.0, np.eye(3)))
+    rv[~np.isfinite(rot).all(axis=(1, 2))] = np.nan
+    if not np.isfinite(rv).any():
+        return np.broadcast_to(np.eye(3), rot.shape).copy()
+    return _rotvec_to_matrix(_smooth_columns(rv, fps, cutoff_hz))
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,17 @@ import math
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from mocapd.pipeline.landmarks import joints_from_landmarks, zup_from_mediapipe
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON
-from mocapd.pipeline.world import camera_intrinsics, fit_root_translation, place_in_world
+from mocapd.pipeline.world import (
+    camera_intrinsics,
+    fit_body_rotation,
+    fit_root_translation,
+    place_in_world,
+    smooth_rotations,
+)
 from tests.unit.pipeline.test_landmarks import _t_pose_mediapipe
 
 
@@ -110,3 +117,30 @@ def test_upright_fallback_when_the_feet_do_not_move() -> None:
     placed = place_in_world(joints_from_landmarks(zup_from_mediapipe(world)), t_true, fps=30.0)
     assert placed.ground_method == "upright_lowest_foot"
     assert placed.camera_pitch_deg == pytest.approx(0.0, abs=1e-9)
+
+
+def test_body_rotation_fit_recovers_a_tilted_world_frame() -> None:
+    world, _, vis, t_true = _synthetic_walk(frames=20)
+    world = world.copy()
+    world[:, [15, 16], 2] += np.array([0.25, -0.2])  # give the shape some depth
+    world[:, [27, 28], 2] += np.array([-0.15, 0.1])
+    tilt = Rotation.from_rotvec([0.10, -0.06, 0.04]).as_matrix()  # ~7 deg: the camera sees tilt @ X
+    px = _project(world @ tilt.T + t_true[:, None], 1400.0, 960.0, 540.0)
+    k = camera_intrinsics(1920, 1080, focal_length_px=1400.0)
+    t0 = fit_root_translation(px, world, vis, k)
+    rot = fit_body_rotation(px, world, vis, k, t0)
+    np.testing.assert_allclose(rot, np.broadcast_to(tilt, rot.shape), atol=2e-3)
+    smooth = smooth_rotations(rot, fps=30.0)
+    np.testing.assert_allclose(smooth, rot, atol=2e-3)
+    t = fit_root_translation(px, np.einsum("fij,fkj->fki", rot, world), vis, k)
+    np.testing.assert_allclose(t, t_true, atol=2e-3)
+
+
+def test_body_rotation_fit_leaves_unknown_frames_nan_and_bad_fits_identity() -> None:
+    world, px, vis, t_true = _synthetic_walk(frames=3)
+    k = camera_intrinsics(1920, 1080, focal_length_px=1400.0)
+    t0 = t_true.copy()
+    t0[1] = np.nan
+    rot = fit_body_rotation(px, world, vis, k, t0)
+    assert np.isnan(rot[1]).all()
+    np.testing.assert_allclose(rot[[0, 2]], np.broadcast_to(np.eye(3), (2, 3, 3)), atol=1e-6)
