@@ -24,12 +24,14 @@ def _run(source: Path, settings: JobSettings, out_dir: Path) -> tuple[object, li
     return out, calls
 
 
-def test_full_body_default_target_on_cam01(tmp_path: Path) -> None:
+def test_full_body_with_both_targets_on_cam01(tmp_path: Path) -> None:
     source = shared_file("pose2sim_balancing/cam01.mp4")
-    settings = JobSettings(("default",), 30, "full_body", 0.5, 1.5, focal_length_px=1681.0)
+    settings = JobSettings(("default", "unitree_g1"), 30, "full_body", 0.5, 1.5, focal_length_px=1681.0)
     out, calls = _run(source, settings, tmp_path)
     names = sorted(p.name for p in out.files)
-    assert names == ["motion.bvh", "motion.fbx", "motion.glb", "preview.mp4", "quality.json"]
+    assert names == [
+        "g1_motion.csv", "g1_motion.json", "motion.bvh", "motion.fbx", "motion.glb", "preview.mp4", "quality.json"
+    ]  # fmt: skip
     assert all(p.parent == tmp_path and p.stat().st_size > 0 for p in out.files)
     quality = json.loads((tmp_path / "quality.json").read_text())
     assert quality["frames"]["total"] == 60  # 1 s at the source's 60 fps
@@ -40,6 +42,8 @@ def test_full_body_default_target_on_cam01(tmp_path: Path) -> None:
     assert m["camera"]["focalSource"] == "focal_length_px" and m["camera"]["focalLengthPx"] == 1681.0
     assert m["processing"]["frames"] == 60 and m["processing"]["framesKept"] == 60
     assert m["targets"]["default"]["frameCount"] == 30 and m["targets"]["default"]["fps"] == 30
+    assert m["targets"]["unitree_g1"]["frameCount"] == 30
+    assert json.loads((tmp_path / "g1_motion.json").read_text())["frameCount"] == 30
     assert 2.8 < -m["camera"]["cameraPositionM"][1] < 3.8  # the subject stands about 3.2 m from the camera
     with av.open(str(tmp_path / "preview.mp4")) as container:
         assert container.streams.video[0].codec_context.name == "h264"
