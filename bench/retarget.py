@@ -17,7 +17,9 @@ Speeds are frames per CPU second of this process (`time.process_time`), best of 
 The synthetic walk (tests/unit/robots/synthetic_walk.py: exact planted feet, two-bone-IK legs) is
 the reference: what the retargeter reaches on a clean, perfectly consistent input.
 
-Run:  .venv/bin/python bench/retarget.py [--repeat 3] [--json]
+``--video PATH`` adds a real video run through the perception + solve pipeline first (MediaPipe).
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python bench/retarget.py [--repeat 3] [--json] [--video PATH ...]
 """
 
 from __future__ import annotations
@@ -68,6 +70,16 @@ def _measure(name: str, motion: Motion, repeat: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _video_motion(path: Path) -> Motion:
+    """The exported (30 fps) motion of the perception + solve pipeline on a whole video."""
+    from mocapd.pipeline.probe import probe_video
+    from mocapd.pipeline.run import JobSettings, analyse_video
+
+    duration_s = float(probe_video(path).duration_s)
+    settings = JobSettings(("default",), int(FPS), "full_body", 0.0, duration_s)
+    return analyse_video(path, settings, lambda stage, progress: None).export
+
+
 def _timed(fn: Any) -> float:
     """CPU seconds of this process (the machine is shared, so wall time mostly measures the neighbours)."""
     t0 = time.process_time()
@@ -79,8 +91,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--video", type=Path, action="append", default=[], help="also a video through the pipeline"
+    )
     args = parser.parse_args()
     rows = []
+    for video in args.video:
+        rows.append(_measure(f"video {video.name}", _video_motion(video), args.repeat))
     for take in TAKES:
         path = DATA / f"{take}.bvh"
         if not path.exists():

@@ -9,7 +9,10 @@ Each frame runs ``iterations`` steps of the QP
 
 with dt = 1 / (fps * iterations), so the velocity bound over one whole frame is exactly the joint's
 velocity limit. Tasks are mink FrameTasks (position and orientation costs per frame) plus a small
-posture task towards the standing pose that resolves redundancy (wrists, arm twist).
+posture task towards the standing pose that resolves redundancy (wrists, arm twist). Targets with
+``relative_to`` (elbows, hands) are tracked relative to that frame's target (mink.RelativeFrameTask on
+the robot's torso), so an arm follows the human's arm even where the waist cannot follow the human's
+spine.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = ["solve_frames"]
 FloatArray = NDArray[np.float64]
 
 _FIRST_FRAME_ITERATIONS = 60
+LM_DAMPING = 0.05  # Levenberg-Marquardt damping of the frame tasks (scaled by the squared error)
 
 
 def solve_frames(
@@ -51,11 +55,32 @@ def solve_frames(
     q[3:7] = targets[0].quat_wxyz[0] if targets[0].frame == "pelvis" else [1.0, 0.0, 0.0, 0.0]
     configuration.update(q)
 
-    tasks: list[mink.FrameTask] = []
+    tasks: list[mink.FrameTask | mink.RelativeFrameTask] = []
+    target_poses: list[list[mink.SE3]] = []
+    world_pose = {t.frame: _poses(t.pos_m, t.quat_wxyz) for t in targets}
     for t in targets:
-        tasks.append(
-            mink.FrameTask(t.frame, t.frame_type, position_cost=1.0, orientation_cost=1.0, lm_damping=1.0)
-        )
+        if t.relative_to is None:
+            tasks.append(
+                mink.FrameTask(
+                    t.frame, t.frame_type, position_cost=1.0, orientation_cost=1.0, lm_damping=LM_DAMPING
+                )
+            )
+            target_poses.append(world_pose[t.frame])
+        else:
+            root_type = next(r.frame_type for r in targets if r.frame == t.relative_to)
+            tasks.append(
+                mink.RelativeFrameTask(
+                    t.frame,
+                    t.frame_type,
+                    t.relative_to,
+                    root_type,
+                    position_cost=1.0,
+                    orientation_cost=1.0,
+                    lm_damping=LM_DAMPING,
+                )
+            )
+            root = world_pose[t.relative_to]
+            target_poses.append([r.inverse() @ w for r, w in zip(root, world_pose[t.frame], strict=True)])
     posture_costs = np.full(model.nv, posture_cost)
     posture_costs[:6] = 0.0
     posture = mink.PostureTask(model, cost=posture_costs)
@@ -80,10 +105,10 @@ def solve_frames(
     out = np.zeros((num_frames, model.nq))
     dt = 1.0 / (fps * iterations)
     for f in range(num_frames):
-        for task, t in zip(tasks, targets, strict=True):
+        for task, t, poses in zip(tasks, targets, target_poses, strict=True):
             task.set_position_cost(float(t.position_cost[f]))
             task.set_orientation_cost(float(t.orientation_cost[f]))
-            task.set_target(mink.SE3.from_rotation_and_translation(mink.SO3(t.quat_wxyz[f]), t.pos_m[f]))
+            task.set_target(poses[f])
         if f == 0:  # no previous frame: converge without a velocity bound
             steps, limits, step_dt = (
                 _FIRST_FRAME_ITERATIONS,
@@ -146,3 +171,10 @@ class _DisplacementCollisionLimit(mink.Limit):
     def compute_qp_inequalities(self, configuration: mink.Configuration, dt: float) -> mink.Constraint:
         c = self.inner.compute_qp_inequalities(configuration, dt)
         return mink.Constraint(G=c.G, h=None if c.h is None else c.h * dt)
+
+
+def _poses(pos_m: FloatArray, quat_wxyz: FloatArray) -> list[mink.SE3]:
+    """One SE3 per frame from positions (F, 3) and wxyz quaternions (F, 4)."""
+    return [
+        mink.SE3.from_rotation_and_translation(mink.SO3(q), p) for p, q in zip(pos_m, quat_wxyz, strict=True)
+    ]

@@ -6,7 +6,8 @@ Steps:
    still on the ground during contacts;
 3. per-frame differential IK with mink (`mocapd.robots.ik`): warm-started, hard position limits,
    URDF velocity limits;
-4. a light temporal filter on the joint angles (Gaussian, sigma = 0.75 frame), clamped to the limits;
+4. a light temporal filter on the root pose and joint angles (Gaussian, sigma = 0.75 frame), angles
+   clamped to the limits;
 5. ground: during contacts the root is shifted so the contact soles' lowest point is at z = 0 and their
    horizontal drift is removed; between contacts the shift is interpolated and never lets a sole
    point go below the ground;
@@ -31,7 +32,7 @@ from mocapd.robots.ik import solve_frames
 from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
 from mocapd.robots.motion import RobotMotion
 from mocapd.robots.quality import robot_quality
-from mocapd.robots.targets import FrameTargets, scaled_targets
+from mocapd.robots.targets import FrameTargets, human_foot_clearance_m, scaled_targets
 
 __all__ = ["retarget_to_g1"]
 
@@ -40,6 +41,7 @@ BoolArray = NDArray[np.bool_]
 
 MOCAP_TYPES = ("full_body", "upper_body")
 FILTER_SIGMA_FRAMES = 0.75
+GROUNDED_M = 0.03  # a human foot point this close to the ground puts the robot's lowest sole on it
 TRACKED_PARTS = ("hands", "feet", "elbows", "knees", "pelvis")
 
 
@@ -72,7 +74,7 @@ def retarget_to_g1(
     qpos = solve_frames(desc, targets, motion.fps, freeze_legs=upper_body)
     qpos = _filter_joints(desc, qpos, forward_kinematics(desc, qpos, self_contacts=True).leg_self_contacts)
     if not upper_body:
-        qpos = _settle_on_ground(desc, qpos, foot_contacts)
+        qpos = _settle_on_ground(desc, qpos, foot_contacts, human_foot_clearance_m(motion) < GROUNDED_M)
     kin = forward_kinematics(desc, qpos, self_contacts=True)
     tracking = _tracking_errors(desc, kin, targets)
     quality = robot_quality(desc, qpos[:, 7:], motion.fps, kin, tracking)
@@ -113,19 +115,32 @@ def _hold_invalid_frames(motion: Motion) -> tuple[Motion, BoolArray]:
 
 
 def _filter_joints(desc: G1Description, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]) -> FloatArray:
-    """Gaussian filter (sigma 0.75 frame) on the joint angles, clamped to the position limits.
+    """Gaussian filter (sigma 0.75 frame) on the root pose and the joint angles, angles clamped to the limits.
 
     A frame where the filtered legs would touch each other and the IK solution's did not keeps the IK
     solution (the IK keeps the legs apart; the filter must not undo that).
     """
     out = qpos.copy()
     if qpos.shape[0] > 2:
+        out[:, :3] = gaussian_filter1d(qpos[:, :3], FILTER_SIGMA_FRAMES, axis=0, mode="nearest")
+        quat = _continuous_quats(qpos[:, 3:7])  # (F, 4)
+        quat = gaussian_filter1d(quat, FILTER_SIGMA_FRAMES, axis=0, mode="nearest")
+        out[:, 3:7] = quat / np.linalg.norm(quat, axis=1, keepdims=True)
         out[:, 7:] = gaussian_filter1d(qpos[:, 7:], FILTER_SIGMA_FRAMES, axis=0, mode="nearest")
     out[:, 7:] = np.clip(out[:, 7:], desc.lower_rad, desc.upper_rad)
     touching = (forward_kinematics(desc, out, self_contacts=True).leg_self_contacts > 0) & (
         raw_leg_contacts == 0
     )
     out[touching] = qpos[touching]
+    return out
+
+
+def _continuous_quats(quat: FloatArray) -> FloatArray:
+    """Flip signs so consecutive quaternions (F, 4) lie in one hemisphere (q_t . q_{t-1} >= 0)."""
+    out = quat.copy()
+    for k in range(1, out.shape[0]):
+        if np.dot(out[k], out[k - 1]) < 0:
+            out[k] = -out[k]
     return out
 
 
@@ -139,12 +154,20 @@ def _interpolate_gaps(values: FloatArray, known: BoolArray) -> FloatArray:
     )
 
 
-def _settle_on_ground(desc: G1Description, qpos: FloatArray, contacts: BoolArray) -> FloatArray:
-    """Shift the root so contact soles stay put at z = 0 and no sole point goes below the ground."""
+def _settle_on_ground(
+    desc: G1Description, qpos: FloatArray, contacts: BoolArray, grounded: BoolArray
+) -> FloatArray:
+    """Shift the root so the robot stands on z = 0 without sliding or sinking.
+
+    * horizontal: during a contact span the sole centre's drift from its span mean is removed
+      (averaged over the feet in contact); interpolated between contacts;
+    * vertical: in contact frames the lowest sole point of the feet in contact goes to z = 0; in frames
+      where the human has a foot on the ground (``grounded``) but no contact was detected, the lowest
+      sole point of either foot; interpolated in between (flight), and never below the ground.
+    """
     kin = forward_kinematics(desc, qpos)
     f = qpos.shape[0]
     drift = np.zeros((f, 2))
-    lift = np.zeros(f)
     count = np.zeros(f)
     for side in range(2):
         c = contacts[:, side]
@@ -158,16 +181,19 @@ def _settle_on_ground(desc: G1Description, qpos: FloatArray, contacts: BoolArray
                 end += 1
             centre = kin.sole_centre_m[k:end, side, :2]  # (S, 2)
             drift[k:end] += centre - centre.mean(axis=0)
-            lift[k:end] += -kin.sole_points_m[k:end, side, :, 2].min(axis=1)
             count[k:end] += 1
             k = end
-    known = count > 0
+    lowest_each = kin.sole_points_m[..., 2].min(axis=2)  # (F, 2)
+    lowest = lowest_each.min(axis=1)  # (F,)
+    lowest_contact = np.where(contacts, lowest_each, np.inf).min(axis=1)  # (F,)
+    on_ground = contacts.any(axis=1) | grounded
+    lift = np.where(contacts.any(axis=1), -lowest_contact, -lowest)  # (F,)
     shift = np.zeros((f, 3))
+    known = count > 0
     if known.any():
-        shift[known, :2] = -drift[known] / count[known, None]
-        shift[known, 2] = lift[known] / count[known]
-        shift = _interpolate_gaps(shift, known)
-    lowest = kin.sole_points_m[..., 2].min(axis=(1, 2))  # (F,)
+        shift[:, :2] = _interpolate_gaps(-drift / np.maximum(count, 1)[:, None], known)
+    if on_ground.any():
+        shift[:, 2:] = _interpolate_gaps(lift[:, None], on_ground)
     shift[:, 2] = np.maximum(shift[:, 2], -lowest)
     out = qpos.copy()
     out[:, :3] += shift

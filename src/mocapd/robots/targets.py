@@ -29,6 +29,7 @@ __all__ = [
     "FACING_QUAT_WXYZ",
     "FrameTargets",
     "ScaleFactors",
+    "human_foot_clearance_m",
     "human_ground_m",
     "robot_rest_frames",
     "scaled_targets",
@@ -79,6 +80,9 @@ class FrameTargets:
     orientation_cost: FloatArray  # (F,)
     human_joint: str  # the human joint this frame follows (for tracking figures)
     part: str  # "pelvis" | "torso" | "hips" | "knees" | "feet" | "shoulders" | "elbows" | "hands"
+    relative_to: str | None = (
+        None  # track the pose relative to this frame's target (world targets still given)
+    )
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,16 @@ def scale_factors(motion: Motion, desc: G1Description) -> ScaleFactors:
     )
 
 
+def human_foot_clearance_m(motion: Motion) -> FloatArray:
+    """Per frame (F,), the height of the human's lowest foot point above its rest height and the ground:
+    min_k (z_k(f) - z_k,rest) - g, k in {foot_l, foot_r, ball_l, ball_r}, g = `human_ground_m`."""
+    names = motion.skeleton.names
+    pos_h = motion.world_positions_m()  # (F, J, 3)
+    rest = motion.skeleton.rest_positions_m()  # (J, 3)
+    k = [names.index(n) for n in ("foot_l", "foot_r", "ball_l", "ball_r")]
+    return np.asarray(np.nanmin(pos_h[:, k, 2] - rest[k, 2], axis=1) - human_ground_m(motion, pos_h))
+
+
 def human_ground_m(motion: Motion, pos_h: FloatArray | None = None) -> float:
     """Height of the ground under the human: the 5th percentile over frames of the lowest foot point's
     height above its rest height, g = P5_f min_k (z_k(f) - z_k,rest), k in {foot_l, foot_r, ball_l, ball_r}
@@ -217,11 +231,15 @@ def scaled_targets(
 
     out: list[FrameTargets] = [
         FrameTargets("pelvis", "body", pelvis_r, _wxyz(r_pelvis), 100.0 * ones, 10.0 * ones, "pelvis", "pelvis"),
-        FrameTargets("torso_link", "body", np.zeros((f, 3)), _wxyz(r_torso), 0.0 * ones, 10.0 * ones, "spine_03", "torso"),
     ]  # fmt: skip
 
     # torso anchor for the arms: robot torso origin carried by the torso target
     torso_origin = pelvis_r + r_pelvis.apply(rest.pos_m["torso_link"])  # (F, 3)
+    out.append(
+        FrameTargets(
+            "torso_link", "body", torso_origin, _wxyz(r_torso), 0.0 * ones, 10.0 * ones, "spine_03", "torso"
+        )
+    )
     r_torso_link = r_torso  # world orientation of torso_link
     torso_rest_inv = _rot(rest.quat_wxyz["torso_link"]).inv()
     for side, h in _SIDES:
@@ -234,8 +252,8 @@ def scaled_targets(
         r_fore = world_rot(f"lowerarm_{h}") * face * _rot(rest.tpose_quat_wxyz[f"{side}_elbow_link"])
         out += [
             FrameTargets(f"{side}_shoulder_roll_link", "body", shoulder, _wxyz(r_upper), 2.0 * ones, 0.0 * ones, f"upperarm_{h}", "shoulders"),
-            FrameTargets(f"{side}_elbow_link", "body", elbow, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"lowerarm_{h}", "elbows"),
-            FrameTargets(f"{side}_hand", "site", hand, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"hand_{h}", "hands"),
+            FrameTargets(f"{side}_elbow_link", "body", elbow, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"lowerarm_{h}", "elbows", "torso_link"),
+            FrameTargets(f"{side}_hand", "site", hand, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"hand_{h}", "hands", "torso_link"),
         ]  # fmt: skip
         if upper_body:
             continue
