@@ -287,15 +287,16 @@ def credits_grant(
 
 @app.command()
 def purge(data_dir: DataDir = None) -> None:
-    """Delete expired drafts and finished jobs past their plan's retention, with their files."""
+    """Return expired leases, expire old drafts, delete finished jobs past retention (with their files)."""
     from mocapd.storage import open_store
-    from mocapd.worker.housekeeping import purge_expired
+    from mocapd.worker.housekeeping import run_housekeeping
 
     settings = _settings(data_dir)
     db = _admin_db(settings)
     try:
-        report = purge_expired(db, open_store(settings), settings)
-        typer.echo(f"purged: {report}")
+        report = run_housekeeping(db, open_store(settings), settings)
+        typer.echo(f"returned {report.reaped} expired leases, expired {report.drafts_expired} drafts, "
+                   f"purged {len(report.purged)} finished jobs")
     finally:
         db.dispose()
 
