@@ -62,6 +62,18 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> JSONRe
     return problem_response(code, detail, instance=request.url.path, extra={"errors": errors})
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on this path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MocapdError)
     async def _ours(request: Request, exc: MocapdError) -> JSONResponse:
@@ -87,10 +99,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 status_code=404, media_type="application/problem+json",
             )
         if exc.status_code == 405:
+            allowed = _allowed_methods(request)
             return JSONResponse(
-                {"type": "about:blank", "title": "Method Not Allowed", "status": 405, "detail": str(exc.detail),
-                 "code": "method_not_allowed", "stage": "request", "retryable": False},
-                status_code=405, media_type="application/problem+json", headers=getattr(exc, "headers", None),
+                {"type": "about:blank", "title": "Method Not Allowed", "status": 405,
+                 "detail": f"Use {', '.join(allowed)} on this path.", "code": "method_not_allowed", "stage": "request",
+                 "retryable": False},
+                status_code=405, media_type="application/problem+json", headers={"Allow": ", ".join(allowed)},
             )
         return problem_response(code, str(exc.detail), instance=request.url.path)
 
