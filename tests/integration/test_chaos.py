@@ -111,7 +111,7 @@ def _chaos(db: Database, database_url: str, tmp_path: Path, log_path: Path, rng:
     sup.start()
     try:
         while time.monotonic() - t0 < DEADLINE_S:
-            time.sleep(rng.uniform(0.3, 0.9))
+            time.sleep(rng.uniform(0.05, 0.35))
             pids = sup.pids()
             if pids:
                 os.kill(rng.choice(pids), signal.SIGKILL)

@@ -27,18 +27,23 @@ makes a second settlement of one hold impossible.
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import os
 import random
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mocapd.db.engine import Database
 from mocapd.db.events import add_event
-from mocapd.db.models import Account, Artifact, Job, Plan
+from mocapd.db.models import Account, Artifact, Job, JobEvent, Plan
 from mocapd.db.transitions import mark_canceled, mark_completed, mark_failed
 from mocapd.domain.jobs import JobStage, JobStatus
 
@@ -59,9 +64,10 @@ __all__ = [
     "retry",
     "retention_days_of",
     "retry_delay_s",
+    "write_turn",
 ]
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound=tuple[Any, ...])
 _MAX_BACKOFF_S = 600.0
 
 
@@ -130,13 +136,61 @@ class ReapReport:
         return len(self.requeued) + len(self.failed) + len(self.canceled)
 
 
-def lock_rows(session: Session, query: Select[tuple[_T]]) -> Select[tuple[_T]]:
+def lock_rows(session: Session, query: Select[_T]) -> Select[_T]:
     """The one database difference: lock the selected rows for this transaction, skipping rows
     another transaction holds (PostgreSQL ``FOR UPDATE SKIP LOCKED``). On SQLite the transaction
     already owns the single write lock (``BEGIN IMMEDIATE``), so the select needs nothing."""
     if session.get_bind().dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True)
     return query
+
+
+_gates: dict[str, tuple[threading.Lock, int]] = {}
+_gates_lock = threading.Lock()
+
+
+def _sqlite_gate(db: Database) -> tuple[threading.Lock, int] | None:
+    """A per-database lock file beside the SQLite file (None for PostgreSQL or in-memory SQLite)."""
+    if not db.sqlite:
+        return None
+    path = db.url.split("///", 1)[-1]
+    if not path or path == ":memory:":
+        return None
+    with _gates_lock:
+        gate = _gates.get(path)
+        if gate is None or _gate_pid.get(path) != os.getpid():  # a forked child opens its own
+            gate = (threading.Lock(), os.open(path + ".queue-lock", os.O_RDWR | os.O_CREAT, 0o644))
+            _gates[path] = gate
+            _gate_pid[path] = os.getpid()
+        return gate
+
+
+_gate_pid: dict[str, int] = {}
+
+
+@contextmanager
+def write_turn(db: Database) -> Iterator[Session]:
+    """`Database.write`, queued fairly among queue operations on SQLite.
+
+    SQLite makes a blocked writer poll with growing sleeps (1, 2, 5, 10 ... 100 ms), so with eight
+    worker processes an unlucky claim waits a long time after the lock is free. Queue operations
+    therefore first take an exclusive ``flock`` on ``<db>.queue-lock`` (the kernel wakes the next
+    waiter as soon as it is released, and releases it if the holder dies), and only then
+    ``BEGIN IMMEDIATE``. Other writers are unaffected and still meet SQLite's own busy timeout.
+    PostgreSQL: a plain `Database.write`."""
+    gate = _sqlite_gate(db)
+    if gate is None:
+        with db.write() as s:
+            yield s
+        return
+    thread_lock, fd = gate
+    with thread_lock:  # flock excludes processes; threads of one process share the descriptor
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            with db.write() as s:
+                yield s
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def retry_delay_s(attempt: int, base_s: float, rng: random.Random | None = None) -> float:
@@ -164,7 +218,8 @@ def _fenced(session: Session, job_id: str, lease_token: int) -> Job | None:
     return session.scalars(q).first()
 
 
-def _snapshot(job: Job) -> ClaimedJob:
+def _snapshot(job: Any) -> ClaimedJob:
+    """From a `Job` or a ``jobs`` row."""
     assert job.lease_owner is not None and job.lease_expires_at is not None
     return ClaimedJob(
         id=job.id,
@@ -195,60 +250,97 @@ def _snapshot(job: Job) -> ClaimedJob:
     )
 
 
+def _runnable(t: Any, now: Any) -> ColumnElement[bool]:
+    return and_(
+        t.c.status == JobStatus.QUEUED.value,
+        t.c.cancel_requested.is_(False),
+        or_(t.c.run_after.is_(None), t.c.run_after <= now),
+    )
+
+
+@dataclass(frozen=True)
+class _ClaimSql:
+    look: Any  # SELECT id ... LIMIT 1 (no lock)
+    take: Any  # UPDATE ... WHERE id = (SELECT ... [FOR UPDATE SKIP LOCKED]) AND status = 'queued' RETURNING *
+    event: Any  # INSERT INTO job_events
+
+
+@functools.cache
+def _claim_sql(dialect: str) -> _ClaimSql:
+    """The claim statements, built once per dialect with bound parameters (building them per call
+    costs more than running them)."""
+    t = Job.__table__
+    ts = t.c.run_after.type
+    now = bindparam("now", type_=ts)
+    pick = t.alias("pick")
+    candidate = (
+        select(pick.c.id)
+        .where(_runnable(pick, now))
+        .order_by(pick.c.queue_weight.desc(), pick.c.queued_at.asc(), pick.c.id.asc())
+        .limit(1)
+    )
+    if dialect == "postgresql":  # the same choice as lock_rows
+        candidate = candidate.with_for_update(skip_locked=True)
+    take = (
+        update(t)
+        .where(t.c.id == candidate.scalar_subquery(), t.c.status == JobStatus.QUEUED.value)
+        .values(
+            status=JobStatus.PROCESSING.value,
+            stage=JobStage.PREFLIGHT.value,
+            progress=0.0,
+            attempts=t.c.attempts + 1,
+            lease_owner=bindparam("worker_id"),
+            lease_token=t.c.lease_token + 1,
+            lease_expires_at=bindparam("expires", type_=ts),
+            heartbeat_at=now,
+            started_at=now,
+            updated_at=now,
+            run_after=None,
+            event_seq=t.c.event_seq + 1,
+        )
+        .returning(*t.c)
+    )
+    return _ClaimSql(
+        look=select(t.c.id).where(_runnable(t, now)).limit(1),
+        take=take,
+        event=insert(JobEvent.__table__),
+    )
+
+
 def claim(db: Database, worker_id: str, lease_s: float, *, now: datetime | None = None) -> ClaimedJob | None:
     """Claim the next runnable job (weight desc, then queued_at asc, then id) or return None.
 
-    Compare-and-set: the update only applies while the row is still ``queued`` with the token we read,
-    so two claimers can never both win one job, whichever database serialises them."""
+    One compare-and-set statement: ``UPDATE jobs ... WHERE id = (SELECT id ... ORDER BY ... LIMIT 1
+    [FOR UPDATE SKIP LOCKED]) AND status = 'queued' RETURNING *``, plus the ``job.started`` event, in one
+    short transaction. An empty queue is seen by a plain read first and never takes the write lock."""
     now = now or _now()
-    with db.write() as s:
-        q = (
-            select(Job)
-            .where(
-                Job.status == JobStatus.QUEUED.value,
-                Job.cancel_requested.is_(False),
-                or_(Job.run_after.is_(None), Job.run_after <= now),
-            )
-            .order_by(Job.queue_weight.desc(), Job.queued_at.asc(), Job.id.asc())
-            .limit(1)
-        )
-        job = s.scalars(lock_rows(s, q)).first()
-        if job is None:
+    sql = _claim_sql(db.engine.dialect.name)
+    if db.sqlite:  # SQLite has one writer: an empty queue must not take the write lock to find out
+        with db.read() as s:
+            if s.execute(sql.look, {"now": now}).first() is None:
+                return None
+    with write_turn(db) as s:
+        row = s.execute(
+            sql.take, {"now": now, "worker_id": worker_id, "expires": now + timedelta(seconds=lease_s)}
+        ).first()
+        if row is None:  # another claimer took it between our look and our lock
             return None
-        token = int(job.lease_token or 0) + 1
-        res = s.execute(
-            update(Job)
-            .where(
-                Job.id == job.id,
-                Job.status == JobStatus.QUEUED.value,
-                Job.lease_token == job.lease_token,
-            )
-            .values(
-                status=JobStatus.PROCESSING.value,
-                stage=JobStage.PREFLIGHT.value,
-                progress=0.0,
-                attempts=Job.attempts + 1,
-                lease_owner=worker_id,
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                heartbeat_at=now,
-                started_at=now,
-                updated_at=now,
-                run_after=None,
-            )
-            .execution_options(synchronize_session=False)
+        # the job.started event, as mocapd.db.events.add_event writes it (seq already bumped above)
+        s.execute(
+            sql.event,
+            {
+                "job_id": row.id,
+                "seq": row.event_seq,
+                "type": "job.started",
+                "status": row.status,
+                "stage": row.stage,
+                "progress": 0.0,
+                "message": f"Attempt {row.attempts} of {row.max_attempts} started.",
+                "data": {"attempt": row.attempts, "worker": worker_id},
+                "created_at": now,
+            },
         )
-        if res.rowcount != 1:  # pragma: no cover - only reachable if the lock above was not honoured
-            return None
-        s.refresh(job)
-        add_event(
-            s,
-            job,
-            "job.started",
-            f"Attempt {job.attempts} of {job.max_attempts} started.",
-            {"attempt": job.attempts, "worker": worker_id},
-        )
-        return _snapshot(job)
+        return _snapshot(row)
 
 
 def heartbeat(
@@ -258,7 +350,7 @@ def heartbeat(
     now = now or _now()
     expires = now + timedelta(seconds=lease_s)
     t = Job.__table__
-    with db.write() as s:
+    with write_turn(db) as s:
         row = s.execute(
             update(t)
             .where(
@@ -286,7 +378,7 @@ def report_progress(
 ) -> bool:
     """Set stage and overall progress (0..1, never decreasing within an attempt); an event on a stage change."""
     now = now or _now()
-    with db.write() as s:
+    with write_turn(db) as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -309,7 +401,7 @@ def finish(
 ) -> bool:
     """Register every artifact and complete the job, capturing its hold, in one fenced transaction."""
     now = now or _now()
-    with db.write() as s:
+    with write_turn(db) as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -335,7 +427,7 @@ def fail(
     db: Database, job_id: str, lease_token: int, *, code: str, message: str, stage: str
 ) -> bool:
     """Fail the job now (input fault, timeout, last attempt), releasing its hold. Fenced."""
-    with db.write() as s:
+    with write_turn(db) as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -371,7 +463,7 @@ def retry(
 
     Returns ``"requeued"``, ``"failed"`` or ``"lost"`` (the lease was no longer ours)."""
     now = now or _now()
-    with db.write() as s:
+    with write_turn(db) as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return "lost"
@@ -396,7 +488,7 @@ def retry(
 def hand_back(db: Database, job_id: str, lease_token: int, *, now: datetime | None = None) -> bool:
     """Return a running job to the queue at once without spending an attempt (graceful shutdown)."""
     now = now or _now()
-    with db.write() as s:
+    with write_turn(db) as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -413,7 +505,7 @@ def cancel(db: Database, job_id: str) -> bool:
 
     A worker still running it loses its fence at once and learns so at its next heartbeat.
     False if the job was already terminal (or does not exist)."""
-    with db.write() as s:
+    with write_turn(db) as s:
         job = s.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
         if job is None or job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED):
             return False
@@ -437,7 +529,7 @@ def reap(
     rechecks the expired lease inside the transaction."""
     now = now or _now()
     report = ReapReport()
-    with db.write() as s:
+    with write_turn(db) as s:
         q = (
             select(Job)
             .where(

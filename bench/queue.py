@@ -1,0 +1,226 @@
+"""Queue benchmark: claim throughput and latency with N worker processes, on SQLite and PostgreSQL.
+
+Two phases per database:
+
+1. paced: a producer admits jobs at ``--rate`` jobs/s for ``--seconds`` (create, hold, ``queued``: what
+   complete-upload does); ``--workers`` processes run the worker's queue cycle (claim -> heartbeat ->
+   fenced finish with one artifact row, capturing the hold) and poll every ``--idle-poll`` s when idle.
+   Reports the latency of claim calls that got a job, of empty polls, and the pickup latency from
+   admission (``queued_at``) to ``processing`` (``started_at``).
+2. saturated: ``--drain`` jobs are queued up front and the workers drain them without pausing;
+   reports claims per second and claim latency.
+
+Usage (from the repository root):
+    .venv/bin/python bench/queue.py --db both --workers 8 --rate 50 --seconds 20 --drain 2000
+PostgreSQL: a fresh database ``mocapd_bench_<random>`` on 127.0.0.1:5432 (user postgres), dropped after.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``queue``: keep its folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import secrets  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, select, text  # noqa: E402
+
+from mocapd.db import queue  # noqa: E402
+from mocapd.db.accounts import create_account, ensure_plans  # noqa: E402
+from mocapd.db.engine import Database  # noqa: E402
+from mocapd.db.events import add_event  # noqa: E402
+from mocapd.db.ledger import grant, place_hold  # noqa: E402
+from mocapd.db.migrate import upgrade  # noqa: E402
+from mocapd.db.models import Job  # noqa: E402
+from mocapd.db.queue import ArtifactRecord  # noqa: E402
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+LEASE_S = 30.0
+
+
+def admit(db: Database, account_id: str) -> str:
+    """What the API's complete-upload does, in two transactions (create the draft; hold + queue)."""
+    job_id = "mocap_" + secrets.token_hex(8)
+    now = datetime.now(UTC)
+    with db.write() as s:
+        job = Job(
+            id=job_id, account_id=account_id, channel="api", status="draft", stage="uploaded", progress=0.0,
+            target_ids=["default"], export_fps=30, mocap_type="full_body", trim_start_s=0.0, trim_end_s=1.0,
+            source_filename="b.mp4", source_key=f"jobs/{job_id}/source/upload", max_upload_bytes=1,
+            created_at=now, updated_at=now, event_seq=0,
+        )
+        s.add(job)
+        add_event(s, job, "job.created")
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        place_hold(s, account_id=account_id, channel="api", job_id=job_id, amount=1)
+        job.held_credits = job.billed_seconds = 1
+        job.status = job.stage = "queued"
+        job.queued_at = job.updated_at = datetime.now(UTC)
+        job.queue_weight, job.max_attempts = 1, 3
+        add_event(s, job, "job.queued")
+    return job_id
+
+
+def worker(url: str, stop: Any, out: Any, idle_poll_s: float) -> None:
+    """The worker's queue cycle, timed: claim, one heartbeat, fenced finish."""
+    db = Database(url, pool_size=2)
+    wid = f"bench:{os.getpid()}"
+    got: list[float] = []
+    empty: list[float] = []
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        c = queue.claim(db, wid, LEASE_S)
+        dt = time.perf_counter() - t0
+        if c is None:
+            empty.append(dt)
+            if idle_poll_s:
+                time.sleep(idle_poll_s)
+            continue
+        got.append(dt)
+        queue.heartbeat(db, c.id, c.lease_token, LEASE_S)
+        art = ArtifactRecord("motion.bvh", f"jobs/{c.id}/artifacts/motion.bvh", 1, "0" * 64, "text/plain", "default")
+        assert queue.finish(db, c.id, c.lease_token, [art])
+    out.put((got, empty))
+    db.dispose()
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f}"
+
+
+def run_phase(url: str, workers: int, idle_poll_s: float, produce: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    stop, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(url, stop, out, idle_poll_s)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)  # let every worker import and connect
+    t0 = time.perf_counter()
+    job_ids = produce()
+    db = Database(url)
+    while True:
+        with db.read() as s:
+            left = s.scalar(select(Job.id).where(Job.id.in_(job_ids), Job.status != "completed").limit(1))
+        if left is None:
+            break
+        time.sleep(0.05)
+    wall_s = time.perf_counter() - t0
+    stop.set()
+    got: list[float] = []
+    empty: list[float] = []
+    for _ in procs:
+        g, e = out.get()
+        got += g
+        empty += e
+    for p in procs:
+        p.join()
+    with db.read() as s:
+        rows = s.execute(select(Job.queued_at, Job.started_at).where(Job.id.in_(job_ids))).all()
+    db.dispose()
+    pickup = [(st - q).total_seconds() for q, st in rows]
+    return {"wall_s": wall_s, "got": got, "empty": empty, "pickup": pickup, "jobs": len(job_ids)}
+
+
+def bench(url: str, label: str, args: argparse.Namespace) -> list[str]:
+    db = Database(url)
+    upgrade(db)
+    with db.write() as s:
+        ensure_plans(s)
+        acct = create_account(s, "bench")
+        grant(s, acct.id, 10_000_000)
+        account_id = acct.id
+
+    def paced() -> list[str]:
+        ids, admit_s = [], []
+        n = int(args.rate * args.seconds)
+        t_start = time.perf_counter()
+        for i in range(n):
+            delay = t_start + i / args.rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            t0 = time.perf_counter()
+            ids.append(admit(db, account_id))
+            admit_s.append(time.perf_counter() - t0)
+        paced.admit_s = admit_s  # type: ignore[attr-defined]
+        paced.rate = n / (time.perf_counter() - t_start)  # type: ignore[attr-defined]
+        return ids
+
+    def drain() -> list[str]:
+        return pre
+
+    a = run_phase(url, args.workers, args.idle_poll, paced)
+    pre = [admit(db, account_id) for _ in range(args.drain)]
+    b = run_phase(url, args.workers, 0.0, drain)
+    db.dispose()
+    lines = [
+        f"| {label} | paced {paced.rate:.1f} jobs/s ({a['jobs']} jobs) | "  # type: ignore[attr-defined]
+        f"{ms(pct(a['got'], 50))} / {ms(pct(a['got'], 99))} | {ms(pct(a['empty'], 50))} / {ms(pct(a['empty'], 99))} | "
+        f"{ms(pct(a['pickup'], 50))} / {ms(pct(a['pickup'], 99))} / {ms(max(a['pickup']))} | "
+        f"{ms(pct(paced.admit_s, 50))} / {ms(pct(paced.admit_s, 99))} | - |",  # type: ignore[attr-defined]
+        f"| {label} | saturated, {b['jobs']} queued | {ms(pct(b['got'], 50))} / {ms(pct(b['got'], 99))} | "
+        f"{ms(pct(b['empty'], 50))} / {ms(pct(b['empty'], 99))} | - | - | {b['jobs'] / b['wall_s']:.0f} |",
+    ]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=50.0, help="paced phase: jobs admitted per second")
+    ap.add_argument("--seconds", type=float, default=20.0, help="paced phase: duration")
+    ap.add_argument("--idle-poll", type=float, default=0.2, help="worker poll interval when idle (the default)")
+    ap.add_argument("--drain", type=int, default=2000, help="saturated phase: jobs queued up front")
+    args = ap.parse_args()
+    header = [
+        f"host: {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; python {platform.python_version()}; "
+        f"{args.workers} worker processes, idle poll {args.idle_poll} s",
+        "",
+        "| db | phase | claim ms p50 / p99 (got a job) | empty poll ms p50 / p99 | pickup ms p50 / p99 / max "
+        "| admit ms p50 / p99 | claim cycles/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows: list[str] = []
+    if args.db in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += bench(f"sqlite:///{tmp}/bench.sqlite3", "SQLite", args)
+    if args.db in ("postgres", "both"):
+        name = f"mocapd_bench_{secrets.token_hex(4)}"
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            with admin.connect() as c:
+                version = c.execute(text("show server_version")).scalar()
+            rows += bench(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", f"PostgreSQL {version}", args)
+        finally:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+    print("\n".join(header + rows))
+
+
+if __name__ == "__main__":
+    main()
