@@ -31,7 +31,7 @@ from mocapd.db.queue import ArtifactRecord, ClaimedJob
 from mocapd.domain.jobs import JobStage
 from mocapd.errors import InputFault, MocapdError
 from mocapd.storage.base import ObjectStore
-from mocapd.worker.processor import ProcessRequest, Processor
+from mocapd.worker.processor import Processor, ProcessRequest
 
 __all__ = [
     "Abort",
@@ -316,14 +316,16 @@ def _manifest_bytes(
     job: ClaimedJob, request: ProcessRequest, pipeline: dict[str, Any], records: list[ArtifactRecord]
 ) -> bytes:
     """manifest.json: job, source facts, settings, camera choice, billing and every other artifact."""
+    own = ("source", "settings", "camera")
     doc: dict[str, Any] = {
         "version": 1,
         "job": {"id": job.id, "title": job.title, "attempt": job.attempt},
         "source": {
+            **job.source_facts,  # probed at admission
+            **dict(pipeline.get("source") or {}),  # as decoded by the pipeline
             "filename": job.source_filename,
             "bytes": job.upload_bytes,
             "sha256": job.upload_sha256,
-            **job.source_facts,
         },
         "settings": {
             "targetIds": list(job.target_ids),
@@ -336,7 +338,7 @@ def _manifest_bytes(
             "subjectHeightM": job.subject_height_m,
         },
         "camera": pipeline.get("camera"),
-        "pipeline": {k: v for k, v in pipeline.items() if k != "camera"},
+        **{k: v for k, v in pipeline.items() if k not in own},  # processing facts, targets ...
         "billing": {
             "channel": job.channel,
             "billedSeconds": job.billed_seconds,

@@ -79,7 +79,7 @@ def test_a_job_runs_through_the_stages_to_registered_artifacts_and_a_manifest(db
         )
     assert manifest["job"]["id"] == jid and manifest["billing"]["heldVCredits"] == 7
     assert manifest["settings"]["trimEndSec"] == 7.0 and manifest["camera"]["chosenBy"] == "probe"
-    assert manifest["source"]["durationSec"] == 7.0
+    assert manifest["source"]["durationSec"] == 7.0 and manifest["processor"] == "probe"
 
 
 def test_input_fault_fails_without_retry(db: Database, store: LocalStore) -> None:
