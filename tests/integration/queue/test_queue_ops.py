@@ -229,3 +229,44 @@ def test_hand_back_requeues_now_without_spending_an_attempt(db: Database, store:
     assert (job.status, job.attempts) == ("queued", 0)
     c2 = queue.claim(db, "w2", LEASE_S)
     assert c2 is not None and c2.id == jid and c2.attempt == 1
+
+
+def test_cancel_racing_finish_settles_each_job_exactly_once(db: Database, store: LocalStore) -> None:
+    """A client's cancel and the worker's finish hit the same running job at the same moment: one of
+    them wins, the other changes nothing (one terminal event, one settlement)."""
+    acct = seed_account(db, "a", credits=100_000)
+    jobs = [admit_job(db, store, acct, seconds=2) for _ in range(12)]
+    claims = [queue.claim(db, "w", LEASE_S) for _ in jobs]
+    results: dict[str, list[bool]] = {}
+
+    def race(c: queue.ClaimedJob) -> None:
+        go = threading.Barrier(2)
+        out: list[bool] = []
+
+        def fin() -> None:
+            go.wait()
+            out.append(queue.finish(db, c.id, c.lease_token, []))
+
+        def can() -> None:
+            go.wait()
+            out.append(queue.cancel(db, c.id))
+
+        ts = [threading.Thread(target=fin), threading.Thread(target=can)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        results[c.id] = out
+
+    for c in claims:
+        assert c is not None
+        race(c)
+    for jid in jobs:
+        assert sorted(results[jid]) == [False, True]
+        assert [t for t in _events(db, jid) if t in ("job.completed", "job.canceled")] in (
+            ["job.completed"], ["job.canceled"]
+        )
+        kinds = [k for k, _ in _ledger(db, jid)]
+        assert kinds in (["hold", "capture"], ["hold", "release"])
+        assert (kinds[1] == "capture") == (_job(db, jid).status == "completed")
+    assert ledger_report(db).accounts_balanced
