@@ -529,18 +529,15 @@ def reap(
     rechecks the expired lease inside the transaction."""
     now = now or _now()
     report = ReapReport()
+    due = or_(
+        (Job.status == JobStatus.PROCESSING.value) & (Job.lease_expires_at < now),
+        (Job.status == JobStatus.QUEUED.value) & Job.cancel_requested.is_(True),
+    )
+    with db.read() as s:  # usually nothing is due: find out without the write lock
+        if s.execute(select(Job.id).where(due).limit(1)).first() is None:
+            return report
     with write_turn(db) as s:
-        q = (
-            select(Job)
-            .where(
-                or_(
-                    (Job.status == JobStatus.PROCESSING.value) & (Job.lease_expires_at < now),
-                    (Job.status == JobStatus.QUEUED.value) & Job.cancel_requested.is_(True),
-                )
-            )
-            .order_by(Job.lease_expires_at.asc())
-            .limit(limit)
-        )
+        q = select(Job).where(due).order_by(Job.lease_expires_at.asc()).limit(limit)
         for job in s.scalars(lock_rows(s, q)).all():
             retention = retention_days_of(s, job.account_id)
             if job.cancel_requested:

@@ -328,7 +328,7 @@ class JobLedgerMachine(RuleBasedStateMachine):
 
 TestJobLedgerMachine = JobLedgerMachine.TestCase
 TestJobLedgerMachine.settings = settings(
-    max_examples=40,
+    max_examples=75,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
