@@ -164,7 +164,7 @@ def _chaos(db: Database, database_url: str, tmp_path: Path, log_path: Path, rng:
         elif b.get("fault") == "system_always":
             assert j.status == "failed" and j.error_code in ("processing_failed", "runner_lost")
     # the chaos was real: workers died mid-job and were restarted
-    assert kills >= 10 and sup.restarts >= kills - N_WORKERS
+    assert kills >= 5 and sup.restarts >= kills - N_WORKERS
     assert lost_runner_retries is not None, "no kill ever hit a running job"
     # a processing run finished twice only when a kill hit between its end and the commit
     assert sum(n - 1 for n in done_per_job.values()) <= kills

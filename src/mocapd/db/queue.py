@@ -5,7 +5,9 @@ A job row is its own queue entry. The operations, each one short transaction:
 - ``claim``: the queued job with the highest ``queue_weight``, then the oldest ``queued_at``, whose
   ``run_after`` has passed, becomes ``processing`` under a lease: ``lease_owner`` (the worker id),
   ``lease_expires_at = now + lease_s`` and a fresh fencing token ``lease_token = previous + 1``
-  (strictly increasing per job, so no two claims of one job ever share a token).
+  (strictly increasing per job, so no two claims of one job ever share a token). One statement:
+  ``UPDATE jobs SET ... WHERE id = (SELECT id ... LIMIT 1 [FOR UPDATE SKIP LOCKED]) AND status =
+  'queued' RETURNING *``.
 - ``heartbeat``: ``lease_expires_at = now + lease_s`` if the caller still holds the token.
 - ``report_progress`` / ``finish`` / ``fail`` / ``retry`` / ``hand_back``: worker writes. Each one
   first selects the row on ``(id, lease_token, status = processing)`` (``FOR UPDATE`` on PostgreSQL;
@@ -17,8 +19,11 @@ A job row is its own queue entry. The operations, each one short transaction:
 - ``cancel``: the client's cancel of a draft, queued or running job (a running worker finds out at
   its next heartbeat, which then fails the fence).
 
-The one difference between the databases is `lock_rows`: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
-nothing on SQLite (one writer at a time; ``BEGIN IMMEDIATE`` is taken by `Database.write`).
+The difference between the databases is how rows are locked, `lock_rows`: ``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, nothing on SQLite, where the transaction already holds the single write lock
+(``BEGIN IMMEDIATE``, taken by `Database.write`). Because SQLite has one writer, `claim` looks with
+a plain read before taking the write lock there (`reap` always does), and queue writes take their turn
+through `write_turn` (a fair cross-process lock in front of ``BEGIN IMMEDIATE``).
 
 Credits are settled by `mocapd.db.transitions` inside the same fenced transaction: capture on
 ``finish``, release on ``fail`` / ``cancel`` / the last ``reap``; the ledger's unique settle key
@@ -146,6 +151,7 @@ def lock_rows(session: Session, query: Select[_T]) -> Select[_T]:
 
 
 _gates: dict[str, tuple[threading.Lock, int]] = {}
+_gate_pid: dict[str, int] = {}
 _gates_lock = threading.Lock()
 
 
@@ -163,9 +169,6 @@ def _sqlite_gate(db: Database) -> tuple[threading.Lock, int] | None:
             _gates[path] = gate
             _gate_pid[path] = os.getpid()
         return gate
-
-
-_gate_pid: dict[str, int] = {}
 
 
 @contextmanager
