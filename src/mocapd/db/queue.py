@@ -427,14 +427,23 @@ def finish(
 
 
 def fail(
-    db: Database, job_id: str, lease_token: int, *, code: str, message: str, stage: str
+    db: Database, job_id: str, lease_token: int, *, code: str, message: str, stage: str | None
 ) -> bool:
-    """Fail the job now (input fault, timeout, last attempt), releasing its hold. Fenced."""
+    """Fail the job now (input fault, timeout, last attempt), releasing its hold. Fenced.
+
+    ``stage`` is where it failed; None: the job's current stage."""
     with write_turn(db) as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
-        mark_failed(s, job, code=code, message=message, stage=stage, retention_days=retention_days_of(s, job.account_id))
+        mark_failed(
+            s,
+            job,
+            code=code,
+            message=message,
+            stage=stage or job.stage,
+            retention_days=retention_days_of(s, job.account_id),
+        )
         return True
 
 

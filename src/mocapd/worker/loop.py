@@ -38,9 +38,24 @@ def new_worker_id() -> str:
 
 
 class Heartbeat(threading.Thread):
-    """Extends one job's lease every ``interval_s`` until stopped or the lease is lost."""
+    """Extends one job's lease every ``interval_s`` until stopped or the lease is lost.
 
-    def __init__(self, db: Database, job: ClaimedJob, lease: LeaseState, *, lease_s: float, interval_s: float) -> None:
+    Hard timeout: a processor stuck where it never reports progress (so the runner's own timeout
+    check never runs) is failed from here with ``runner_timeout`` once ``hard_timeout_s`` has passed,
+    and ``on_hard_timeout`` is called (a worker process exits there, since its main thread is stuck).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        job: ClaimedJob,
+        lease: LeaseState,
+        *,
+        lease_s: float,
+        interval_s: float,
+        hard_timeout_s: float | None = None,
+        on_hard_timeout: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name=f"heartbeat-{job.id}", daemon=True)
         if interval_s > lease_s / 3:
             raise ValueError(f"heartbeat every {interval_s} s is not well inside a {lease_s} s lease (max lease/3)")
@@ -49,13 +64,37 @@ class Heartbeat(threading.Thread):
         self.lease = lease
         self.lease_s = lease_s
         self.interval_s = interval_s
+        self.hard_timeout_s = hard_timeout_s
+        self.on_hard_timeout = on_hard_timeout
+        self._started_s = time.monotonic()
         self._stop_event = threading.Event()
+
+    def _hard_timeout(self) -> None:
+        log.error("job %s: no progress for %.0f s; failing it (runner_timeout)", self.job.id, self.hard_timeout_s)
+        queue.fail(
+            self.db,
+            self.job.id,
+            self.job.lease_token,
+            code="runner_timeout",
+            message=f"The job ran longer than {self.hard_timeout_s:g} s.",
+            stage=None,
+        )
+        self.lease.mark_lost()
+        if self.on_hard_timeout is not None:
+            self.on_hard_timeout()
 
     def stop(self) -> None:
         self._stop_event.set()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval_s):
+            if self.hard_timeout_s is not None and time.monotonic() - self._started_s > self.hard_timeout_s:
+                try:
+                    self._hard_timeout()
+                except Exception as exc:  # the database is down too: the lease will lapse on its own
+                    log.error("could not fail timed-out job %s: %s", self.job.id, exc)
+                    self.lease.mark_lost()
+                return
             try:
                 beat = queue.heartbeat(self.db, self.job.id, self.job.lease_token, self.lease_s)
             except Exception as exc:  # the database is unreachable: keep trying until the lease runs short
@@ -95,6 +134,8 @@ class Worker:
         reap_interval_s: float | None = None,
         stop: threading.Event | None = None,
         on_outcome: Callable[[ClaimedJob, Outcome], None] | None = None,
+        hard_timeout_s: float | None = None,
+        on_hard_timeout: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.runner = runner
@@ -106,6 +147,8 @@ class Worker:
         self.reap_interval_s = reap_interval_s if reap_interval_s is not None else max(0.2, lease_s / 2)
         self.stop = stop or threading.Event()
         self.on_outcome = on_outcome
+        self.hard_timeout_s = hard_timeout_s
+        self.on_hard_timeout = on_hard_timeout
         self.stats = WorkerStats()
         self._next_reap_s = 0.0
         self._rng = random.Random()
@@ -125,7 +168,15 @@ class Worker:
             return None
         self.stats.claimed += 1
         lease = LeaseState(self.stop)
-        beat = Heartbeat(self.db, job, lease, lease_s=self.lease_s, interval_s=self.heartbeat_s)
+        beat = Heartbeat(
+            self.db,
+            job,
+            lease,
+            lease_s=self.lease_s,
+            interval_s=self.heartbeat_s,
+            hard_timeout_s=self.hard_timeout_s,
+            on_hard_timeout=self.on_hard_timeout,
+        )
         beat.start()
         try:
             outcome = self.runner.run(job, lease)

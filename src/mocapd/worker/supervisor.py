@@ -95,6 +95,8 @@ def worker_main(settings: Settings, options: WorkerOptions) -> None:
             retry_backoff_s=settings.retry_backoff_s,
             idle_poll_s=options.idle_poll_s,
             stop=stop,
+            hard_timeout_s=settings.job_timeout_s + max(30.0, 0.1 * settings.job_timeout_s),
+            on_hard_timeout=lambda: os._exit(75),  # the main thread is stuck; the supervisor restarts us
         )
         log.info("worker %s started", worker.worker_id)
         worker.run()

@@ -194,3 +194,19 @@ def test_missing_source_object_is_a_system_fault(db: Database, store: LocalStore
     assert _worker(db, store).run_once() is Outcome.FAILED
     job = _job(db, jid)
     assert (job.status, job.error_code, job.error_stage) == ("failed", "processing_failed", "preflight")
+
+
+def test_a_processor_stuck_without_progress_hits_the_hard_timeout(db: Database, store: LocalStore) -> None:
+    acct = seed_account(db, "a")
+    jid = admit_job(db, store, acct, {"hang_s": 1.5})
+    fired = threading.Event()
+    runner = StageRunner(db, store, ProbeProcessor(), lease_s=LEASE_S, retry_backoff_s=0.0, job_timeout_s=60.0)
+    w = Worker(db, runner, lease_s=LEASE_S, heartbeat_s=HEARTBEAT_S, retry_backoff_s=0.0,
+               hard_timeout_s=0.4, on_hard_timeout=fired.set)
+    t, out = _run_in_thread(w)
+    assert fired.wait(3.0)
+    job = _job(db, jid)
+    assert (job.status, job.error_code, job.error_stage) == ("failed", "runner_timeout", "preflight")
+    t.join(5.0)
+    assert out == [Outcome.LOST]  # the stuck attempt's late writes were fenced out
+    assert _ledger(db, jid) == ["hold", "release"]
