@@ -30,6 +30,7 @@ from mocapd.db.engine import Database
 from mocapd.db.queue import ArtifactRecord, ClaimedJob
 from mocapd.domain.jobs import JobStage
 from mocapd.errors import InputFault, MocapdError
+from mocapd.storage import artifact_key
 from mocapd.storage.base import ObjectStore
 from mocapd.worker.processor import Processor, ProcessRequest
 
@@ -247,10 +248,12 @@ class StageRunner:
             raise MocapdError("packaging_failed", "The pipeline produced two files with one name.")
         records: list[ArtifactRecord] = []
         for i, path in enumerate(files):
+            lease.check(lease_s=self.lease_s, allow_stop=True)  # a zombie must not overwrite a live attempt's files
             records.append(self._upload(job, path))
             progress("packaging", (i + 1) / (len(files) + 1))
         manifest_path = tmp / MANIFEST_NAME
         manifest_path.write_bytes(_manifest_bytes(job, request, result.manifest, records))
+        lease.check(lease_s=self.lease_s, allow_stop=True)
         records.append(self._upload(job, manifest_path))
         lease.check(lease_s=self.lease_s, allow_stop=True)
         if not queue.finish(self.db, job.id, job.lease_token, records):
@@ -258,7 +261,7 @@ class StageRunner:
         return Outcome.COMPLETED
 
     def _upload(self, job: ClaimedJob, path: Path) -> ArtifactRecord:
-        key = f"jobs/{job.id}/artifacts/{path.name}"
+        key = artifact_key(job.id, path.name)
         ctype = artifact_content_type(path.name)
         try:
             stored = self.store.put_file(key, path, ctype)
