@@ -78,13 +78,23 @@ def bootstrap_dev_account(settings: Settings) -> str | None:
         db.dispose()
 
 
-def _run_api(settings: Settings, host: str, port: int) -> None:
+def _run_api(settings: Settings, host: str, port: int, processes: int = 1) -> None:
     import uvicorn
 
-    from mocapd.api.app import create_app
+    log_level = os.environ.get("MOCAPD_LOG_LEVEL", "info")
+    if processes <= 1:
+        from mocapd.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=os.environ.get("MOCAPD_LOG_LEVEL", "info"),
-                timeout_graceful_shutdown=10)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+        return
+    # Several API processes share the socket; each builds its app from the environment.
+    os.environ["MOCAPD_DATA_DIR"] = str(settings.data_dir)
+    settings.signing_secret()  # created once here, read by every process
+    uvicorn.run("mocapd.api.app:app_from_env", factory=True, workers=processes, host=host, port=port,
+                log_level=log_level, timeout_graceful_shutdown=10)
+
+
+ApiProcesses = Annotated[int, typer.Option("--api-processes", min=1, help="HTTP API processes sharing the port (2 keeps polling fast on a 2-core machine).")]
 
 
 @app.command()
@@ -93,6 +103,7 @@ def serve(
     host: Host = "127.0.0.1",
     port: Port = 8000,
     workers: Annotated[int | None, typer.Option("--workers", help="Worker processes (default: one per core; 0 = API only).")] = None,
+    api_processes: ApiProcesses = 2,
 ) -> None:
     """Run the API and a supervised pool of workers on one machine (SQLite + a local folder by default)."""
     settings = _settings(data_dir)
@@ -110,18 +121,18 @@ def serve(
         supervisor = supervise(settings, n)
     typer.echo(f"mocapd listening on http://{host}:{port} with {n} worker process(es); data in {settings.data_dir}")
     try:
-        _run_api(settings, host, port)
+        _run_api(settings, host, port, api_processes)
     finally:
         if supervisor is not None:
             supervisor.stop()
 
 
 @app.command()
-def api(data_dir: DataDir = None, host: Host = "0.0.0.0", port: Port = 8000) -> None:
+def api(data_dir: DataDir = None, host: Host = "0.0.0.0", port: Port = 8000, api_processes: ApiProcesses = 2) -> None:
     """Run only the HTTP API (scale-out: any number of replicas behind a load balancer)."""
     settings = _settings(data_dir)
     _admin_db(settings).dispose()
-    _run_api(settings, host, port)
+    _run_api(settings, host, port, api_processes)
 
 
 @app.command()

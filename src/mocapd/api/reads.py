@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from mocapd.api.serialize import event_dict, job_dict, ledger_dict, result_dict
@@ -15,7 +15,7 @@ from mocapd.db.accounts import active_job_count, plan_limits
 from mocapd.db.models import Account, Artifact, Job, JobEvent, LedgerEntry, Plan
 from mocapd.errors import MocapdError
 
-__all__ = ["account_payload", "decode_cursor", "encode_cursor", "events_page", "jobs_page", "ledger_page", "poll_payload"]
+__all__ = ["account_payload", "find_job", "decode_cursor", "encode_cursor", "events_page", "jobs_page", "ledger_page", "poll_payload"]
 
 POLL_EVENTS = 20
 
@@ -35,19 +35,36 @@ def decode_cursor(cursor: str, n: int) -> list[str]:
         raise MocapdError("validation_error", "The cursor is not valid.") from None
 
 
-def _artifacts(s: Session, job: Job) -> list[Artifact]:
+# Reads go through Core statements on the tables (rows, not ORM objects): they work on a Session or a
+# bare Connection alike, and skip the ORM's per-object work on the hot polling path.
+_JOBS = Job.__table__
+_EVENTS = JobEvent.__table__
+_ARTIFACTS = Artifact.__table__
+
+
+def find_job(conn: Session | Connection, account_id: str, job_id: str) -> Any:
+    """The job row if it exists *and* belongs to the account; otherwise 404 (never 403)."""
+    row = None
+    if job_id.startswith("mocap_") and len(job_id) < 64:
+        row = conn.execute(select(_JOBS).where(_JOBS.c.id == job_id)).first()
+    if row is None or row.account_id != account_id:
+        raise MocapdError("job_not_found", f"No job {job_id[:64]!r} in this account.")
+    return row
+
+
+def _artifacts(s: Session | Connection, job: Any) -> list[Any]:
     if job.status != "completed":
         return []
-    return list(s.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)))
+    return list(s.execute(select(_ARTIFACTS).where(_ARTIFACTS.c.job_id == job.id).order_by(_ARTIFACTS.c.name)))
 
 
-def result_payload(state: AppState, s: Session, job: Job, base_url: str, job_out: dict[str, Any] | None = None) -> dict[str, Any]:
+def result_payload(state: AppState, s: Session | Connection, job: Any, base_url: str, job_out: dict[str, Any] | None = None) -> dict[str, Any]:
     return result_dict(job, _artifacts(s, job), state.signer, base_url, state.settings.download_url_ttl_s, job_out)
 
 
-def poll_payload(state: AppState, s: Session, job: Job, base_url: str) -> dict[str, Any]:
+def poll_payload(state: AppState, s: Session | Connection, job: Any, base_url: str) -> dict[str, Any]:
     events = list(
-        s.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.seq.desc()).limit(POLL_EVENTS))
+        s.execute(select(_EVENTS).where(_EVENTS.c.job_id == job.id).order_by(_EVENTS.c.seq.desc()).limit(POLL_EVENTS))
     )
     events.reverse()
     job_out = job_dict(job)
@@ -55,10 +72,10 @@ def poll_payload(state: AppState, s: Session, job: Job, base_url: str) -> dict[s
     return {"job": job_out, "events": [event_dict(e) for e in events], "result": result}
 
 
-def events_page(s: Session, job: Job, after: int, limit: int) -> dict[str, Any]:
+def events_page(s: Session | Connection, job: Any, after: int, limit: int) -> dict[str, Any]:
     rows = list(
-        s.scalars(
-            select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit + 1)
+        s.execute(
+            select(_EVENTS).where(_EVENTS.c.job_id == job.id, _EVENTS.c.seq > after).order_by(_EVENTS.c.seq).limit(limit + 1)
         )
     )
     more = len(rows) > limit
@@ -66,10 +83,10 @@ def events_page(s: Session, job: Job, after: int, limit: int) -> dict[str, Any]:
     return {"items": [event_dict(e) for e in rows], "nextCursor": str(rows[-1].seq) if more and rows else None}
 
 
-def jobs_page(s: Session, account_id: str, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
-    q = select(Job).where(Job.account_id == account_id)
+def jobs_page(s: Session | Connection, account_id: str, status: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+    q = select(_JOBS).where(_JOBS.c.account_id == account_id)
     if status:
-        q = q.where(Job.status == status)
+        q = q.where(_JOBS.c.status == status)
     if cursor:
         created, job_id = decode_cursor(cursor, 2)
         from datetime import datetime
@@ -78,8 +95,8 @@ def jobs_page(s: Session, account_id: str, status: str | None, limit: int, curso
             ts = datetime.fromisoformat(created)
         except ValueError:
             raise MocapdError("validation_error", "The cursor is not valid.") from None
-        q = q.where((Job.created_at < ts) | ((Job.created_at == ts) & (Job.id < job_id)))
-    rows = list(s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+        q = q.where((_JOBS.c.created_at < ts) | ((_JOBS.c.created_at == ts) & (_JOBS.c.id < job_id)))
+    rows = list(s.execute(q.order_by(_JOBS.c.created_at.desc(), _JOBS.c.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more and rows else None

@@ -18,7 +18,7 @@ _ERR = {401: {"model": Problem, "content": {"application/problem+json": {}}},
 
 
 @router.get("", response_model=Envelope[AccountOut], responses=_ERR, summary="Plan, limits and balances")
-def get_account(
+async def get_account(
     principal: Annotated[Principal, Depends(require_account)], state: Annotated[AppState, Depends(get_state)]
 ) -> Response:
     with state.db.read() as s:
@@ -26,7 +26,7 @@ def get_account(
 
 
 @router.get("/ledger", response_model=Envelope[Page[LedgerEntryOut]], responses=_ERR, summary="Every credit movement")
-def get_ledger(
+async def get_ledger(
     principal: Annotated[Principal, Depends(require_account)],
     state: Annotated[AppState, Depends(get_state)],
     jobId: Annotated[str | None, Query(max_length=64)] = None,

@@ -1,4 +1,9 @@
-"""/api/v1/mocap/jobs: create, upload URLs, complete-upload, poll, result, events, list, cancel, artifacts."""
+"""/api/v1/mocap/jobs: create, upload URLs, complete-upload, poll, result, events, list, cancel, artifacts.
+
+The read endpoints (poll, result, events, list) are `async` and query inline: each is a few indexed
+reads that never wait on a writer (SQLite WAL, PostgreSQL MVCC), and skipping the thread hop is what
+keeps polling fast under many clients. Writes and anything that touches files run in the threadpool.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from sqlalchemy import select
 
 from mocapd.api.auth import Principal, require_account
 from mocapd.api.downloads import serve_artifact
-from mocapd.api.reads import events_page, jobs_page, poll_payload, result_payload
+from mocapd.api.reads import events_page, find_job, jobs_page, poll_payload, result_payload
 from mocapd.api.schemas import (
     CreateJobIn,
     CreateJobOut,
@@ -42,6 +47,10 @@ JOB_ID = Annotated[str, "job id"]
 
 def _svc(state: AppState, request: Request) -> JobService:
     return JobService(state, str(request.base_url))
+
+
+def _base(state: AppState, request: Request) -> str:
+    return (state.settings.public_url or str(request.base_url)).rstrip("/")
 
 
 def _data(data: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -90,26 +99,24 @@ def complete_upload(job_id: str, request: Request, principal: Auth, state: State
 
 
 @router.get("/{job_id}", response_model=Envelope[JobPollOut], responses=_ERRORS, summary="Poll a job")
-def get_job(job_id: str, request: Request, principal: Auth, state: State) -> Response:
-    svc = _svc(state, request)
-    with state.db.read() as s:
-        job = svc._job(s, principal.account_id, job_id)
-        data = poll_payload(state, s, job, svc.base_url)
+async def get_job(job_id: str, request: Request, principal: Auth, state: State) -> Response:
+    with state.db.connect() as conn:
+        job = find_job(conn, principal.account_id, job_id)
+        data = poll_payload(state, conn, job, _base(state, request))
     return _data(data, headers=_poll_headers(state, job.status))
 
 
 @router.get("/{job_id}/result", response_model=Envelope[ResultOut], responses=_ERRORS,
             summary="The job's result (always 200 for an existing job)")
-def get_result(job_id: str, request: Request, principal: Auth, state: State) -> Response:
-    svc = _svc(state, request)
-    with state.db.read() as s:
-        job = svc._job(s, principal.account_id, job_id)
-        data = result_payload(state, s, job, svc.base_url)
+async def get_result(job_id: str, request: Request, principal: Auth, state: State) -> Response:
+    with state.db.connect() as conn:
+        job = find_job(conn, principal.account_id, job_id)
+        data = result_payload(state, conn, job, _base(state, request))
     return _data(data, headers=_poll_headers(state, job.status))
 
 
 @router.get("/{job_id}/events", response_model=Envelope[Page[EventOut]], responses=_ERRORS, summary="The full event log")
-def get_events(
+async def get_events(
     job_id: str,
     request: Request,
     principal: Auth,
@@ -117,22 +124,21 @@ def get_events(
     after: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Response:
-    svc = _svc(state, request)
-    with state.db.read() as s:
-        job = svc._job(s, principal.account_id, job_id)
-        return _data(events_page(s, job, after, limit))
+    with state.db.connect() as conn:
+        job = find_job(conn, principal.account_id, job_id)
+        return _data(events_page(conn, job, after, limit))
 
 
 @router.get("", response_model=Envelope[Page[JobOut]], responses=_ERRORS, summary="The account's jobs, newest first")
-def list_jobs(
+async def list_jobs(
     principal: Auth,
     state: State,
     status: Annotated[str | None, Query(pattern="^(draft|queued|processing|completed|failed|canceled)$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    with state.db.read() as s:
-        return _data(jobs_page(s, principal.account_id, status, limit, cursor))
+    with state.db.connect() as conn:
+        return _data(jobs_page(conn, principal.account_id, status, limit, cursor))
 
 
 @router.post("/{job_id}/cancel", response_model=Envelope[JobPollOut], responses=_ERRORS, summary="Cancel a job")

@@ -20,7 +20,7 @@ def iso(dt: datetime | None) -> str | None:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_dict(job: Job) -> dict[str, Any]:
+def job_dict(job: Job | Any) -> dict[str, Any]:
     facts = job.source_facts or {}
     error = None
     if job.error_code:
@@ -68,7 +68,7 @@ def job_dict(job: Job) -> dict[str, Any]:
     }
 
 
-def event_dict(ev: JobEvent) -> dict[str, Any]:
+def event_dict(ev: JobEvent | Any) -> dict[str, Any]:
     return {
         "seq": ev.seq,
         "type": ev.type,
@@ -94,7 +94,7 @@ def ledger_dict(e: LedgerEntry) -> dict[str, Any]:
 
 
 def result_dict(
-    job: Job, artifacts: list[Artifact], signer: Signer, base_url: str, ttl_s: int, job_out: dict[str, Any] | None = None
+    job: Job | Any, artifacts: list[Artifact] | list[Any], signer: Signer, base_url: str, ttl_s: int, job_out: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The /result payload; outputs are empty unless the job completed. URLs are freshly signed."""
     job_out = job_out or job_dict(job)

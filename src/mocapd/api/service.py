@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,7 +21,13 @@ from mocapd.db.accounts import active_job_count, plan_limits
 from mocapd.db.events import add_event
 from mocapd.db.models import Account, IdempotencyRecord, Job, Plan
 from mocapd.db.transitions import mark_canceled, mark_failed
-from mocapd.domain.admission import AccountState, check_account_can_start, check_create, normalise_targets, resolve_trim
+from mocapd.domain.admission import (
+    AccountState,
+    check_account_can_start,
+    check_create,
+    normalise_targets,
+    resolve_trim,
+)
 from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
 from mocapd.domain.plans import PlanLimits
 from mocapd.errors import InputFault, MocapdError

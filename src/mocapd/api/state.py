@@ -27,6 +27,6 @@ class AppState:
     request_seconds: Counter[str] = field(default_factory=Counter)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.mocapd
     return state

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["Database", "is_sqlite"]
@@ -63,6 +63,12 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._sessions() as s:
             yield s
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A bare connection for Core reads (no ORM session): the cheapest way to read."""
+        with self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Session]:
