@@ -171,6 +171,7 @@ class ResultOut(_Out):
     status: str
     job: JobOut
     outputs: list[OutputOut]
+    files: list[FileOut]
     previewVideoUrl: str | None
     manifestUrl: str | None
     qualityUrl: str | None

@@ -118,6 +118,7 @@ def result_dict(
         "status": job.status,
         "job": job_out,
         "outputs": outputs,
+        "files": [files[a.name] for a in artifacts] if completed else [],
         "previewVideoUrl": urls.get("preview.mp4"),
         "manifestUrl": urls.get("manifest.json"),
         "qualityUrl": urls.get("quality.json"),

@@ -28,16 +28,14 @@ class Signer:
         return expires, self._mac(purpose, job_id, name, expires)
 
     def verify(self, purpose: str, job_id: str, name: str, expires: str | None, signature: str | None) -> None:
-        """Raise ``upload_url_invalid`` for a missing or wrong signature, ``upload_url_expired`` after expiry.
-
-        (Download links raise the same codes: a link is a link.)
-        """
+        """Raise ``<purpose>_url_invalid`` for a missing or wrong signature, ``<purpose>_url_expired`` after expiry."""
         try:
             exp = int(expires or "")
         except ValueError:
-            raise MocapdError("upload_url_invalid", "The link is not valid (no expiry).") from None
+            raise MocapdError(f"{purpose}_url_invalid", "The link is not valid (no expiry).") from None
         good = self._mac(purpose, job_id, name, exp)
         if not signature or not hmac.compare_digest(good, signature):
-            raise MocapdError("upload_url_invalid", "The link's signature is not valid.")
+            raise MocapdError(f"{purpose}_url_invalid", "The link's signature is not valid.")
         if exp < time.time():
-            raise MocapdError("upload_url_expired", "The link has expired; ask for a new one.")
+            hint = "POST .../upload-url issues a new one" if purpose == "upload" else "read the result again for fresh links"
+            raise MocapdError(f"{purpose}_url_expired", f"The link has expired; {hint}.")

@@ -53,6 +53,7 @@ __all__ = ["TERMINAL", "JobRequest", "JobRunner", "job_failed_from_record", "sha
 T = TypeVar("T")
 TERMINAL = frozenset({"completed", "failed", "canceled"})
 _URL_CODES = {"upload_url_expired", "upload_url_invalid"}
+_LINK_CODES = {"download_url_expired", "download_url_invalid"}
 _UPLOAD_URL_MARGIN_S = 30.0  # re-issue an upload URL that expires within this many seconds
 
 
@@ -481,7 +482,7 @@ class JobRunner:
             except ApiError as exc:
                 if exc.status == 416:  # nothing left to send: the part is complete (or wrong): verify below
                     pass
-                elif (exc.code in _URL_CODES or exc.status in (401, 403)) and refreshes < 3:
+                elif (exc.code in _LINK_CODES or exc.status in (401, 403)) and refreshes < 3:
                     refreshes += 1
                     urls.update(self._listing(record))
                     continue

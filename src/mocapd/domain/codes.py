@@ -55,6 +55,8 @@ CODES: dict[str, CodeInfo] = {
         # upload
         _c("upload_url_invalid", 403, False, _R.UPLOAD, "upload", "The upload URL is not valid"),
         _c("upload_url_expired", 403, False, _R.UPLOAD, "upload", "The upload URL has expired"),
+        _c("download_url_invalid", 403, False, _R.NONE, "download", "The download link is not valid"),
+        _c("download_url_expired", 403, True, _R.NONE, "download", "The download link has expired"),
         _c("upload_size_mismatch", 422, False, _R.UPLOAD, "upload", "The upload does not match sourceBytes"),
         _c("upload_checksum_mismatch", 422, False, _R.UPLOAD, "upload", "The upload does not match sourceSha256"),
         _c("job_not_awaiting_upload", 409, False, _R.NONE, "upload", "The job no longer accepts uploads"),

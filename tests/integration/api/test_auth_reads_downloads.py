@@ -127,6 +127,7 @@ def test_completed_result_and_downloads(api: Api, tmp_path: Path) -> None:
     assert by_target["default"]["resultType"] == "fbx" and by_target["default"]["fbxUrl"]
     assert by_target["unitree_g1"]["resultType"] == "robot_motion_json" and by_target["unitree_g1"]["motionJsonUrl"]
     assert res["previewVideoUrl"] and res["manifestUrl"] and res["qualityUrl"]
+    assert {f["name"]: f["bytes"] for f in res["files"]} == {n: len(b) for n, b in files.items()}
     fbx = files["motion.fbx"]
     sha = hashlib.sha256(fbx).hexdigest()
     url = by_target["default"]["fbxUrl"].replace("http://testserver", "")
@@ -147,7 +148,7 @@ def test_completed_result_and_downloads(api: Api, tmp_path: Path) -> None:
     assert stale.status_code == 200 and stale.content == fbx
     assert api.client.get(url, headers={"If-None-Match": f'"{sha}"'}).status_code == 304
     tampered = url.replace("motion.fbx", "preview.mp4")
-    assert api.client.get(tampered).status_code == 403
+    assert api.client.get(tampered).json()["code"] == "download_url_invalid"
     # the same file with the API key
     keyed = api.client.get(f"/api/v1/mocap/jobs/{jid}/artifacts/motion.fbx", headers={**api.headers(), "Range": "bytes=0-2"})
     assert keyed.status_code == 206 and keyed.content == b"FBX"
