@@ -81,7 +81,10 @@ class JobService:
         return acct, plan_limits(plan)
 
     def _job(self, s: Session, account_id: str, job_id: str) -> Job:
-        job = s.get(Job, job_id) if job_id.startswith("mocap_") and len(job_id) < 64 else None
+        """The account's job, locked for this transaction (FOR UPDATE on PostgreSQL; SQLite's writes are
+        already serialised by BEGIN IMMEDIATE), so a cancel cannot race a worker's finish."""
+        ok = job_id.startswith("mocap_") and len(job_id) < 64
+        job = s.get(Job, job_id, with_for_update=True) if ok else None
         if job is None or job.account_id != account_id:
             raise MocapdError("job_not_found", f"No job {job_id[:64]!r} in this account.", job_id=None)
         return job

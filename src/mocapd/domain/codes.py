@@ -59,6 +59,7 @@ CODES: dict[str, CodeInfo] = {
         _c("download_url_expired", 403, True, _R.NONE, "download", "The download link has expired"),
         _c("upload_size_mismatch", 422, False, _R.UPLOAD, "upload", "The upload does not match sourceBytes"),
         _c("upload_checksum_mismatch", 422, False, _R.UPLOAD, "upload", "The upload does not match sourceSha256"),
+        _c("draft_expired", 410, False, _R.NEW_JOB, "upload", "The draft expired before its upload was completed"),
         _c("job_not_awaiting_upload", 409, False, _R.NONE, "upload", "The job no longer accepts uploads"),
         # complete-upload
         _c("upload_missing", 409, False, _R.UPLOAD, "validation", "Nothing has been uploaded"),

@@ -31,7 +31,7 @@ __all__ = ["HousekeepingReport", "expire_drafts", "purge_finished", "run_houseke
 
 log = logging.getLogger("mocapd.housekeeping")
 
-DRAFT_EXPIRED_CODE = "upload_url_expired"  # closest code in the table; a dedicated one is requested
+DRAFT_EXPIRED_CODE = "draft_expired"
 
 
 @dataclass
