@@ -86,7 +86,7 @@ def test_invalid_fields(api: Api, patch: dict, code: str, status: int) -> None: 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_rejected(api: Api, literal: str) -> None:
-    raw = '{"sourceFilename": "a.mp4", "targetIds": ["default"], "trimEndSec": %s}' % literal
+    raw = '{"sourceFilename": "a.mp4", "targetIds": ["default"], "trimEndSec": ' + literal + "}"
     r = api.client.post("/api/v1/mocap/jobs", content=raw, headers={**api.headers(), "Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
     assert _jobs(api) == 0
