@@ -62,7 +62,6 @@ StageCallback = Callable[[str, float], None]
 
 PREFLIGHT_S = 2.0  # seconds of the window searched for a person before committing to the job
 DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input only costs time
-PREVIEW_MAX_HEIGHT_PX = 720
 PROGRESS_INTERVAL_S = 0.25
 _G1_TARGET = "unitree_g1"
 _PROCESSING_SHARE_POSE = 0.8  # fraction of the processing stage spent in pose detection
@@ -361,7 +360,7 @@ def _package(
     from mocapd.formats.bvh import write_bvh
     from mocapd.formats.fbx import write_fbx
     from mocapd.formats.gltf import write_glb
-    from mocapd.formats.preview import encode_preview
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview
     from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
 
     info, track, grid_s, export, robot = a.info, a.track, a.grid_s, a.export, a.robot
@@ -384,7 +383,7 @@ def _package(
     progress("packaging", 0.1, force=True)
 
     # Preview: a second streaming decode at preview size, frames picked onto the uniform clock.
-    scale = min(1.0, PREVIEW_MAX_HEIGHT_PX / info.height_px)
+    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
     max_side = int(round(max(info.width_px, info.height_px) * scale))
     decoded = prefetch(
         iter_frames(source, start_s=float(grid_s[0]), end_s=settings.trim_end_s, max_side_px=max_side)
@@ -399,7 +398,15 @@ def _package(
 
     try:
         preview_path = out_dir / "preview.mp4"
-        encode_preview(frames(), landmarks_px, export, preview_path, fps=a.fps, robot=robot)
+        encode_preview(
+            frames(),
+            landmarks_px,
+            export,
+            preview_path,
+            fps=a.fps,
+            robot=robot,
+            max_height_px=PIPELINE_PREVIEW_HEIGHT_PX,
+        )
         files.append(preview_path)
     finally:
         decoded.close()  # type: ignore[attr-defined]
