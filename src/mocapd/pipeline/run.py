@@ -424,8 +424,8 @@ def _package(
     quality = build_quality_report(
         QualityInputs(
             source_fps=a.fps,
-            visibility=np.where(track.person[:, None], track.visibility, np.nan),
-            person_mask=track.person,
+            visibility=np.where(track.valid[:, None], track.visibility, np.nan),
+            person_mask=track.valid,  # the tracked person: a detection of someone else does not count
             interpolated_mask=frame_interp & ~frame_held,
             held_mask=frame_held,
             motion_fps=export.fps,
@@ -435,8 +435,44 @@ def _package(
             robot=robot_inputs,
         )
     )
+    quality = _with_identity_report(quality, track, a.fps)
     put("quality.json", json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode())
     return files
+
+
+def _frame_ranges_s(mask: BoolArray, time_s: FloatArray, fps: float) -> list[list[float]]:
+    """``[start_s, end_s]`` of each run of True in ``mask`` (F,), times relative to the first frame."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))  # (2R,)
+    t0 = float(time_s[0]) if time_s.size else 0.0
+    return [
+        [round(float(time_s[a]) - t0, 3), round(float(time_s[b - 1]) - t0 + 1.0 / fps, 3)]
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
+
+
+def _with_identity_report(quality: dict[str, Any], track: PoseTrack, fps: float) -> dict[str, Any]:
+    """Add the frames where the detector followed someone else to ``quality["frames"]``, with a warning.
+
+    ``withPerson`` counts the frames of the tracked person (``track.valid``); ``detected`` counts every
+    frame where BlazePose returned a body; ``otherPerson`` = detected but rejected by
+    `mark_identity_switches` (another person, or the tracker jumping), with their time ranges
+    ``otherPersonRangesS``. Those frames are not used: the motion is filled or held over them.
+    """
+    other = track.person & ~track.valid  # (G,)
+    frames = quality["frames"]
+    frames["detected"] = int(track.person.sum())
+    frames["otherPerson"] = int(other.sum())
+    frames["otherPersonRangesS"] = _frame_ranges_s(other, track.time_s, fps)
+    if other.any():
+        spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in frames["otherPersonRangesS"][:4])
+        more = len(frames["otherPersonRangesS"]) - 4
+        quality["warnings"].insert(
+            0,
+            f"another person was detected in {int(other.sum())} of {frames['total']} frames "
+            f"({spans}{f' and {more} more' if more > 0 else ''}): possible identity switch; "
+            "those frames were not used (the tracked person's motion is filled or held there)",
+        )
+    return quality
 
 
 def _mean_angle_deg(rot: FloatArray) -> float:
