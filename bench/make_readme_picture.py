@@ -7,7 +7,7 @@ motion and the G1 robot. The frame at ``--time`` seconds is decoded from the pre
 
 Run (from the project root, needs ../shared/data; about 20 s):
 
-    .venv/bin/python bench/make_readme_picture.py [--time 2.5] [--width 1280] [--out docs/preview.png]
+    .venv/bin/python bench/make_readme_picture.py [--time 2.5] [--width 1240] [--out docs/preview.png]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def preview_frame(preview: Path, time_s: float) -> np.ndarray:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--time", type=float, default=2.5, help="preview time to show, seconds")
-    parser.add_argument("--width", type=int, default=1280, help="width of the picture, pixels")
+    parser.add_argument("--width", type=int, default=1240, help="width of the picture, pixels")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "preview.png")
     args = parser.parse_args()
     if not SOURCE.exists():
