@@ -51,12 +51,19 @@ def serve_artifact(state: AppState, request: Request, art: Artifact) -> Response
         "Cache-Control": "private, max-age=31536000, immutable",
         "Content-Disposition": f'attachment; filename="{art.name}"',
     }
-    if state.store.kind == "s3":
-        url = state.store.presign("GET", art.object_key, state.settings.download_url_ttl_s)  # type: ignore[attr-defined]
-        return RedirectResponse(url, status_code=307, headers={"ETag": etag, "Repr-Digest": digest})
     inm = request.headers.get("if-none-match")
     if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
         return Response(status_code=304, headers=headers)
+    if state.store.kind == "s3" and request.method != "HEAD":
+        # S3: the bytes come straight from the bucket (a presigned GET, which honours Range; If-Range is
+        # compared with S3's own ETag there, so a mismatch only costs a full download). The redirect itself
+        # must not be cached: the presigned URL expires. HEAD is answered here from the database (a URL
+        # signed for GET is not valid for HEAD).
+        url = state.store.presign(  # type: ignore[attr-defined]
+            "GET", art.object_key, state.settings.download_url_ttl_s, content_type=art.content_type, download_name=art.name
+        )
+        return RedirectResponse(url, status_code=307, headers={"ETag": etag, "Repr-Digest": digest,
+                                                               "Cache-Control": "no-store"})
     size = art.bytes
     rng = request.headers.get("range")
     if rng and request.headers.get("if-range") not in (None, etag):

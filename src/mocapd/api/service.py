@@ -31,7 +31,7 @@ from mocapd.domain.admission import (
 from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
 from mocapd.domain.plans import PlanLimits
 from mocapd.errors import InputFault, MocapdError
-from mocapd.storage import source_key
+from mocapd.storage import TooLarge, source_key
 
 __all__ = ["CreateOutcome", "JobService"]
 
@@ -92,8 +92,13 @@ class JobService:
     def upload_url(self, job: Job) -> tuple[str, str]:
         store = self.state.store
         if store.kind == "s3":
-            url = store.presign("PUT", job.source_key, self.settings.upload_url_ttl_s)  # type: ignore[attr-defined]
+            # A presigned PUT straight to the bucket. The API never sees the body, so it cannot cut it off
+            # at the plan's limit: when the client declared sourceBytes, that length is signed and the
+            # bucket refuses any other size; complete-upload re-checks the size whatever the server did.
             exp = int(_now().timestamp()) + self.settings.upload_url_ttl_s
+            url = store.presign(  # type: ignore[attr-defined]
+                "PUT", job.source_key, self.settings.upload_url_ttl_s, content_length=job.claimed_bytes
+            )
         else:
             exp, sig = self.state.signer.sign("upload", job.id, job.source_key, self.settings.upload_url_ttl_s)
             url = f"{self.base_url}/uploads/{job.id}?expires={exp}&signature={sig}"
@@ -297,7 +302,9 @@ class JobService:
         if size == 0:
             raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
         if size > job.max_upload_bytes:
-            raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.", stage="validation")
+            store.delete(job.source_key)  # never keep (or pay for) an object past the plan's limit
+            raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.", stage="validation",
+                              details={"limitBytes": job.max_upload_bytes, "bytes": size})
         if job.claimed_bytes is not None and size != job.claimed_bytes:
             raise MocapdError("upload_size_mismatch", f"Uploaded {size} bytes; sourceBytes said {job.claimed_bytes}.",
                               stage="validation")
@@ -310,17 +317,25 @@ class JobService:
             self._check_sha(job, sha)  # type: ignore[arg-type]
             facts = probe_video(path).to_wire()
             return facts, size, sha  # type: ignore[return-value]
+        # S3: the object came straight from the client. One streamed GET gives the bytes that are probed,
+        # their size and their SHA-256 (one version of the object, even if it is replaced meanwhile).
         with tempfile.TemporaryDirectory(prefix="mocapd-probe-") as tmp:
             path = Path(tmp) / "source"
-            store.download_to(job.source_key, path)
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            sha = h.hexdigest()
-            self._check_sha(job, sha)
+            try:
+                fetched = store.fetch(job.source_key, path, max_bytes=job.max_upload_bytes)  # type: ignore[attr-defined]
+            except TooLarge as exc:  # replaced by a bigger object since the HEAD above
+                store.delete(job.source_key)
+                raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.",
+                                  stage="validation", details={"limitBytes": job.max_upload_bytes}) from exc
+            if job.claimed_bytes is not None and fetched.bytes != job.claimed_bytes:
+                raise MocapdError("upload_size_mismatch",
+                                  f"Uploaded {fetched.bytes} bytes; sourceBytes said {job.claimed_bytes}.",
+                                  stage="validation")
+            if fetched.bytes == 0:
+                raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
+            self._check_sha(job, fetched.sha256)
             facts = probe_video(path).to_wire()
-            return facts, size, sha
+            return facts, fetched.bytes, fetched.sha256
 
     @staticmethod
     def _check_sha(job: Job, sha: str) -> None:

@@ -15,6 +15,7 @@ system fault: retried with backoff, failed after the last attempt.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -220,6 +221,7 @@ class StageRunner:
             self.store.download_to(job.source_key, source)
         except Exception as exc:
             raise MocapdError("processing_failed", "The source video could not be read from storage.") from exc
+        _check_source(job, source)
         trim_end_s = job.trim_end_s
         if trim_end_s is None:
             trim_end_s = float(job.source_facts.get("durationSec", 0.0))  # type: ignore[arg-type]
@@ -274,6 +276,29 @@ class StageRunner:
             sha256=stored.sha256,
             content_type=ctype,
             target_id=artifact_target_id(path.name),
+        )
+
+
+def _check_source(job: ClaimedJob, path: Path) -> None:
+    """The downloaded source must be the very bytes admitted at complete-upload (size and SHA-256).
+
+    With S3 the presigned upload URL stays valid until it expires, so the object can be replaced after
+    admission; processing other bytes than the ones probed and billed would be wrong. It fails the job
+    at once (retrying would read the same replaced object).
+    """
+    if job.upload_sha256 is None:
+        return
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    if (job.upload_bytes is not None and n != job.upload_bytes) or h.hexdigest() != job.upload_sha256:
+        raise InputFault(
+            "upload_checksum_mismatch",
+            "The source video in storage is no longer the one admitted (it was replaced after complete-upload).",
+            stage="preflight",
         )
 
 
