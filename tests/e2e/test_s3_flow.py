@@ -338,3 +338,34 @@ def test_a_source_replaced_after_admission_fails_the_job_without_a_charge(stack:
     assert job["status"] == "failed" and job["error"]["code"] == "upload_checksum_mismatch"
     assert job["error"]["stage"] == "preflight" and job["attempts"] == 1
     assert sorted(stack.ledger(key, created["jobId"])) == ["hold", "release"]
+
+
+def test_housekeeping_deletes_expired_uploads_and_purged_jobs_from_the_bucket(stack: Stack, video: bytes) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mocapd.db.models import Job
+    from mocapd.worker.housekeeping import expire_drafts, purge_finished
+
+    key = stack.account()
+    done = stack.create(key, targetIds=["default"])
+    _put(done["uploadUrl"], video)
+    assert stack.complete(key, done["jobId"]).status_code == 200
+    assert stack.run_worker() == "completed"
+    draft = stack.create(key)
+    _put(draft["uploadUrl"], video)
+    now = datetime.now(UTC)
+    with stack.db.write() as s:  # age these two jobs only; the other tests' jobs stay young
+        s.get(Job, done["jobId"]).purge_after = now - timedelta(minutes=1)  # type: ignore[union-attr]
+        s.get(Job, draft["jobId"]).created_at = now - timedelta(days=30)  # type: ignore[union-attr]
+
+    def keys(job_id: str) -> list[str]:
+        listed = stack.store.client.list_objects_v2(Bucket=stack.bucket, Prefix=f"{PREFIX}/jobs/{job_id}/")
+        return [o["Key"] for o in listed.get("Contents", [])]
+
+    assert len(keys(done["jobId"])) > 5 and keys(draft["jobId"]) == [f"{PREFIX}/{source_key(draft['jobId'])}"]
+    assert expire_drafts(stack.db, stack.store, draft_ttl_s=10 * 86400) == [draft["jobId"]]
+    assert keys(draft["jobId"]) == []
+    assert stack.job(key, draft["jobId"])["stage"] == "expired"
+    assert purge_finished(stack.db, stack.store) == [done["jobId"]]
+    assert keys(done["jobId"]) == []
+    assert stack.call("GET", f"/api/v1/mocap/jobs/{done['jobId']}", key).status_code == 404
