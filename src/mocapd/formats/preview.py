@@ -12,6 +12,11 @@ that time by linear interpolation of its world positions, so motion at another r
 Streaming: frames are consumed one at a time and encoded at once; memory does not grow with the clip
 (the world positions of the motion, F x J x 3 floats, are the only per-clip arrays).
 
+Decode once: the pipeline hands the preview-size copy of every frame it decodes for detection to a
+`SourceCopy` (a temporary H.264 file written in a background thread while pose detection runs on
+the other core), and reads it back for the preview instead of decoding the source a second time
+(a 960x540 H.264 decode costs a fraction of a full-size VP9 or 1080p decode).
+
 Speed: the RGB canvas is converted to yuv420p with OpenCV (BT.601 limited range, the same matrix as
 FFmpeg's default scaler, about 3x cheaper) and libx264 runs with its own frame threads; the source
 panel of the next frame is drawn in a helper thread while the current one is encoded (OpenCV and
@@ -21,7 +26,9 @@ libx264 release the GIL).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -44,6 +51,7 @@ from mocapd.pipeline.skeleton import Motion
 
 __all__ = [
     "MAX_PREVIEW_HEIGHT_PX",
+    "SourceCopy",
     "PIPELINE_PREVIEW_HEIGHT_PX",
     "PreviewLayout",
     "RobotPoses",
@@ -59,6 +67,8 @@ _HUMAN_CAMERA = OrthoCamera(view_height_m=2.6)
 _ROBOT_CAMERA = OrthoCamera(view_height_m=2.0)
 _ENCODERS = ("libx264", "h264")
 _X264_OPTIONS = {"crf": "23", "preset": "veryfast"}
+_COPY_X264_OPTIONS = {"crf": "15", "preset": "ultrafast"}  # near-transparent, cheap to write and read
+_COPY_QUEUE_DEPTH = 8
 
 
 class RobotPoses(Protocol):
@@ -329,3 +339,86 @@ def _encode(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         container.close()
+
+
+_END = object()
+
+
+class SourceCopy:
+    """A temporary H.264 copy (``crf 15``, ultrafast) of RGB frames, written by a background thread.
+
+    ``add(time_s, rgb)`` queues a frame (blocking when ``_COPY_QUEUE_DEPTH`` frames wait, so memory is
+    bounded); ``close()`` flushes and returns whether the copy is complete; ``frames()`` decodes it
+    back as ``(time_s, rgb)`` with the times given to ``add``. Frames are cropped to even sizes (yuv420p).
+    Any failure (no encoder, disk full) only marks the copy unusable: the caller then decodes the
+    source again. The file is the caller's to delete.
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = Path(path)
+        self._rate = Fraction(fps if fps > 0 else 30.0).limit_denominator(1001)
+        self._times_s: list[float] = []
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_COPY_QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._write, name="mocapd-source-copy", daemon=True)
+        self._thread.start()
+
+    def add(self, time_s: float, rgb: NDArray[np.uint8]) -> None:
+        if self._closed or self._error is not None:
+            return
+        self._times_s.append(float(time_s))
+        self._queue.put(rgb)
+
+    def close(self) -> bool:
+        """Flush and stop the writer; True when every added frame is in the file."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_END)
+            self._thread.join()
+        return self._error is None and len(self._times_s) > 0
+
+    def _write(self) -> None:
+        container: av.container.OutputContainer | None = None
+        stream: av.VideoStream | None = None
+        ended = False
+        try:
+            i = 0
+            while not (ended := (item := self._queue.get()) is _END):
+                rgb = np.asarray(item)
+                h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+                if container is None or stream is None:
+                    container = av.open(str(self.path), mode="w", format="mp4")
+                    stream = container.add_stream("libx264", rate=self._rate, options=_COPY_X264_OPTIONS)
+                    if not isinstance(stream, av.VideoStream):  # pragma: no cover - a video codec
+                        raise TypeError("libx264 did not give a video stream")
+                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                    stream.codec_context.time_base = Fraction(1) / self._rate
+                yuv = cv2.cvtColor(np.ascontiguousarray(rgb[:h, :w]), cv2.COLOR_RGB2YUV_I420)  # (3 h / 2, w)
+                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                i += 1
+            if container is not None and stream is not None:
+                for packet in stream.encode(None):
+                    container.mux(packet)
+        except Exception as exc:  # noqa: BLE001 - a failed copy is only a slower preview, never a failed job
+            self._error = exc
+            while not ended:  # drain, so that add() never blocks
+                ended = self._queue.get() is _END
+        finally:
+            if container is not None:
+                try:
+                    container.close()
+                except Exception as exc:  # noqa: BLE001
+                    self._error = self._error or exc
+
+    def frames(self) -> Iterator[tuple[float, NDArray[np.uint8]]]:
+        """``(time_s, rgb (h, w, 3))`` for every frame of the copy, in order."""
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for time_s, frame in zip(self._times_s, container.decode(stream), strict=False):
+                yuv = frame.to_ndarray()  # (3 h / 2, w) I420 planes, as written
+                yield time_s, cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)

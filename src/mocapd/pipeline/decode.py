@@ -52,6 +52,7 @@ class DecodedFrame:
     index: int  # running index within the decoded window, from 0
     time_s: float  # presentation time from the start of the stream
     rgb: UInt8Image  # (H, W, 3) display orientation
+    second_rgb: UInt8Image | None = None  # (H2, W2, 3) the copy at ``second_max_side_px``, when asked for
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -135,13 +136,15 @@ def iter_frames(
     end_s: float | None = None,
     max_side_px: int | None = None,
     threads: int = 0,
+    second_max_side_px: int | None = None,
 ) -> Iterator[DecodedFrame]:
     """Yield the frames whose presentation time lies in ``[start_s, end_s)``, RGB, display-oriented.
 
     Seeks to the key frame at or before ``start_s`` and decodes forward, so the cost of a trim is
     independent of where the window starts. ``max_side_px`` downscales in FFmpeg's scaler before
     the RGB conversion (the long *display* side is at most that many pixels). ``threads`` = 0 lets
-    FFmpeg choose (frame + slice threading).
+    FFmpeg choose (frame + slice threading). ``second_max_side_px`` also scales each decoded frame to
+    that size (``DecodedFrame.second_rgb``), so one decode feeds two consumers (detection and preview).
     """
     container = _open(Path(path))
     try:
@@ -160,6 +163,7 @@ def iter_frames(
         last_time_s = -math.inf
         fallback_dt_s = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 30.0
         size: tuple[int, int] | None = None
+        second_size: tuple[int, int] | None = None
         turns = 0
         try:
             for frame in container.decode(stream):
@@ -179,13 +183,13 @@ def iter_frames(
                     dw, dh = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
                     sw, sh = _scaled_size(dw, dh, max_side_px)
                     size = (sh, sw) if turns % 2 else (sw, sh)  # coded-orientation target size
-                if size != (frame.width, frame.height):
-                    rgb = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
-                else:
-                    rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3)
-                if turns:
-                    rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
-                yield DecodedFrame(index=index, time_s=time_s, rgb=rgb)
+                    sw, sh = _scaled_size(dw, dh, second_max_side_px)
+                    second_size = (sh, sw) if turns % 2 else (sw, sh)
+                rgb = _rgb(frame, size, turns)  # (H, W, 3)
+                second = None
+                if second_max_side_px is not None:
+                    second = rgb if second_size == size else _rgb(frame, second_size, turns)  # (H2, W2, 3)
+                yield DecodedFrame(index=index, time_s=time_s, rgb=rgb, second_rgb=second)
                 index += 1
         except av.FFmpegError as exc:
             if index == 0:
@@ -194,6 +198,17 @@ def iter_frames(
             return
     finally:
         container.close()
+
+
+def _rgb(frame: av.VideoFrame, size: tuple[int, int] | None, turns: int) -> UInt8Image:
+    """``frame`` as RGB at ``size`` (coded orientation; FFmpeg's scaler), then turned to display orientation."""
+    if size is not None and size != (frame.width, frame.height):
+        rgb = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+    else:
+        rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+    if turns:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
+    return rgb
 
 
 _DONE = object()

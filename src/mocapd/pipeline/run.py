@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +45,9 @@ from mocapd.pipeline.world import (
     place_in_world,
     smooth_rotations,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mocapd.formats.preview import SourceCopy
 
 __all__ = [
     "DETECT_MAX_SIDE_PX",
@@ -150,13 +154,26 @@ def _frames_on_grid(frames: Iterator[DecodedFrame], grid_s: FloatArray) -> Itera
         yield current.rgb
 
 
+def _preview_side_px(info: VideoInfo) -> int:
+    """Long side of the source frames in the preview (they are ``PIPELINE_PREVIEW_HEIGHT_PX`` tall at most)."""
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX
+
+    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
+    return int(round(max(info.width_px, info.height_px) * scale))
+
+
 def _detect_window(
     source: Path,
     info: VideoInfo,
     settings: JobSettings,
     progress: _Progress,
+    copy: SourceCopy | None = None,
 ) -> PoseTrack:
-    """Preflight then processing-stage pose detection over the trimmed window, one streaming pass."""
+    """Preflight then processing-stage pose detection over the trimmed window, one streaming pass.
+
+    With ``copy``, every decoded frame is also handed over at preview size (the preview then needs
+    no second decode of the source).
+    """
     window_s = max(1e-6, settings.trim_end_s - settings.trim_start_s)
     preflight_end_s = settings.trim_start_s + min(PREFLIGHT_S, window_s)
     size = (info.width_px, info.height_px)
@@ -167,7 +184,11 @@ def _detect_window(
     person: list[bool] = []
     frames = prefetch(
         iter_frames(
-            source, start_s=settings.trim_start_s, end_s=settings.trim_end_s, max_side_px=DETECT_MAX_SIDE_PX
+            source,
+            start_s=settings.trim_start_s,
+            end_s=settings.trim_end_s,
+            max_side_px=DETECT_MAX_SIDE_PX,
+            second_max_side_px=_preview_side_px(info) if copy is not None else None,
         )
     )
     progress("preflight", 0.0, force=True)
@@ -176,6 +197,8 @@ def _detect_window(
     try:
         with PoseDetector() as detector:
             for frame in frames:
+                if copy is not None and frame.second_rgb is not None:
+                    copy.add(frame.time_s, frame.second_rgb)
                 det = detector.detect(frame.rgb)
                 times.append(frame.time_s)
                 if det is None:
@@ -208,6 +231,8 @@ def _detect_window(
                     )
     finally:
         frames.close()  # type: ignore[attr-defined]
+        if copy is not None:
+            copy.close()
     if not found:
         if not times:
             raise InputFault("source_unsupported", "no frame could be decoded in the trimmed window")
@@ -254,10 +279,17 @@ class Analysis:
     export_contacts: Any
     robot: Any  # RobotMotion | None
     timings_s: dict[str, float]
+    source_copy: SourceCopy | None = None  # preview-size frames kept while detecting (decode once)
 
 
-def analyse_video(source: Path, settings: JobSettings, on_progress: StageCallback) -> Analysis:
-    """Preflight and processing stages of `run_pipeline` (no files written)."""
+def analyse_video(
+    source: Path, settings: JobSettings, on_progress: StageCallback, *, work_dir: Path | None = None
+) -> Analysis:
+    """Preflight and processing stages of `run_pipeline`.
+
+    With ``work_dir``, the preview-size frames are kept there (``Analysis.source_copy``, a temporary
+    H.264 file written in the background while pose detection runs) for `run_pipeline`'s packaging.
+    """
     from mocapd.pipeline.contacts import detect_contacts, remove_foot_sliding
     from mocapd.pipeline.resample import resample_motion
     from mocapd.pipeline.solve import solve_motion
@@ -274,7 +306,12 @@ def analyse_video(source: Path, settings: JobSettings, on_progress: StageCallbac
 
     # -- preflight + pose -------------------------------------------------------------------------
     info = read_video_info(Path(source))
-    raw = _detect_window(Path(source), info, settings, progress)
+    copy = None
+    if work_dir is not None:
+        from mocapd.formats.preview import SourceCopy
+
+        copy = SourceCopy(Path(work_dir) / "preview-source.mp4", info.fps)
+    raw = _detect_window(Path(source), info, settings, progress, copy)
     timings["pose"] = time.monotonic() - started
     fps = _processing_fps(info, raw.time_s)
     grid_s = _grid(raw.time_s, fps)
@@ -330,7 +367,7 @@ def analyse_video(source: Path, settings: JobSettings, on_progress: StageCallbac
     progress("processing", 1.0, force=True)
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
-        motion, solve_report, export, export_contacts, robot, timings,
+        motion, solve_report, export, export_contacts, robot, timings, copy,
     )  # fmt: skip
 
 
@@ -346,8 +383,9 @@ def run_pipeline(
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = _Progress(on_progress)
     started = time.monotonic()
-    a = analyse_video(Path(source), settings, progress)
-    files = _package(Path(source), settings, out_dir, progress, a)
+    with tempfile.TemporaryDirectory(prefix="mocapd-work-") as work_dir:
+        a = analyse_video(Path(source), settings, progress, work_dir=Path(work_dir))
+        files = _package(Path(source), settings, out_dir, progress, a)
     a.timings_s["total"] = time.monotonic() - started
     manifest = _manifest(settings, a)
     progress("packaging", 1.0, force=True)
@@ -382,12 +420,21 @@ def _package(
         put("g1_motion.csv", write_g1_csv(robot))
     progress("packaging", 0.1, force=True)
 
-    # Preview: a second streaming decode at preview size, frames picked onto the uniform clock.
+    # Preview: the frames kept while detecting (or, failing that, a second decode at preview size),
+    # picked onto the uniform clock.
     scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
-    max_side = int(round(max(info.width_px, info.height_px) * scale))
-    decoded = prefetch(
-        iter_frames(source, start_s=float(grid_s[0]), end_s=settings.trim_end_s, max_side_px=max_side)
-    )
+    if a.source_copy is not None and a.source_copy.close():
+        copied = (DecodedFrame(i, t, rgb) for i, (t, rgb) in enumerate(a.source_copy.frames()))
+        decoded = prefetch(copied)
+    else:
+        decoded = prefetch(
+            iter_frames(
+                source,
+                start_s=float(grid_s[0]),
+                end_s=settings.trim_end_s,
+                max_side_px=_preview_side_px(info),
+            )
+        )
     landmarks_px = track.landmarks_px * scale  # frames are scaled by the same factor (up to rounding)
     total = grid_s.size
 
