@@ -335,7 +335,7 @@ def test_a_source_replaced_after_admission_fails_the_job_without_a_charge(stack:
     _put(created["uploadUrl"], video[: len(video) // 2])  # the presigned URL is still valid after admission
     assert stack.run_worker() == "failed"
     job = stack.job(key, created["jobId"])
-    assert job["status"] == "failed" and job["error"]["code"] == "upload_checksum_mismatch"
+    assert job["status"] == "failed" and job["error"]["code"] == "source_changed"
     assert job["error"]["stage"] == "preflight" and job["attempts"] == 1
     assert sorted(stack.ledger(key, created["jobId"])) == ["hold", "release"]
 
@@ -369,3 +369,24 @@ def test_housekeeping_deletes_expired_uploads_and_purged_jobs_from_the_bucket(st
     assert purge_finished(stack.db, stack.store) == [done["jobId"]]
     assert keys(done["jobId"]) == []
     assert stack.call("GET", f"/api/v1/mocap/jobs/{done['jobId']}", key).status_code == 404
+
+
+def test_the_python_client_runs_a_job_through_s3(stack: Stack, tmp_path: Path) -> None:
+    """The SDK uploads to a presigned S3 PUT (no JSON answer; complete-upload checks the digest) and
+    downloads through the 307 redirects, verifying every file."""
+    from mocapd.client.api import MocapdClient
+    from mocapd.client.flow import JobRequest, JobRunner
+    from mocapd.client.records import RecordStore
+
+    key = stack.account()
+    src = shared_file(VIDEO)
+    with MocapdClient(stack.url, key, timeout_s=30) as client:
+        runner = JobRunner(client, RecordStore(tmp_path / "state"))
+        record = runner.start(src, JobRequest(title="sdk on s3"), tmp_path / "out", download=True)
+        record = runner.run(record, wait=False)  # created, uploaded, admitted
+        assert record.job_id is not None and stack.job(key, record.job_id)["status"] == "queued"
+        assert stack.run_worker() == "completed"
+        record = runner.run(record)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
+    assert "motion.fbx" in files and "manifest.json" in files
+    assert stack.ledger(key, record.job_id).count("capture") == 1

@@ -210,8 +210,18 @@ class MocapdClient:
                     on_progress(sent, total)
 
         with open(source, "rb") as f:
-            return self._json("PUT", upload_url, safe=True, job_id=job_id, auth=False, content=body(f),
-                              headers={"Content-Length": str(total), "Content-Type": "application/octet-stream"})
+            r = self._send("PUT", upload_url, safe=True, job_id=job_id, auth=False, content=body(f),
+                           headers={"Content-Length": str(total), "Content-Type": "application/octet-stream"})
+        if r.status_code == 403 and "json" not in r.headers.get("content-type", ""):
+            # An object store's own refusal (S3 answers XML): the presigned URL expired or does not fit.
+            raise ApiError(403, "upload_url_expired", "The storage refused the upload URL; a fresh one is needed.",
+                           job_id=job_id, retry_from="upload")
+        self._check(r, safe=True, job_id=job_id)
+        if "json" not in r.headers.get("content-type", ""):
+            # A presigned object-store PUT answers 200 with no JSON; complete-upload checks size and digest.
+            return Response(r.status_code, {"bytes": total, "sha256": None}, None)
+        payload = r.json()
+        return Response(r.status_code, payload.get("data") if isinstance(payload, dict) else None, None)
 
     def complete_upload(self, job_id: str) -> Response:
         return self._json("POST", f"{API}/mocap/jobs/{job_id}/complete-upload", safe=True, job_id=job_id)

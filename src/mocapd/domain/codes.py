@@ -67,6 +67,7 @@ CODES: dict[str, CodeInfo] = {
         _c("source_no_video_stream", 422, False, _R.NEW_JOB, "validation", "The file has no video stream"),
         _c("source_unsupported", 422, False, _R.NEW_JOB, "validation", "The video cannot be decoded"),
         # worker
+        _c("source_changed", 422, False, _R.NEW_JOB, "preflight", "The source changed after it was admitted"),
         _c("no_person_detected", 422, False, _R.NEW_JOB, "preflight", "No person was found in the video"),
         _c("processing_failed", 500, True, _R.NEW_JOB, "processing", "Processing failed"),
         _c("packaging_failed", 500, True, _R.NEW_JOB, "packaging", "Packaging failed"),

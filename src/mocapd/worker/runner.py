@@ -296,7 +296,7 @@ def _check_source(job: ClaimedJob, path: Path) -> None:
             n += len(chunk)
     if (job.upload_bytes is not None and n != job.upload_bytes) or h.hexdigest() != job.upload_sha256:
         raise InputFault(
-            "upload_checksum_mismatch",
+            "source_changed",
             "The source video in storage is no longer the one admitted (it was replaced after complete-upload).",
             stage="preflight",
         )
