@@ -5,19 +5,24 @@ For each clip window, in a fresh process each (so peak RSS is per run):
 * ``raw``: decode every frame at full size first (not timed), then time only
   ``mp.solutions.pose.Pose(...).process(rgb)`` over them (the detector's bare cost);
 * ``pipeline``: the whole `run_pipeline` (decode, pose, clean, world, solve, contacts, resample,
-  FBX/BVH/glTF, preview, quality), default target, 30 fps export.
+  FBX/BVH/glTF, preview, quality; G1 retargeting and files for the ``+ G1`` row), 30 fps export.
+  The heavy modules (mediapipe, mink, the writers) are imported before the clock starts, as in a
+  long-lived worker process, which pays for them once.
 
-Reported: wall seconds, ratio pipeline / raw, wall / clip duration, peak RSS (MiB).
+Reported: wall seconds, ratio pipeline / raw, wall / clip duration, CPU seconds (all threads; on a
+shared machine the CPU figures are steadier than wall times), peak RSS (MiB), and the 1-minute load
+average when each measurement started (other processes on the machine inflate every wall time).
 Clips: ``sports2d_demo.mp4`` (1768x994, 30 fps VP9) windows of 2 s and 7.6 s (memory must not grow
 with length), and a 1920x1080 30 fps H.264 copy of it made in /tmp (never in the repository).
 
-Run:  .venv/bin/python bench/pipeline.py            (about 2-3 minutes on 2 cores)
+Run:  .venv/bin/python bench/pipeline.py [--repeat N]     (about 2-3 minutes per repeat on 2 cores)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -58,40 +63,57 @@ def child_raw(source: Path, start_s: float, end_s: float) -> dict[str, float]:
 
     frames = [f.rgb for f in iter_frames(source, start_s=start_s, end_s=end_s)]
     with PoseDetector() as det:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         for rgb in frames:
             det.detect(rgb)
-        wall = time.perf_counter() - t0
-    return {"frames": len(frames), "wall_s": wall}
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return {"frames": len(frames), "wall_s": wall, "cpu_s": cpu}
 
 
-def child_pipeline(source: Path, start_s: float, end_s: float) -> dict[str, float]:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_pipeline(source: Path, start_s: float, end_s: float, targets: tuple[str, ...]) -> dict[str, float]:
+    import mediapipe.python.solutions.pose  # noqa: F401 - warm imports, as a long-lived worker has them
+
+    import mocapd.formats.bvh
+    import mocapd.formats.fbx
+    import mocapd.formats.gltf
+    import mocapd.formats.preview
+    import mocapd.robots.retarget  # noqa: F401
     from mocapd.pipeline.run import JobSettings, run_pipeline
 
     with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         result = run_pipeline(
-            source, JobSettings(("default",), 30, "full_body", start_s, end_s), Path(out), lambda s, f: None
+            source, JobSettings(targets, 30, "full_body", start_s, end_s), Path(out), lambda s, f: None
         )
-        wall = time.perf_counter() - t0
-    return {"frames": result.manifest["processing"]["frames"], "wall_s": wall, **{
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return {"frames": result.manifest["processing"]["frames"], "wall_s": wall, "cpu_s": cpu, **{
         f"{k}_s": v for k, v in result.manifest["processing"]["timingsSec"].items()}}  # fmt: skip
 
 
 def run_child(kind: str, source: Path, start_s: float, end_s: float) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", kind, str(source), str(start_s), str(end_s)]
+    load = os.getloadavg()[0]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return {**json.loads(out.strip().splitlines()[-1]), "load_1min": load}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=4, metavar=("KIND", "SOURCE", "START", "END"))
+    parser.add_argument("--repeat", type=int, default=1, help="measure each case this many times")
     args = parser.parse_args()
     if args.child:
         kind, source, start, end = args.child
-        fn = child_raw if kind == "raw" else child_pipeline
-        res = fn(Path(source), float(start), float(end))
+        if kind == "raw":
+            res = child_raw(Path(source), float(start), float(end))
+        else:
+            targets = ("default", "unitree_g1") if kind == "pipeline_g1" else ("default",)
+            res = child_pipeline(Path(source), float(start), float(end), targets)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         print(json.dumps(res))
         return 0
@@ -99,18 +121,20 @@ def main() -> int:
         print(f"test data not found: {SPORTS}", file=sys.stderr)
         return 2
     cases = [
-        ("sports2d 1768x994 VP9, 2 s", SPORTS, 0.0, 2.0),
-        ("sports2d 1768x994 VP9, 7.6 s", SPORTS, 0.0, 7.7),
-        ("1920x1080 H.264 30 fps, 7.6 s", make_1080p_copy(), 0.0, 7.7),
+        ("sports2d 1768x994 VP9, 2 s", SPORTS, 0.0, 2.0, "pipeline"),
+        ("sports2d 1768x994 VP9, 7.6 s", SPORTS, 0.0, 7.7, "pipeline"),
+        ("sports2d 1768x994 VP9, 7.6 s, + G1", SPORTS, 0.0, 7.7, "pipeline_g1"),
+        ("1920x1080 H.264 30 fps, 7.6 s", make_1080p_copy(), 0.0, 7.7, "pipeline"),
     ]
     rows = []
-    for label, source, start, end in cases:
+    for label, source, start, end, kind in [c for c in cases for _ in range(args.repeat)]:
         raw = run_child("raw", source, start, end)
-        pipe = run_child("pipeline", source, start, end)
+        pipe = run_child(kind, source, start, end)
         duration = raw["frames"] / 30.0
         rows.append({
-            "clip": label, "frames": raw["frames"],
+            "clip": label, "frames": raw["frames"], "load_1min": round(raw["load_1min"], 2),
             "raw_blazepose_s": round(raw["wall_s"], 2), "raw_ms_per_frame": round(1000 * raw["wall_s"] / raw["frames"], 1),
+            "raw_cpu_s": round(raw["cpu_s"], 2), "pipeline_cpu_s": round(pipe["cpu_s"], 2),
             "pipeline_s": round(pipe["wall_s"], 2), "pose_stage_s": round(pipe.get("pose_s", float("nan")), 2),
             "until_packaging_s": round(pipe.get("processing_s", float("nan")), 2),
             "ratio_until_packaging_vs_raw": round(pipe.get("processing_s", float("nan")) / raw["wall_s"], 2),

@@ -66,7 +66,7 @@ PIPELINE_PREVIEW_HEIGHT_PX = 540  # what jobs use: 0.56x the pixels of 720 p, sk
 _HUMAN_CAMERA = OrthoCamera(view_height_m=2.6)
 _ROBOT_CAMERA = OrthoCamera(view_height_m=2.0)
 _ENCODERS = ("libx264", "h264")
-_X264_OPTIONS = {"crf": "23", "preset": "veryfast"}
+_X264_OPTIONS = {"crf": "24", "preset": "superfast"}  # see bench/results/preview.md for the trade-off
 _COPY_X264_OPTIONS = {"crf": "15", "preset": "ultrafast"}  # near-transparent, cheap to write and read
 _COPY_QUEUE_DEPTH = 8
 
