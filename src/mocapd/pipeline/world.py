@@ -18,8 +18,10 @@ solved per frame by weighted least squares (weights = visibility; torso and leg 
 **World frame.** Camera axes map to ours by (x, y, z) -> (x, z, -y) (camera upright: image down
 is gravity). If foot-contact points spread enough over the floor, a plane fitted to them (SVD)
 corrects the camera pitch and roll (points along one line only: the tilt along that line);
-otherwise the upright assumption stays. The ground is the
-10th percentile of the lowest stance-foot point, minus that point's rest height above the sole,
+otherwise gravity comes from balance (`balance_up`: on average over a clip the centre of mass stays
+above the supporting foot), within ``max_tilt_deg`` of the upright-camera guess, which stays when
+neither cue is usable. The ground is a low
+(3rd) percentile of the lowest stance-foot point, minus that point's rest height above the sole,
 and becomes z = 0. The horizontal origin is under the pelvis at the first frame, so the camera
 sits at -Y looking along +Y: the world's -Y faces the camera.
 """
@@ -38,6 +40,9 @@ from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Skeleton
 
 __all__ = [
     "FIT_LANDMARKS",
+    "balance_up",
+    "centre_of_mass",
+    "support_drift_m",
     "CameraIntrinsics",
     "WorldPlacement",
     "camera_intrinsics",
@@ -239,7 +244,7 @@ class WorldPlacement:
     pelvis_m: FloatArray  # (F, 3)
     camera_position_m: FloatArray  # (3,) camera centre in the world frame
     world_from_camera: FloatArray  # (3, 3) rotation: camera (OpenCV axes) -> world
-    ground_method: str  # "plane_fit" | "upright_lowest_foot"
+    ground_method: str  # "plane_fit" | "balance" | "upright_lowest_foot"
     camera_pitch_deg: float  # tilt of the optical axis below the horizon (positive = looking down)
     camera_roll_deg: float
 
@@ -296,6 +301,109 @@ def _floor_normal(points: FloatArray, min_spread_m: float) -> FloatArray | None:
     return normal if normal[2] >= 0 else -normal
 
 
+# Segment mass fractions (Dempster, as tabulated by Winter) and the joints whose mean stands for each
+# segment's centre of mass.
+_SEGMENTS: tuple[tuple[float, tuple[str, ...]], ...] = (
+    (0.081, ("neck_01", "head")),
+    (0.497, ("pelvis", "spine_01", "spine_02", "spine_03")),
+    (0.028, ("upperarm_l", "lowerarm_l")),
+    (0.028, ("upperarm_r", "lowerarm_r")),
+    (0.022, ("lowerarm_l", "hand_l")),
+    (0.022, ("lowerarm_r", "hand_r")),
+    (0.100, ("thigh_l", "calf_l")),
+    (0.100, ("thigh_r", "calf_r")),
+    (0.061, ("calf_l", "foot_l", "ball_l")),
+    (0.061, ("calf_r", "foot_r", "ball_r")),
+)
+
+
+def centre_of_mass(joints: FloatArray, skeleton: Skeleton = DEFAULT_SKELETON) -> FloatArray:
+    """Whole-body centre of mass (F, 3) from joint positions (F, J, 3) with a segment-mass model."""
+    total = np.zeros(joints.shape[:1] + (3,))
+    weight = 0.0
+    for mass, names in _SEGMENTS:
+        ids = [skeleton.index(n) for n in names]
+        total = total + mass * joints[:, ids].mean(axis=1)
+        weight += mass
+    return total / weight
+
+
+def balance_up(joints: FloatArray, skeleton: Skeleton = DEFAULT_SKELETON, *, both_feet_m: float = 0.05) -> FloatArray | None:
+    """Gravity's up direction from balance: a person who stays on their feet keeps the centre of mass
+    above the support (the lower foot, or both feet when level) on average over a clip, so the mean
+    unit vector support -> centre of mass points up. Found by fixed-point iteration from +Z (the lower
+    foot depends on which way is up). None when too few frames are usable."""
+    com = centre_of_mass(joints, skeleton)  # (F, 3)
+    feet = np.stack(
+        [joints[:, [skeleton.index("foot_l"), skeleton.index("ball_l")]].mean(axis=1),
+         joints[:, [skeleton.index("foot_r"), skeleton.index("ball_r")]].mean(axis=1)],
+        axis=1,
+    )  # (F, 2, 3) foot centres
+    up = np.array([0.0, 0.0, 1.0])
+    for _ in range(4):
+        h = feet @ up  # (F, 2)
+        lower = np.where(np.nan_to_num(h[:, 0], nan=np.inf) <= np.nan_to_num(h[:, 1], nan=np.inf), 0, 1)
+        support = feet[np.arange(len(feet)), lower]  # (F, 3)
+        level = np.abs(h[:, 0] - h[:, 1]) < both_feet_m
+        support = np.where(level[:, None], feet.mean(axis=1), support)
+        v = com - support  # (F, 3)
+        n = np.linalg.norm(v, axis=1)
+        ok = np.isfinite(n) & (n > 0.2)
+        if ok.sum() < 10:
+            return None
+        mean = (v[ok] / n[ok, None]).mean(axis=0)
+        up = mean / np.linalg.norm(mean)
+    return up
+
+
+# The ground is a low percentile of the stance soles: low enough that a short stance on the real floor
+# (landing after jumping off a box) wins over a long one on something raised; not the minimum, which
+# one outlier frame would set.
+GROUND_PERCENTILE = 3.0
+
+
+def support_drift_m(
+    world: FloatArray,
+    fps: float,
+    skeleton: Skeleton = DEFAULT_SKELETON,
+    *,
+    flight_speed_mps: float = 0.6,
+    max_correction_m: float = 0.10,
+    cutoff_hz: float = 1.0,
+) -> FloatArray:
+    """Per-frame height (F,) of the supporting sole above the ground plane, to subtract from the body.
+
+    Monocular depth noise makes a planted foot bob up and down once the camera is tilted. The lowest
+    sole point is the support unless it rises or falls fast (a jump, a fall): there it should sit on
+    the ground, and its height is the drift. Frames whose lowest sole is more than ``max_correction_m``
+    off the ground plane (a jump's apex, standing on a box) are not supports of that plane: there the
+    drift is interpolated. The result is low-passed and clamped to +-``max_correction_m``. (Horizontal
+    speed cannot tell stance here: the same noise moves a planted foot sideways.)
+    """
+    names = ("foot_l", "ball_l", "foot_r", "ball_r")
+    ids = [skeleton.index(n) for n in names]
+    rest_z = skeleton.rest_positions_m()[ids, 2]  # (4,) joint heights above the sole at rest
+    pts = world[:, ids]  # (F, 4, 3)
+    sole = pts[..., 2] - rest_z  # (F, 4)
+    f = world.shape[0]
+    if f < 3:
+        return np.zeros(f)
+    lowest = np.argmin(np.where(np.isfinite(sole), sole, np.inf), axis=1)  # (F,)
+    rows = np.arange(f)
+    low_pts = pts[rows, lowest]  # (F, 3)
+    low_z = butterworth_zero_phase(fill_gaps(low_pts[:, 2:], max_gap_frames=f)[0], fps, 4.0)[:, 0]  # (F,)
+    vz = np.abs(np.gradient(low_z)) * fps  # (F,) vertical speed of the lowest point
+    low_sole = sole[rows, lowest]  # (F,)
+    # A support near the ground plane, not rising or falling fast: a jump's apex or a box top is not one.
+    stance = (vz < flight_speed_mps) & (np.abs(low_sole) < max_correction_m)
+    if stance.mean() < 0.2:
+        return np.zeros(f)
+    drift = np.where(stance, low_sole, np.nan)[:, None]  # (F, 1)
+    filled, _, _ = fill_gaps(drift, max_gap_frames=f)
+    drift = np.clip(butterworth_zero_phase(filled, fps, cutoff_hz)[:, 0], -max_correction_m, max_correction_m)
+    return np.nan_to_num(drift)
+
+
 def _foot_points(joints: FloatArray, skeleton: Skeleton) -> tuple[FloatArray, FloatArray]:
     """Ball joints (F, 2, 3) and their rest heights above the sole (2,)."""
     ids = [skeleton.index("ball_l"), skeleton.index("ball_r")]
@@ -313,7 +421,8 @@ def place_in_world(
     depth_cutoff_hz: float = 1.5,
     stance_speed_mps: float = 0.4,
     min_plane_spread_m: float = 0.5,
-    max_tilt_deg: float = 30.0,
+    max_tilt_deg: float = 40.0,
+    min_balance_tilt_deg: float = 8.0,
 ) -> WorldPlacement:
     """Body-centred joints (F, J, 3, our axes, camera-aligned) + camera translation (F, 3, OpenCV
     axes) -> world joints with gravity along -Z and the ground at z = 0 (see module doc).
@@ -345,6 +454,14 @@ def place_in_world(
         if normal is not None and math.degrees(math.acos(min(1.0, float(normal[2])))) <= max_tilt_deg:
             rot = _rotation_between(normal, np.array([0.0, 0.0, 1.0]))
             method = "plane_fit"
+    if method == "upright_lowest_foot":
+        up = balance_up(cam, skeleton)
+        tilt = math.degrees(math.acos(min(1.0, float(up[2])))) if up is not None else 0.0
+        # Balance is a coarse cue (a few degrees of bias on a walk seen by a level camera): it corrects a
+        # clearly tilted camera, and leaves the upright guess alone below ``min_balance_tilt_deg``.
+        if up is not None and min_balance_tilt_deg <= tilt <= max_tilt_deg:
+            rot = _rotation_between(up, np.array([0.0, 0.0, 1.0]))
+            method = "balance"
     world = cam @ rot.T  # (F, J, 3)
     balls_w = world[:, [skeleton.index("ball_l"), skeleton.index("ball_r")]]  # (F, 2, 3)
     sole_z = balls_w[..., 2] - rest_z  # (F, 2) sole height implied by each ball joint
@@ -352,11 +469,12 @@ def place_in_world(
     pool = lowest_sole[stance & np.isfinite(lowest_sole)]
     if pool.size == 0:
         pool = lowest_sole[np.isfinite(lowest_sole)]
-    ground_z = float(np.percentile(pool, 10)) if pool.size else float(np.nanmin(world[..., 2]))
+    ground_z = float(np.percentile(pool, GROUND_PERCENTILE)) if pool.size else float(np.nanmin(world[..., 2]))
     pelvis = world[:, skeleton.index("pelvis")]  # (F, 3)
     first = int(np.flatnonzero(np.isfinite(pelvis).all(axis=1))[0])
     offset = np.array([pelvis[first, 0], pelvis[first, 1], ground_z])
     world = world - offset
+    world[..., 2] -= support_drift_m(world, fps, skeleton)[:, None]
     camera_position = -offset  # the camera was at the origin of the upright camera frame
     # world_from_camera = rot @ (zup axes map)
     zup = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
