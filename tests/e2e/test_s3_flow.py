@@ -20,24 +20,23 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from mocapd.storage import S3Store, source_key
 from mocapd.worker.processor import ProcessRequest, ProcessResult, ProgressFn
 from tests.conftest import shared_file
 from tests.integration.test_s3_storage import AWS_ENV, make_bucket, moto_server, set_aws_env, verify_presigned
+from tests.support.postgres import fresh_postgres
 
 pytestmark = pytest.mark.postgres
 
 VIDEO = "pose2sim_balancing/cam01.mp4"
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PREFIX = "mocapd"
 TINY_PLAN_BYTES = 100_000  # a plan whose size limit cam01 (about 380 kB) exceeds
 SECRET = AWS_ENV["AWS_SECRET_ACCESS_KEY"]
@@ -61,27 +60,6 @@ class SourceDigestProcessor:
         quality = request.out_dir / "quality.json"
         quality.write_text(json.dumps({"sourceSha256": digest}))
         return ProcessResult(files=[*files, quality], manifest={"processor": {"name": "s3-e2e", "sourceSha256": digest}})
-
-
-@contextmanager
-def fresh_postgres() -> Iterator[str]:
-    """A new database ``mocapd_s3_<random>`` on the local server; dropped afterwards."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
-    try:
-        with admin.connect() as c:
-            c.execute(text("SELECT 1"))
-    except Exception:
-        admin.dispose()
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (user postgres, trust auth)")
-    name = f"mocapd_s3_{secrets.token_hex(6)}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass
@@ -141,7 +119,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from mocapd.worker.loop import Worker
     from mocapd.worker.runner import StageRunner
 
-    with pytest.MonkeyPatch.context() as mp, moto_server() as endpoint, fresh_postgres() as db_url:
+    with pytest.MonkeyPatch.context() as mp, moto_server() as endpoint, fresh_postgres("mocapd_s3") as db_url:
         set_aws_env(mp)
         bucket = make_bucket(endpoint)
         settings = Settings(data_dir=tmp_path_factory.mktemp("mocapd-s3"), database_url=db_url,

@@ -29,13 +29,13 @@ from mocapd.worker.supervisor import Supervisor, WorkerOptions
 from tests.integration.queue.probe_processor import LOG_ENV
 from tests.integration.queue.support import (
     admit_job,
-    fresh_postgres,
     ledger_report,
     new_database,
     seed_account,
     sqlite_url,
     terminal_report,
 )
+from tests.support.postgres import fresh_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

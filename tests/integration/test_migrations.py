@@ -11,7 +11,8 @@ from alembic.migration import MigrationContext
 
 from mocapd.db.migrate import upgrade
 from mocapd.db.models import Base
-from tests.integration.queue.support import fresh_postgres, new_database, sqlite_url
+from tests.integration.queue.support import new_database, sqlite_url
+from tests.support.postgres import fresh_postgres
 
 
 def _diff(url: str) -> list[object]:

@@ -12,7 +12,8 @@ from sqlalchemy import text
 from mocapd.db.engine import Database
 from mocapd.db.models import Base
 from mocapd.storage import LocalStore
-from tests.integration.queue.support import fresh_postgres, new_database, sqlite_url
+from tests.integration.queue.support import new_database, sqlite_url
+from tests.support.postgres import fresh_postgres
 
 
 @pytest.fixture(scope="session")

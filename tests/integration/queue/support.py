@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from mocapd.db.accounts import create_account, ensure_plans
 from mocapd.db.engine import Database
@@ -32,40 +29,11 @@ from mocapd.db.models import Account, Job, JobEvent, LedgerEntry, Plan
 from mocapd.domain.jobs import TERMINAL_STATUSES
 from mocapd.storage import LocalStore, source_key
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TERMINAL_EVENTS = ("job.completed", "job.failed", "job.canceled", "job.expired")
 
 
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'mocapd.sqlite3'}"
-
-
-def postgres_available() -> bool:
-    try:
-        eng = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 2})
-        with eng.connect() as c:
-            c.execute(text("select 1"))
-        eng.dispose()
-        return True
-    except Exception:
-        return False
-
-
-@contextmanager
-def fresh_postgres() -> Iterator[str]:
-    """A new, empty PostgreSQL database for this run; dropped (connections terminated) afterwards."""
-    if not postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (user postgres, trust auth)")
-    name = f"mocapd_test_{secrets.token_hex(6)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def new_database(url: str) -> Database:
