@@ -16,6 +16,10 @@ Clips: ``sports2d_demo.mp4`` (1768x994, 30 fps VP9) windows of 2 s and 7.6 s (me
 with length), and a 1920x1080 30 fps H.264 copy of it made in /tmp (never in the repository).
 
 Run:  .venv/bin/python bench/pipeline.py [--repeat N]     (about 2-3 minutes per repeat on 2 cores)
+
+``--preview-presets`` instead compares libx264 settings for the preview of the sports2d job with the
+G1 target (540 p, 2040x540, 230 frames; frames decoded up front): wall and CPU seconds of
+`encode_preview` (composition included) and the file size.
 """
 
 from __future__ import annotations
@@ -95,6 +99,48 @@ def child_pipeline(source: Path, start_s: float, end_s: float, targets: tuple[st
         f"{k}_s": v for k, v in result.manifest["processing"]["timingsSec"].items()}}  # fmt: skip
 
 
+def preview_presets() -> list[dict[str, object]]:
+    from mocapd.formats import preview as pv
+    from mocapd.pipeline.decode import iter_frames
+    from mocapd.pipeline.run import JobSettings, analyse_video
+
+    a = analyse_video(
+        SPORTS, JobSettings(("default", "unitree_g1"), 30, "full_body", 0.0, 7.7), lambda s, f: None
+    )
+    h = pv.PIPELINE_PREVIEW_HEIGHT_PX
+    scale = min(1.0, h / a.info.height_px)
+    frames = [
+        f.rgb for f in iter_frames(SPORTS, max_side_px=round(max(a.info.width_px, a.info.height_px) * scale))
+    ]
+    landmarks = a.track.landmarks_px * scale
+    chosen = dict(pv._X264_OPTIONS)
+    rows = []
+    settings = [
+        {"preset": "veryfast", "crf": "23"}, {"preset": "veryfast", "crf": "23", "tune": "fastdecode"},
+        {"preset": "superfast", "crf": "23"}, {"preset": "superfast", "crf": "24"},
+        {"preset": "ultrafast", "crf": "23"},
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory() as out:
+        for options in settings:
+            pv._X264_OPTIONS.clear()
+            pv._X264_OPTIONS.update(options)
+            path = Path(out) / "preview.mp4"
+            load = os.getloadavg()[0]
+            t0, c0 = time.perf_counter(), _cpu_s()
+            pv.encode_preview(
+                iter(frames), landmarks, a.export, path, fps=a.fps, robot=a.robot, max_height_px=h
+            )
+            rows.append({
+                "x264": options, "chosen": options == chosen, "frames": len(frames),
+                "wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(_cpu_s() - c0, 2),
+                "mb": round(path.stat().st_size / 1e6, 2), "load_1min": round(load, 2),
+            })  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    pv._X264_OPTIONS.clear()
+    pv._X264_OPTIONS.update(chosen)
+    return rows
+
+
 def run_child(kind: str, source: Path, start_s: float, end_s: float) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", kind, str(source), str(start_s), str(end_s)]
     load = os.getloadavg()[0]
@@ -106,7 +152,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=4, metavar=("KIND", "SOURCE", "START", "END"))
     parser.add_argument("--repeat", type=int, default=1, help="measure each case this many times")
+    parser.add_argument(
+        "--preview-presets", action="store_true", help="compare x264 settings for the preview"
+    )
     args = parser.parse_args()
+    if args.preview_presets:
+        preview_presets()
+        return 0
     if args.child:
         kind, source, start, end = args.child
         if kind == "raw":
