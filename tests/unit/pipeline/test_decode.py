@@ -122,3 +122,16 @@ def test_real_clips_h264_and_vp9(name: str) -> None:
     frames = list(iter_frames(path, start_s=0.5, end_s=0.6))
     assert [round(f.time_s * 60) for f in frames] == [30, 31, 32, 33, 34, 35]
     assert frames[0].rgb.shape == (1920, 1080, 3)
+
+
+def test_a_second_size_is_scaled_from_the_same_decode_and_turned_like_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "rot2.mp4"
+    _write_clip(path, [k / 30 for k in range(3)], rotation_deg=90)
+    frames = list(iter_frames(path, second_max_side_px=32))
+    assert [f.rgb.shape for f in frames] == [(64, 32, 3)] * 3  # display orientation, full size
+    for f in frames:
+        second = f.second_rgb
+        assert second is not None and second.shape == (32, 16, 3)  # long side 32, aspect kept
+        assert second[-8:, :4, 0].mean() > 200 and second[:8, -4:, 0].mean() < 50  # red corner bottom-left
+        assert abs(int(second[..., 1].mean()) - int(f.rgb[..., 1].mean())) <= 2  # the same frame
+    assert next(iter(iter_frames(path))).second_rgb is None
