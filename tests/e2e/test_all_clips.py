@@ -192,13 +192,16 @@ def test_every_clip_completes_with_every_artifact_downloadable_and_verified(
     assert frames["withPerson"] == frames["detected"] - frames["otherPerson"]
     if clip.startswith("pose2sim_balancing/"):  # one man on one leg, in view throughout
         assert frames["total"] == 100 and frames["withPerson"] >= 95 and frames["otherPerson"] == 0
-        assert not any("another person" in w for w in quality["warnings"])
+        assert not any("followed a different body" in w for w in quality["warnings"])
 
 
 def test_the_second_person_in_sports2d_is_reported_not_swapped_in(
     finished: dict[str, dict[str, Any]], served: Served
 ) -> None:
-    """The tracked person is the one on the box (found first); the walker's frames are counted and warned about."""
+    """The tracked person is the one on the box (found first); the frames where the detector followed the
+    walker (who then leaves the frame) are counted, listed and warned about, never used as the tracked person.
+    (After the flip off the box the tracked person lands far from where he was lost: those frames are
+    rejected too, as the continuity test cannot tell him from someone else.)"""
     res = finished["video/sports2d_demo.mp4"]
     auth = {"Authorization": f"Bearer {served.key}"}
     with httpx.Client(base_url=served.base, headers=auth, timeout=60) as c:
@@ -212,5 +215,7 @@ def test_the_second_person_in_sports2d_is_reported_not_swapped_in(
     for start_s, end_s in frames["otherPersonRangesS"]:
         assert 0.0 <= start_s < end_s <= frames["durationS"] + 1e-6
     warnings = " ".join(quality["warnings"])
-    assert f"another person was detected in {frames['otherPerson']} of 230 frames" in warnings
+    assert f"the detector followed a different body in {frames['otherPerson']} of 230 frames" in warnings
+    # the walker crosses in front of the box and leaves on the left at about 5.4-6.7 s
+    assert any(start_s <= 5.6 and end_s >= 6.5 for start_s, end_s in frames["otherPersonRangesS"])
     assert f"person not visible in {230 - frames['withPerson']} of 230 frames" in warnings

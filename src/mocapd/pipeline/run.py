@@ -522,8 +522,9 @@ def _with_identity_report(quality: dict[str, Any], track: PoseTrack, fps: float)
 
     ``withPerson`` counts the frames of the tracked person (``track.valid``); ``detected`` counts every
     frame where BlazePose returned a body; ``otherPerson`` = detected but rejected by
-    `mark_identity_switches` (another person, or the tracker jumping), with their time ranges
-    ``otherPersonRangesS``. Those frames are not used: the motion is filled or held over them.
+    `mark_identity_switches` (another person, or the tracked one after a move the tracker lost and
+    that the continuity test cannot bridge, e.g. a flip), with their time ranges ``otherPersonRangesS``.
+    Those frames are not used: the motion is filled or held over them.
     """
     other = track.person & ~track.valid  # (G,)
     frames = quality["frames"]
@@ -535,9 +536,9 @@ def _with_identity_report(quality: dict[str, Any], track: PoseTrack, fps: float)
         more = len(frames["otherPersonRangesS"]) - 4
         quality["warnings"].insert(
             0,
-            f"another person was detected in {int(other.sum())} of {frames['total']} frames "
-            f"({spans}{f' and {more} more' if more > 0 else ''}): possible identity switch; "
-            "those frames were not used (the tracked person's motion is filled or held there)",
+            f"the detector followed a different body in {int(other.sum())} of {frames['total']} frames "
+            f"({spans}{f' and {more} more' if more > 0 else ''}): another person, or the tracked one after "
+            "a move too fast to follow; those frames were not used (the motion is filled or held there)",
         )
     return quality
 
