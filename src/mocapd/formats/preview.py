@@ -344,10 +344,22 @@ def _encode(
 _END = object()
 
 
-class SourceCopy:
-    """A temporary H.264 copy (``crf 15``, ultrafast) of RGB frames, written by a background thread.
+def _i420(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Packed I420 planes (3 h / 2, w) of an RGB image (cropped to even sizes) or of I420 planes as given."""
+    if image.ndim == 2:
+        if image.shape[0] % 3 or image.shape[1] % 2 or (image.shape[0] * 2 // 3) % 2:
+            raise ValueError(f"I420 planes must be (3 h / 2, w) with h, w even, got {image.shape}")
+        return np.ascontiguousarray(image, dtype=np.uint8)
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    yuv: NDArray[np.uint8] = cv2.cvtColor(np.ascontiguousarray(image[:h, :w]), cv2.COLOR_RGB2YUV_I420)
+    return yuv
 
-    ``add(time_s, rgb)`` queues a frame (blocking when ``_COPY_QUEUE_DEPTH`` frames wait, so memory is
+
+class SourceCopy:
+    """A temporary H.264 copy (``crf 15``, ultrafast) of frames, written by a background thread.
+
+    ``add(time_s, image)`` queues a frame, either RGB (H, W, 3) or packed I420 planes (3 H / 2, W)
+    (`mocapd.pipeline.decode.iter_frames`' ``second_yuv420``, which spares a colour conversion) (blocking when ``_COPY_QUEUE_DEPTH`` frames wait, so memory is
     bounded); ``close()`` flushes and returns whether the copy is complete; ``frames()`` decodes it
     back as ``(time_s, rgb)`` with the times given to ``add``. Frames are cropped to even sizes (yuv420p).
     Any failure (no encoder, disk full) only marks the copy unusable: the caller then decodes the
@@ -364,11 +376,11 @@ class SourceCopy:
         self._thread = threading.Thread(target=self._write, name="mocapd-source-copy", daemon=True)
         self._thread.start()
 
-    def add(self, time_s: float, rgb: NDArray[np.uint8]) -> None:
+    def add(self, time_s: float, image: NDArray[np.uint8]) -> None:
         if self._closed or self._error is not None:
             return
         self._times_s.append(float(time_s))
-        self._queue.put(rgb)
+        self._queue.put(image)
 
     def close(self) -> bool:
         """Flush and stop the writer; True when every added frame is in the file."""
@@ -385,8 +397,8 @@ class SourceCopy:
         try:
             i = 0
             while not (ended := (item := self._queue.get()) is _END):
-                rgb = np.asarray(item)
-                h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+                yuv = _i420(np.asarray(item))  # (3 h / 2, w)
+                h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
                 if container is None or stream is None:
                     container = av.open(str(self.path), mode="w", format="mp4")
                     stream = container.add_stream("libx264", rate=self._rate, options=_COPY_X264_OPTIONS)
@@ -394,7 +406,6 @@ class SourceCopy:
                         raise TypeError("libx264 did not give a video stream")
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
                     stream.codec_context.time_base = Fraction(1) / self._rate
-                yuv = cv2.cvtColor(np.ascontiguousarray(rgb[:h, :w]), cv2.COLOR_RGB2YUV_I420)  # (3 h / 2, w)
                 frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
                 frame.pts = i
                 for packet in stream.encode(frame):

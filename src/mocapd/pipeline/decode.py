@@ -52,7 +52,7 @@ class DecodedFrame:
     index: int  # running index within the decoded window, from 0
     time_s: float  # presentation time from the start of the stream
     rgb: UInt8Image  # (H, W, 3) display orientation
-    second_rgb: UInt8Image | None = None  # (H2, W2, 3) the copy at ``second_max_side_px``, when asked for
+    second_yuv420: UInt8Image | None = None  # (3 H2 / 2, W2) I420 planes at ``second_max_side_px``, if asked
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -144,7 +144,8 @@ def iter_frames(
     independent of where the window starts. ``max_side_px`` downscales in FFmpeg's scaler before
     the RGB conversion (the long *display* side is at most that many pixels). ``threads`` = 0 lets
     FFmpeg choose (frame + slice threading). ``second_max_side_px`` also scales each decoded frame to
-    that size (``DecodedFrame.second_rgb``), so one decode feeds two consumers (detection and preview).
+    that size, even-sized, as yuv420p planes (``DecodedFrame.second_yuv420``: scaling without the RGB
+    conversion costs half as much), so one decode feeds two consumers (detection and preview).
     """
     container = _open(Path(path))
     try:
@@ -184,12 +185,13 @@ def iter_frames(
                     sw, sh = _scaled_size(dw, dh, max_side_px)
                     size = (sh, sw) if turns % 2 else (sw, sh)  # coded-orientation target size
                     sw, sh = _scaled_size(dw, dh, second_max_side_px)
+                    sw, sh = max(2, sw // 2 * 2), max(2, sh // 2 * 2)  # yuv420p needs even sizes
                     second_size = (sh, sw) if turns % 2 else (sw, sh)
                 rgb = _rgb(frame, size, turns)  # (H, W, 3)
                 second = None
-                if second_max_side_px is not None:
-                    second = rgb if second_size == size else _rgb(frame, second_size, turns)  # (H2, W2, 3)
-                yield DecodedFrame(index=index, time_s=time_s, rgb=rgb, second_rgb=second)
+                if second_size is not None and second_max_side_px is not None:
+                    second = _yuv420(frame, second_size, turns)  # (3 H2 / 2, W2)
+                yield DecodedFrame(index=index, time_s=time_s, rgb=rgb, second_yuv420=second)
                 index += 1
         except av.FFmpegError as exc:
             if index == 0:
@@ -209,6 +211,19 @@ def _rgb(frame: av.VideoFrame, size: tuple[int, int] | None, turns: int) -> UInt
     if turns:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
     return rgb
+
+
+def _yuv420(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> UInt8Image:
+    """``frame`` as packed I420 planes (3 h / 2, w) at the even ``size`` (coded orientation), then turned."""
+    w, h = size
+    planes = frame.reformat(width=w, height=h, format="yuv420p").to_ndarray()  # (3 h / 2, w)
+    if not turns:
+        return np.ascontiguousarray(planes, dtype=np.uint8)
+    y = np.rot90(planes[:h], k=turns)  # (h', w')
+    u = np.rot90(planes[h : h + h // 4].reshape(h // 2, w // 2), k=turns)
+    v = np.rot90(planes[h + h // 4 :].reshape(h // 2, w // 2), k=turns)
+    out = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
+    return out.reshape(3 * y.shape[0] // 2, y.shape[1])
 
 
 _DONE = object()

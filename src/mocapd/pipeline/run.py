@@ -10,7 +10,7 @@ Stages (reported through ``on_progress(stage, fraction)``; a callback that raise
   identity-switch gating, cleaning (`clean`), joints (`landmarks`), camera fit and ground
   (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``,
   G1 retargeting when requested.
-* **packaging**: FBX, BVH, glTF, preview video (a second streaming decode at preview size),
+* **packaging**: FBX, BVH, glTF, preview video (from the preview-size copy kept while detecting),
   quality report, G1 JSON/CSV.
 
 Memory is bounded by the per-frame landmark arrays (about 2 kB per frame), never by frames.
@@ -201,8 +201,8 @@ def _detect_window(
     try:
         with PoseDetector() as detector:
             for frame in frames:
-                if copy is not None and frame.second_rgb is not None:
-                    copy.add(frame.time_s, frame.second_rgb)
+                if copy is not None and frame.second_yuv420 is not None:
+                    copy.add(frame.time_s, frame.second_yuv420)
                 det = detector.detect(frame.rgb)
                 times.append(frame.time_s)
                 if det is None:

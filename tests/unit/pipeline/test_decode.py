@@ -125,13 +125,32 @@ def test_real_clips_h264_and_vp9(name: str) -> None:
 
 
 def test_a_second_size_is_scaled_from_the_same_decode_and_turned_like_the_first(tmp_path: Path) -> None:
+    import cv2
+
     path = tmp_path / "rot2.mp4"
     _write_clip(path, [k / 30 for k in range(3)], rotation_deg=90)
     frames = list(iter_frames(path, second_max_side_px=32))
     assert [f.rgb.shape for f in frames] == [(64, 32, 3)] * 3  # display orientation, full size
     for f in frames:
-        second = f.second_rgb
-        assert second is not None and second.shape == (32, 16, 3)  # long side 32, aspect kept
+        assert f.second_yuv420 is not None and f.second_yuv420.shape == (48, 16)  # I420 of 32 x 16
+        second = cv2.cvtColor(f.second_yuv420, cv2.COLOR_YUV2RGB_I420)  # (32, 16, 3): long side 32
+        assert second.shape == (32, 16, 3)
         assert second[-8:, :4, 0].mean() > 200 and second[:8, -4:, 0].mean() < 50  # red corner bottom-left
-        assert abs(int(second[..., 1].mean()) - int(f.rgb[..., 1].mean())) <= 2  # the same frame
-    assert next(iter(iter_frames(path))).second_rgb is None
+        assert abs(int(second[..., 1].mean()) - int(f.rgb[..., 1].mean())) <= 3  # the same frame
+    assert next(iter(iter_frames(path))).second_yuv420 is None
+
+
+def test_a_second_size_larger_than_the_source_keeps_the_source_size(tmp_path: Path) -> None:
+    path = tmp_path / "odd.mp4"
+    container = av.open(str(path), mode="w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 66, 34, "yuv420p"
+    frame = av.VideoFrame.from_ndarray(np.zeros((34, 66, 3), np.uint8), format="rgb24")
+    for packet in [*stream.encode(frame), *stream.encode()]:
+        container.mux(packet)
+    container.close()
+    first = next(iter(iter_frames(path, second_max_side_px=33)))
+    assert first.second_yuv420 is not None and first.second_yuv420.shape == (
+        24,
+        32,
+    )  # 32 x 16, halved to even
