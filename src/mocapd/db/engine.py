@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +49,10 @@ class Database:
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
             self.write_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._gate_lock = threading.Lock()
+        self._gate_fd: int | None = None
+        self._gate_pid = 0
+        self._local = threading.local()
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
 
     @staticmethod
@@ -72,8 +79,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction committed on success, rolled back on error; the write lock is taken up front."""
-        with self._write_sessions() as s:
+        """A transaction committed on success, rolled back on error; the write lock is taken up front.
+
+        On a SQLite file every writer of every process first queues on an exclusive ``flock`` of
+        ``<db>.write-lock``, then says ``BEGIN IMMEDIATE``. SQLite's own busy handler makes a blocked
+        writer poll with growing sleeps (up to 100 ms), so under many workers an unlucky writer waits
+        long after the lock is free; the kernel instead wakes the next ``flock`` waiter at once, and
+        drops the lock of a process that dies."""
+        with self._write_gate(), self._write_sessions() as s:
             try:
                 yield s
                 s.commit()
@@ -81,6 +94,38 @@ class Database:
                 s.rollback()
                 raise
 
+    @contextmanager
+    def _write_gate(self) -> Iterator[None]:
+        if not self.sqlite:
+            yield
+            return
+        path = self.url.split("///", 1)[-1]
+        if not path or path == ":memory:":
+            yield
+            return
+        depth = getattr(self._local, "depth", 0)
+        if depth:  # a nested write in the same thread already holds the gate
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+            return
+        if self._gate_fd is None or self._gate_pid != os.getpid():  # a forked child opens its own
+            self._gate_fd = os.open(path + ".write-lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._gate_pid = os.getpid()
+        with self._gate_lock:  # flock excludes processes; the threads of one process share the fd
+            fcntl.flock(self._gate_fd, fcntl.LOCK_EX)
+            self._local.depth = 1
+            try:
+                yield
+            finally:
+                self._local.depth = 0
+                fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
+
     def dispose(self) -> None:
         self.engine.dispose()
         self.write_engine.dispose()
+        if self._gate_fd is not None and self._gate_pid == os.getpid():
+            os.close(self._gate_fd)
+            self._gate_fd = None

@@ -32,11 +32,8 @@ makes a second settlement of one hold impossible.
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import os
 import random
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,50 +147,11 @@ def lock_rows(session: Session, query: Select[_T]) -> Select[_T]:
     return query
 
 
-_gates: dict[str, tuple[threading.Lock, int]] = {}
-_gate_pid: dict[str, int] = {}
-_gates_lock = threading.Lock()
-
-
-def _sqlite_gate(db: Database) -> tuple[threading.Lock, int] | None:
-    """A per-database lock file beside the SQLite file (None for PostgreSQL or in-memory SQLite)."""
-    if not db.sqlite:
-        return None
-    path = db.url.split("///", 1)[-1]
-    if not path or path == ":memory:":
-        return None
-    with _gates_lock:
-        gate = _gates.get(path)
-        if gate is None or _gate_pid.get(path) != os.getpid():  # a forked child opens its own
-            gate = (threading.Lock(), os.open(path + ".queue-lock", os.O_RDWR | os.O_CREAT, 0o644))
-            _gates[path] = gate
-            _gate_pid[path] = os.getpid()
-        return gate
-
-
 @contextmanager
 def write_turn(db: Database) -> Iterator[Session]:
-    """`Database.write`, queued fairly among queue operations on SQLite.
-
-    SQLite makes a blocked writer poll with growing sleeps (1, 2, 5, 10 ... 100 ms), so with eight
-    worker processes an unlucky claim waits a long time after the lock is free. Queue operations
-    therefore first take an exclusive ``flock`` on ``<db>.queue-lock`` (the kernel wakes the next
-    waiter as soon as it is released, and releases it if the holder dies), and only then
-    ``BEGIN IMMEDIATE``. Other writers are unaffected and still meet SQLite's own busy timeout.
-    PostgreSQL: a plain `Database.write`."""
-    gate = _sqlite_gate(db)
-    if gate is None:
-        with db.write() as s:
-            yield s
-        return
-    thread_lock, fd = gate
-    with thread_lock:  # flock excludes processes; threads of one process share the descriptor
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            with db.write() as s:
-                yield s
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+    """A queue write: `Database.write` (on SQLite it queues fairly on a file lock, see there)."""
+    with db.write() as s:
+        yield s
 
 
 def retry_delay_s(attempt: int, base_s: float, rng: random.Random | None = None) -> float:
