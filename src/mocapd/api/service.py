@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mocapd.api.reads import poll_payload
 from mocapd.api.schemas import CreateJobIn
 from mocapd.api.state import AppState
 from mocapd.db import ledger
@@ -28,6 +29,7 @@ from mocapd.domain.admission import (
     normalise_targets,
     resolve_trim,
 )
+from mocapd.domain.credits import credits_for_window
 from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
 from mocapd.domain.plans import PlanLimits
 from mocapd.errors import InputFault, MocapdError
@@ -195,8 +197,6 @@ class JobService:
         filename = clean_filename(req.sourceFilename)
         estimate = 1
         if req.sourceDurationSec is not None or req.trimEndSec is not None:
-            from mocapd.domain.credits import credits_for_window
-
             end = req.trimEndSec if req.trimEndSec is not None else req.sourceDurationSec
             estimate = credits_for_window(trim_start, float(end))  # type: ignore[arg-type]
         check_account_can_start(self._account_state(s, acct, plan, "api"), estimate, "create")
@@ -366,8 +366,6 @@ class JobService:
 
     # ---------------------------------------------------------------- reads
     def _poll_payload(self, s: Session, job: Job) -> dict[str, Any]:
-        from mocapd.api.reads import poll_payload
-
         return poll_payload(self.state, s, job, self.base_url)
 
     def cancel(self, account_id: str, job_id: str) -> dict[str, Any]:

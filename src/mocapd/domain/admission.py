@@ -155,7 +155,8 @@ def check_account_can_start(state: AccountState, credits_needed: int, stage: str
     if state.available_credits < credits_needed:
         raise MocapdError(
             "insufficient_api_v_credits",
-            f"The clip needs {credits_needed} credits; {state.available_credits} are available.",
+            f"The clip needs {credits_needed} credit{'' if credits_needed == 1 else 's'}; "
+            f"{state.available_credits} {'is' if state.available_credits == 1 else 'are'} available.",
             stage=stage,
             details={"required": credits_needed, "available": state.available_credits},
         )
