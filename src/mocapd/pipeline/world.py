@@ -422,7 +422,7 @@ def place_in_world(
     stance_speed_mps: float = 0.4,
     min_plane_spread_m: float = 0.5,
     max_tilt_deg: float = 40.0,
-    min_balance_tilt_deg: float = 8.0,
+    min_balance_tilt_deg: float = 10.0,
 ) -> WorldPlacement:
     """Body-centred joints (F, J, 3, our axes, camera-aligned) + camera translation (F, 3, OpenCV
     axes) -> world joints with gravity along -Z and the ground at z = 0 (see module doc).

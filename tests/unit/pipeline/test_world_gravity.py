@@ -36,7 +36,7 @@ def test_balance_recovers_a_tilted_camera() -> None:
     assert up is not None
     true_up = tilt.apply([0.0, 0.0, 1.0])
     # within the cue's own bias (the model's centre of mass sits over the ankles, the foot centre is
-    # half a foot ahead: about 3.6 deg), well inside the 8 deg below which placement ignores the cue
+    # half a foot ahead: about 3.6 deg), well inside the 10 deg below which placement ignores the cue
     assert math.degrees(math.acos(float(np.clip(up @ true_up, -1, 1)))) < 5.0
 
 
