@@ -35,6 +35,7 @@ PROCESS_TITLE = "mocapd worker"
 
 # Imported once by the fork server, so a (re)started worker is a cheap fork, not a fresh interpreter.
 _PRELOAD = [
+    "mocapd.worker.forkserver_guard",
     "mocapd.worker.supervisor",
     "mocapd.worker.loop",
     "mocapd.worker.runner",
@@ -54,11 +55,25 @@ class WorkerOptions:
     environ: tuple[tuple[str, str], ...] = ()
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM if the process we were forked from dies (a SIGKILLed supervisor must not leave
+    orphan workers claiming jobs); elsewhere a no-op. SIGTERM hands the current job back."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+
+
 def worker_main(settings: Settings, options: WorkerOptions) -> None:
     """One worker process: claim and run jobs until SIGTERM (SIGINT is left to the supervisor)."""
     from setproctitle import setproctitle
 
     setproctitle(PROCESS_TITLE)
+    _die_with_parent()
     os.environ.update(dict(options.environ))
     stop = threading.Event()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -126,9 +127,13 @@ def test_run_workers_stops_on_sigterm(tmp_path: Path) -> None:
         assert proc.wait(timeout=15.0) == 0
         _wait(lambda: not any(Path(f"/proc/{k}").exists() and _cmdline(k) == PROCESS_TITLE for k in kids), 5.0)
     finally:
+        left = _descendants(proc.pid)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pid in left:  # never leave a fork server or a worker behind a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
