@@ -160,3 +160,34 @@ def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
     assert kinds == ["hold", "capture"]
     assert _status(db, jid)[2] == 2
     db.dispose()
+
+
+def test_killing_the_supervisor_leaves_no_orphan_workers(tmp_path: Path) -> None:
+    """SIGKILL on the supervising process: its fork server dies with it, and the workers follow."""
+    settings = _settings(tmp_path)
+    new_database(settings.resolved_database_url).dispose()
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from mocapd.config import Settings
+        from mocapd.worker.supervisor import WorkerOptions, run_workers
+        s = Settings(data_dir=Path({str(tmp_path)!r}), database_url={settings.resolved_database_url!r},
+                     storage_url={settings.resolved_storage_url!r}, lease_s=3.0, heartbeat_s=0.2)
+        if __name__ == "__main__":
+            run_workers(s, 2, options=WorkerOptions(processor={PROBE!r}))
+        """
+    )
+    path = tmp_path / "run.py"
+    path.write_text(script)
+    proc = subprocess.Popen([sys.executable, str(path)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    left: list[int] = []
+    try:
+        _wait(lambda: len([p for p in _descendants(proc.pid) if _cmdline(p) == PROCESS_TITLE]) == 2, timeout_s=20.0)
+        left = _descendants(proc.pid)
+        proc.kill()
+        proc.wait()
+        _wait(lambda: not any(Path(f"/proc/{k}").exists() and _cmdline(k) for k in left), 10.0)
+    finally:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
