@@ -253,7 +253,7 @@ def scaled_targets(
         out += [
             FrameTargets(f"{side}_shoulder_roll_link", "body", shoulder, _wxyz(r_upper), 2.0 * ones, 0.0 * ones, f"upperarm_{h}", "shoulders"),
             FrameTargets(f"{side}_elbow_link", "body", elbow, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"lowerarm_{h}", "elbows", "torso_link"),
-            FrameTargets(f"{side}_hand", "site", hand, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"hand_{h}", "hands", "torso_link"),
+            FrameTargets(f"{side}_hand", "site", hand, _wxyz(r_fore), 30.0 * ones, 0.0 * ones, f"hand_{h}", "hands", "torso_link"),
         ]  # fmt: skip
         if upper_body:
             continue
