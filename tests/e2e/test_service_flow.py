@@ -4,6 +4,7 @@ process that runs the real motion pipeline to completion and the ledger that sho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -132,3 +133,59 @@ def test_whole_flow_over_http(server: tuple[str, str, Path]) -> None:
                         "targetIds": ["default", "unitree_g1"], "exportFps": 30, "sourceBytes": len(video),
                         "sourceSha256": digest}, headers={"Idempotency-Key": "e2e-1"})
         assert replay.headers.get("Idempotent-Replayed") == "true" and replay.json()["data"]["jobId"] == job["jobId"]
+
+
+def test_a_killed_serve_leaves_no_process_behind(tmp_path: Path) -> None:
+    """SIGKILL on `mocapd serve`: its API processes and workers stop too, and the port is free again."""
+    port = _free_port()
+    env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([*MOCAPD, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    base = f"http://127.0.0.1:{port}"
+    children: list[int] = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        children = _descendants(proc.pid)
+        assert len(children) >= 3  # two API processes, the fork server, a worker
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(p) for p in children):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in children)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(base + "/healthz", timeout=1)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        kids = [p for p, pp in parents.items() if pp in frontier]
+        found += kids
+        frontier = kids
+    return found

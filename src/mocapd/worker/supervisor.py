@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from mocapd.config import Settings
+from mocapd.proc import die_with_parent
 
 __all__ = ["PROCESS_TITLE", "Supervisor", "WorkerOptions", "run_workers", "supervise", "worker_main"]
 
@@ -55,25 +56,12 @@ class WorkerOptions:
     environ: tuple[tuple[str, str], ...] = ()
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM if the process we were forked from dies (a SIGKILLed supervisor must not leave
-    orphan workers claiming jobs); elsewhere a no-op. SIGTERM hands the current job back."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-
-
 def worker_main(settings: Settings, options: WorkerOptions) -> None:
     """One worker process: claim and run jobs until SIGTERM (SIGINT is left to the supervisor)."""
     from setproctitle import setproctitle
 
     setproctitle(PROCESS_TITLE)
-    _die_with_parent()
+    die_with_parent()  # the fork server dying (with a killed supervisor) stops this worker: SIGTERM hands back
     os.environ.update(dict(options.environ))
     stop = threading.Event()
 
