@@ -56,14 +56,14 @@ class FastProcessor:
     def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult:
         digest = hashlib.sha256(request.source_path.read_bytes()).digest()
         on_progress("preflight", 0.5)
-        if request.export_fps == FAIL_FPS:
+        if request.settings.export_fps == FAIL_FPS:
             raise InputFault("no_person_detected", "No person was found in the first frames.", stage="preflight")
         for i in range(3):
             time.sleep(0.05)
             on_progress("processing", (i + 1) / 3)
         sizes = {"motion.fbx": 300_000, "motion.bvh": 40_000, "motion.glb": 120_000, "quality.json": 2_000,
                  "preview.mp4": 200_000}
-        if "unitree_g1" in request.target_ids:
+        if "unitree_g1" in request.settings.target_ids:
             sizes.update({"g1_motion.json": 50_000, "g1_motion.csv": 30_000})
         files = []
         for name, n in sizes.items():

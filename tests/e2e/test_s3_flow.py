@@ -50,7 +50,7 @@ class SourceDigestProcessor:
         on_progress("preflight", 1.0)
         on_progress("processing", 1.0)
         sizes = {"motion.fbx": 250_000, "motion.bvh": 30_000, "motion.glb": 90_000, "preview.mp4": 150_000}
-        if "unitree_g1" in request.target_ids:
+        if "unitree_g1" in request.settings.target_ids:
             sizes.update({"g1_motion.json": 40_000, "g1_motion.csv": 20_000})
         files = []
         for name, n in sizes.items():

@@ -35,6 +35,7 @@ from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
 from mocapd.pipeline.pose import NUM_LANDMARKS, PoseDetector, PoseTrack, mark_identity_switches
+from mocapd.pipeline.settings import JobSettings
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 from mocapd.pipeline.world import (
     CameraIntrinsics,
@@ -73,18 +74,6 @@ HIP_WIDTH_FACTOR = 0.85  # BlazePose hip landmarks -> hip joint centres (see `_n
 _PELVIS = DEFAULT_SKELETON.index("pelvis")
 _THIGHS = (DEFAULT_SKELETON.index("thigh_l"), DEFAULT_SKELETON.index("thigh_r"))
 _PROCESSING_SHARE_POSE = 0.8  # fraction of the processing stage spent in pose detection
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    target_ids: tuple[str, ...]
-    export_fps: int
-    mocap_type: str
-    trim_start_s: float
-    trim_end_s: float
-    focal_length_px: float | None = None
-    camera_fov_deg: float | None = None
-    subject_height_m: float | None = None
 
 
 @dataclass

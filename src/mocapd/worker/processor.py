@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from mocapd.pipeline.settings import JobSettings
+
 __all__ = [
     "PROCESSOR_ENV",
     "PipelineProcessor",
@@ -42,14 +44,7 @@ class ProcessRequest:
     job_id: str
     source_path: Path
     out_dir: Path
-    target_ids: tuple[str, ...]
-    export_fps: int
-    mocap_type: str
-    trim_start_s: float
-    trim_end_s: float
-    focal_length_px: float | None = None
-    camera_fov_deg: float | None = None
-    subject_height_m: float | None = None
+    settings: JobSettings
     source_facts: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
 
@@ -68,19 +63,9 @@ class PipelineProcessor:
     """The production processor: `mocapd.pipeline.run.run_pipeline` on the source file."""
 
     def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult:
-        from mocapd.pipeline.run import JobSettings, run_pipeline  # heavy: mediapipe, mujoco, av
+        from mocapd.pipeline.run import run_pipeline  # heavy: mediapipe, mujoco, av
 
-        settings = JobSettings(
-            target_ids=request.target_ids,
-            export_fps=request.export_fps,
-            mocap_type=request.mocap_type,
-            trim_start_s=request.trim_start_s,
-            trim_end_s=request.trim_end_s,
-            focal_length_px=request.focal_length_px,
-            camera_fov_deg=request.camera_fov_deg,
-            subject_height_m=request.subject_height_m,
-        )
-        out = run_pipeline(request.source_path, settings, request.out_dir, on_progress)
+        out = run_pipeline(request.source_path, request.settings, request.out_dir, on_progress)
         return ProcessResult(files=list(out.files), manifest=dict(out.manifest))
 
 

@@ -31,6 +31,7 @@ from mocapd.db.engine import Database
 from mocapd.db.queue import ArtifactRecord, ClaimedJob
 from mocapd.domain.jobs import JobStage
 from mocapd.errors import InputFault, MocapdError
+from mocapd.pipeline.settings import JobSettings
 from mocapd.storage import artifact_key
 from mocapd.storage.base import ObjectStore
 from mocapd.worker.processor import Processor, ProcessRequest
@@ -231,14 +232,16 @@ class StageRunner:
             job_id=job.id,
             source_path=source,
             out_dir=out_dir,
-            target_ids=job.target_ids,
-            export_fps=job.export_fps,
-            mocap_type=job.mocap_type,
-            trim_start_s=job.trim_start_s,
-            trim_end_s=trim_end_s,
-            focal_length_px=job.focal_length_px,
-            camera_fov_deg=job.camera_fov_deg,
-            subject_height_m=job.subject_height_m,
+            settings=JobSettings(
+                target_ids=tuple(job.target_ids),
+                export_fps=job.export_fps,
+                mocap_type=job.mocap_type,
+                trim_start_s=job.trim_start_s,
+                trim_end_s=trim_end_s,
+                focal_length_px=job.focal_length_px,
+                camera_fov_deg=job.camera_fov_deg,
+                subject_height_m=job.subject_height_m,
+            ),
             source_facts=dict(job.source_facts),
             attempt=job.attempt,
         )
@@ -359,8 +362,8 @@ def _manifest_bytes(
             "targetIds": list(job.target_ids),
             "exportFps": job.export_fps,
             "mocapType": job.mocap_type,
-            "trimStartSec": request.trim_start_s,
-            "trimEndSec": request.trim_end_s,
+            "trimStartSec": request.settings.trim_start_s,
+            "trimEndSec": request.settings.trim_end_s,
             "focalLengthPx": job.focal_length_px,
             "cameraFovDeg": job.camera_fov_deg,
             "subjectHeightM": job.subject_height_m,

@@ -61,9 +61,9 @@ class ProbeProcessor:
         out: list[Path] = []
         for name in ("motion.bvh", "motion.fbx", "motion.glb", "quality.json"):
             p = request.out_dir / name
-            p.write_bytes(f"{name} {digest} {request.export_fps}\n".encode())
+            p.write_bytes(f"{name} {digest} {request.settings.export_fps}\n".encode())
             out.append(p)
-        if "unitree_g1" in request.target_ids:
+        if "unitree_g1" in request.settings.target_ids:
             for name in ("g1_motion.json", "g1_motion.csv"):
                 p = request.out_dir / name
                 p.write_bytes(f"{name} {digest}\n".encode())

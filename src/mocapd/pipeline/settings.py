@@ -1,0 +1,20 @@
+"""What a job asks the pipeline for. Light on purpose: the worker builds it without importing the
+pipeline's heavy modules (MediaPipe, MuJoCo, PyAV)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["JobSettings"]
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    target_ids: tuple[str, ...]
+    export_fps: int
+    mocap_type: str  # "full_body" | "upper_body"
+    trim_start_s: float
+    trim_end_s: float
+    focal_length_px: float | None = None
+    camera_fov_deg: float | None = None
+    subject_height_m: float | None = None
