@@ -6,7 +6,10 @@
 ``schemaVersion`` (1)
 ``frames``: ``total``, ``withPerson``, ``interpolated`` / ``held`` (frames where some joint was filled over a
     short gap / held at its last known position over a long one), ``personRatio`` (withPerson / total),
-    ``durationS`` (total / sourceFps), ``longestGapS`` (longest run of frames without a person).
+    ``durationS`` (total / sourceFps), ``longestGapS`` (longest run of frames without a person); given
+    ``detected_mask``, also ``detected`` (frames where BlazePose returned any body), ``otherPerson``
+    (detected but not the tracked person: another one, or the tracked one after a move the tracker lost)
+    and ``otherPersonRangesS`` (``[start_s, end_s]`` of those runs, from the first frame).
 ``perJointConfidence``: BlazePose landmark name -> mean visibility over the frames with a person.
 ``jitter``: ``meanAccelerationMps2`` (mean over joints of each joint's mean ``|a|``), ``perJointMps2``
     (joint -> mean ``|a|``), ``meanJerkMps3`` (mean ``|j|`` over joints and frames), where, on the solved
@@ -152,6 +155,8 @@ class QualityInputs:
     joint_parents: Sequence[int] = DEFAULT_SKELETON.parents
     robot: RobotQualityInputs | None = None
     mocap_type: str = "full_body"  # "upper_body": legs held at rest, so no foot warnings
+    detected_mask: BoolArray | None = None  # (F,) any body detected, tracked or not
+    frame_times_s: FloatArray | None = None  # (F,) source frame times (default: index / source_fps)
 
 
 def _num(x: float | np.floating[Any] | None, digits: int = 4) -> float | None:
@@ -175,7 +180,7 @@ def _frames(inp: QualityInputs) -> dict[str, Any]:
     person = np.asarray(inp.person_mask, dtype=bool)  # (F,)
     total = int(person.size)
     with_person = int(person.sum())
-    return {
+    out: dict[str, Any] = {
         "total": total,
         "withPerson": with_person,
         "interpolated": int(np.asarray(inp.interpolated_mask, dtype=bool).sum()),
@@ -184,6 +189,24 @@ def _frames(inp: QualityInputs) -> dict[str, Any]:
         "durationS": _num(total / inp.source_fps, 3),
         "longestGapS": _num(_longest_run(~person) / inp.source_fps, 3),
     }
+    if inp.detected_mask is not None:
+        detected = np.asarray(inp.detected_mask, dtype=bool)  # (F,)
+        other = detected & ~person  # (F,)
+        times = np.arange(total) / inp.source_fps if inp.frame_times_s is None else np.asarray(inp.frame_times_s)
+        out["detected"] = int(detected.sum())
+        out["otherPerson"] = int(other.sum())
+        out["otherPersonRangesS"] = _ranges_s(other, times, inp.source_fps)
+    return out
+
+
+def _ranges_s(mask: BoolArray, time_s: FloatArray, fps: float) -> list[list[float]]:
+    """``[start_s, end_s]`` of each run of True in ``mask`` (F,), times relative to the first frame."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))  # (2R,)
+    t0 = float(time_s[0]) if time_s.size else 0.0
+    return [
+        [round(float(time_s[a]) - t0, 3), round(float(time_s[b - 1]) - t0 + 1.0 / fps, 3)]
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
 
 
 def _per_joint_confidence(inp: QualityInputs) -> dict[str, float | None]:
@@ -332,6 +355,15 @@ def _robot(r: RobotQualityInputs) -> dict[str, Any]:
 def _warnings(report: dict[str, Any], *, feet_tracked: bool) -> list[str]:
     w: list[str] = []
     fr = report["frames"]
+    if fr.get("otherPerson"):
+        ranges = fr["otherPersonRangesS"]
+        spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in ranges[:4])
+        more = f" and {len(ranges) - 4} more" if len(ranges) > 4 else ""
+        w.append(
+            f"the detector followed a different body in {fr['otherPerson']} of {fr['total']} frames "
+            f"({spans}{more}): another person, or the tracked one after a move too fast to follow; those "
+            "frames were not used (the motion is filled or held there)"
+        )
     missing = fr["total"] - fr["withPerson"]
     if missing > 0:
         w.append(

@@ -494,47 +494,12 @@ def _package(
             input_positions_m=a.raw_joints,
             contacts=contacts,
             robot=robot_inputs,
+            detected_mask=track.person,  # a detection of someone else is reported, not used
+            frame_times_s=track.time_s,
         )
     )
-    quality = _with_identity_report(quality, track, a.fps)
     put("quality.json", json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode())
     return files
-
-
-def _frame_ranges_s(mask: BoolArray, time_s: FloatArray, fps: float) -> list[list[float]]:
-    """``[start_s, end_s]`` of each run of True in ``mask`` (F,), times relative to the first frame."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))  # (2R,)
-    t0 = float(time_s[0]) if time_s.size else 0.0
-    return [
-        [round(float(time_s[a]) - t0, 3), round(float(time_s[b - 1]) - t0 + 1.0 / fps, 3)]
-        for a, b in zip(edges[::2], edges[1::2], strict=True)
-    ]
-
-
-def _with_identity_report(quality: dict[str, Any], track: PoseTrack, fps: float) -> dict[str, Any]:
-    """Add the frames where the detector followed someone else to ``quality["frames"]``, with a warning.
-
-    ``withPerson`` counts the frames of the tracked person (``track.valid``); ``detected`` counts every
-    frame where BlazePose returned a body; ``otherPerson`` = detected but rejected by
-    `mark_identity_switches` (another person, or the tracked one after a move the tracker lost and
-    that the continuity test cannot bridge, e.g. a flip), with their time ranges ``otherPersonRangesS``.
-    Those frames are not used: the motion is filled or held over them.
-    """
-    other = track.person & ~track.valid  # (G,)
-    frames = quality["frames"]
-    frames["detected"] = int(track.person.sum())
-    frames["otherPerson"] = int(other.sum())
-    frames["otherPersonRangesS"] = _frame_ranges_s(other, track.time_s, fps)
-    if other.any():
-        spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in frames["otherPersonRangesS"][:4])
-        more = len(frames["otherPersonRangesS"]) - 4
-        quality["warnings"].insert(
-            0,
-            f"the detector followed a different body in {int(other.sum())} of {frames['total']} frames "
-            f"({spans}{f' and {more} more' if more > 0 else ''}): another person, or the tracked one after "
-            "a move too fast to follow; those frames were not used (the motion is filled or held there)",
-        )
-    return quality
 
 
 def _mean_angle_deg(rot: FloatArray) -> float:

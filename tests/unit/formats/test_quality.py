@@ -294,3 +294,17 @@ def test_robot_inputs_from_a_robot_motion_take_limits_soles_and_tracking_from_th
 def test_inconsistent_inputs_are_rejected(override: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_quality_report(_inputs(**override))
+
+
+def test_frames_of_another_body_are_counted_timed_and_warned_about_first() -> None:
+    n = 60
+    person = np.ones(n, dtype=bool)
+    person[40:50] = False  # the tracked person is rejected here while a body is still detected
+    detected = np.ones(n, dtype=bool)
+    times = 2.0 + np.arange(n) / FPS  # a trimmed window starting at 2 s
+    report = build_quality_report(_inputs(n, person_mask=person, detected_mask=detected, frame_times_s=times))
+    frames = report["frames"]
+    assert (frames["detected"], frames["otherPerson"]) == (60, 10)
+    assert frames["otherPersonRangesS"] == [[round(40 / FPS, 3), round(50 / FPS, 3)]]
+    assert report["warnings"][0].startswith("the detector followed a different body in 10 of 60 frames")
+    assert "detected" not in build_quality_report(_inputs(n))["frames"]  # only when detections are given
