@@ -66,6 +66,8 @@ def test_upper_body_with_the_robot_target(tmp_path: Path) -> None:
     assert out.manifest["targets"]["unitree_g1"]["frameCount"] == 12
     csv_rows = (tmp_path / "g1_motion.csv").read_text().strip().splitlines()
     assert len(csv_rows) == 12 and len(csv_rows[0].split(",")) == 36
+    quality = json.loads((tmp_path / "quality.json").read_text())
+    assert not [w for w in quality["warnings"] if "foot" in w]  # the legs stay at rest: no foot warnings
 
 
 def test_a_clip_without_a_person_fails_in_preflight(tmp_path: Path) -> None:

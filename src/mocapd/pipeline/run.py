@@ -494,6 +494,7 @@ def _package(
             input_positions_m=a.raw_joints,
             contacts=contacts,
             robot=robot_inputs,
+            mocap_type=settings.mocap_type,
             detected_mask=track.person,  # a detection of someone else is reported, not used
             frame_times_s=track.time_s,
         )
