@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Settings", "load_settings"]
@@ -30,7 +30,6 @@ class Settings:
     idempotency_ttl_s: int = 24 * 3600
     job_timeout_s: float = 3600.0
     dev_account_credits: int = 600
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def resolved_database_url(self) -> str:
@@ -61,8 +60,6 @@ class Settings:
                 tmp.unlink(missing_ok=True)
         return path.read_text().strip().encode()
 
-    def with_overrides(self, **kw: object) -> Settings:
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})  # type: ignore[arg-type]
 
 
 _ENV = {

@@ -42,7 +42,6 @@ State = Annotated[AppState, Depends(get_state)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": Problem, "content": {"application/problem+json": {}}} for s in (401, 404, 409, 413, 422)
 }
-JOB_ID = Annotated[str, "job id"]
 
 
 def _svc(state: AppState, request: Request) -> JobService:

@@ -212,7 +212,7 @@ class JobService:
             max_upload_bytes=plan.max_file_bytes, created_at=now, updated_at=now,
             purge_after=now + timedelta(seconds=self.settings.draft_ttl_s), queue_weight=plan.queue_weight,
             max_attempts=self.settings.max_attempts, attempts=0, lease_token=0, event_seq=0,
-            billed_seconds=0, held_credits=0, charged_credits=0, refunded_credits=0, upload_generation=0,
+            billed_seconds=0, held_credits=0, charged_credits=0, refunded_credits=0,
         )
         s.add(job)
         add_event(s, job, "job.created", "Job created; waiting for the upload.")

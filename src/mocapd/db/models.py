@@ -128,7 +128,6 @@ class Job(Base):
     claimed_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     upload_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     upload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    upload_generation: Mapped[int] = mapped_column(Integer, default=0)
     source_facts: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     max_upload_bytes: Mapped[int] = mapped_column(BigInteger)
     # billing (mirrors the ledger for display; the ledger is the record)

@@ -23,7 +23,7 @@ The difference between the databases is how rows are locked, `lock_rows`: ``FOR 
 on PostgreSQL, nothing on SQLite, where the transaction already holds the single write lock
 (``BEGIN IMMEDIATE``, taken by `Database.write`). Because SQLite has one writer, `claim` looks with
 a plain read before taking the write lock there (`reap` always does), and queue writes take their turn
-through `write_turn` (a fair cross-process lock in front of ``BEGIN IMMEDIATE``).
+through `Database.write` (on SQLite a fair cross-process lock in front of ``BEGIN IMMEDIATE``).
 
 Credits are settled by `mocapd.db.transitions` inside the same fenced transaction: capture on
 ``finish``, release on ``fail`` / ``cancel`` / the last ``reap``; the ledger's unique settle key
@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -66,7 +65,6 @@ __all__ = [
     "retry",
     "retention_days_of",
     "retry_delay_s",
-    "write_turn",
 ]
 
 _T = TypeVar("_T", bound=tuple[Any, ...])
@@ -145,13 +143,6 @@ def lock_rows(session: Session, query: Select[_T]) -> Select[_T]:
     if session.get_bind().dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True)
     return query
-
-
-@contextmanager
-def write_turn(db: Database) -> Iterator[Session]:
-    """A queue write: `Database.write` (on SQLite it queues fairly on a file lock, see there)."""
-    with db.write() as s:
-        yield s
 
 
 def retry_delay_s(attempt: int, base_s: float, rng: random.Random | None = None) -> float:
@@ -280,7 +271,7 @@ def claim(db: Database, worker_id: str, lease_s: float, *, now: datetime | None 
         with db.read() as s:
             if s.execute(sql.look, {"now": now}).first() is None:
                 return None
-    with write_turn(db) as s:
+    with db.write() as s:
         row = s.execute(
             sql.take, {"now": now, "worker_id": worker_id, "expires": now + timedelta(seconds=lease_s)}
         ).first()
@@ -311,7 +302,7 @@ def heartbeat(
     now = now or _now()
     expires = now + timedelta(seconds=lease_s)
     t = Job.__table__
-    with write_turn(db) as s:
+    with db.write() as s:
         row = s.execute(
             update(t)
             .where(
@@ -339,7 +330,7 @@ def report_progress(
 ) -> bool:
     """Set stage and overall progress (0..1, never decreasing within an attempt); an event on a stage change."""
     now = now or _now()
-    with write_turn(db) as s:
+    with db.write() as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -362,7 +353,7 @@ def finish(
 ) -> bool:
     """Register every artifact and complete the job, capturing its hold, in one fenced transaction."""
     now = now or _now()
-    with write_turn(db) as s:
+    with db.write() as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -390,7 +381,7 @@ def fail(
     """Fail the job now (input fault, timeout, last attempt), releasing its hold. Fenced.
 
     ``stage`` is where it failed; None: the job's current stage."""
-    with write_turn(db) as s:
+    with db.write() as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -433,7 +424,7 @@ def retry(
 
     Returns ``"requeued"``, ``"failed"`` or ``"lost"`` (the lease was no longer ours)."""
     now = now or _now()
-    with write_turn(db) as s:
+    with db.write() as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return "lost"
@@ -458,7 +449,7 @@ def retry(
 def hand_back(db: Database, job_id: str, lease_token: int, *, now: datetime | None = None) -> bool:
     """Return a running job to the queue at once without spending an attempt (graceful shutdown)."""
     now = now or _now()
-    with write_turn(db) as s:
+    with db.write() as s:
         job = _fenced(s, job_id, lease_token)
         if job is None:
             return False
@@ -475,7 +466,7 @@ def cancel(db: Database, job_id: str) -> bool:
 
     A worker still running it loses its fence at once and learns so at its next heartbeat.
     False if the job was already terminal (or does not exist)."""
-    with write_turn(db) as s:
+    with db.write() as s:
         job = s.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
         if job is None or job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED):
             return False
@@ -506,7 +497,7 @@ def reap(
     with db.read() as s:  # usually nothing is due: find out without the write lock
         if s.execute(select(Job.id).where(due).limit(1)).first() is None:
             return report
-    with write_turn(db) as s:
+    with db.write() as s:
         q = select(Job).where(due).order_by(Job.lease_expires_at.asc()).limit(limit)
         for job in s.scalars(lock_rows(s, q)).all():
             retention = retention_days_of(s, job.account_id)

@@ -23,7 +23,7 @@ from mocapd.db import queue
 from mocapd.db.engine import Database
 from mocapd.db.events import add_event
 from mocapd.db.models import Job
-from mocapd.db.queue import lock_rows, retention_days_of, write_turn
+from mocapd.db.queue import lock_rows, retention_days_of
 from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
 from mocapd.storage.base import ObjectStore
 
@@ -48,7 +48,7 @@ def expire_drafts(
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=draft_ttl_s)
     expired: list[tuple[str, str]] = []
-    with write_turn(db) as s:
+    with db.write() as s:
         q = (
             select(Job)
             .where(Job.status == JobStatus.DRAFT.value, Job.created_at < cutoff)
@@ -93,7 +93,7 @@ def purge_finished(db: Database, store: ObjectStore, *, now: datetime | None = N
         except Exception as exc:
             log.warning("could not delete the objects of job %s: %s", job_id, exc)
             continue
-        with write_turn(db) as s:
+        with db.write() as s:
             res = s.execute(
                 delete(Job).where(
                     Job.id == job_id,
