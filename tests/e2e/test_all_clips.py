@@ -27,6 +27,7 @@ import pytest
 
 from tests.conftest import shared_file
 from tests.e2e.test_service_flow import _free_port, _stop
+from tests.support.procs import wait_http_ok
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             if not line or line.startswith("sk_live_"):
                 break
         base = f"http://127.0.0.1:{port}"
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_http_ok(base + "/readyz")
         yield Served(base, _premium_key(data))
     finally:
         _stop(proc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from mocapd.db.accounts import create_account, create_key
 from mocapd.db.engine import Database
 from mocapd.db.ledger import grant
 from mocapd.db.migrate import upgrade
+from tests.support.procs import wait_http_ok
 
 KEY: dict[str, str] = {}
 
@@ -48,12 +48,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
+    wait_http_ok(base + "/healthz")
     assert httpx.get(base + "/openapi.json").json() == SPEC  # the document fuzzed is the one served
     yield base
     server.should_exit = True

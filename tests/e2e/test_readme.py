@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, shared_file
 from tests.e2e.test_service_flow import _free_port, _stop
+from tests.support.procs import wait_http_ok
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -69,12 +70,7 @@ def test_curl_walkthrough(tmp_path: Path) -> None:
         assert proc.stdout is not None
         key = next(line.strip() for line in proc.stdout if line.startswith("sk_live_"))
         base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_http_ok(base + "/readyz")
         script = _block_after("## The same flow with curl").replace("http://127.0.0.1:8000", base)
         script = script.replace("KEY=sk_live_...", f"KEY={key}")
         setup, rest = script.split("# 4.", 1)

@@ -4,7 +4,6 @@ process that runs the real motion pipeline to completion and the ledger that sho
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import signal
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import shared_file
+from tests.support.procs import alive, descendants, kill_all, wait_http_ok
 
 MOCAPD = [sys.executable, "-m", "mocapd"]
 
@@ -59,12 +59,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         if line.startswith("sk_live_"):
             key = line.strip()
     base = f"http://127.0.0.1:{port}"
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    wait_http_ok(base + "/readyz")
     assert key, "serve printed no development API key"
     try:
         yield base, key, data
@@ -144,48 +139,17 @@ def test_a_killed_serve_leaves_no_process_behind(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     children: list[int] = []
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        children = _descendants(proc.pid)
+        wait_http_ok(base + "/healthz")
+        children = descendants(proc.pid)
         assert len(children) >= 3  # two API processes, the fork server, a worker
         proc.kill()
         proc.wait()
         deadline = time.time() + 15
-        while time.time() < deadline and any(_alive(p) for p in children):
+        while time.time() < deadline and any(alive(p) for p in children):
             time.sleep(0.2)
-        assert not any(_alive(p) for p in children)
+        assert not any(alive(p) for p in children)
         with pytest.raises(httpx.HTTPError):
             httpx.get(base + "/healthz", timeout=1)
     finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(children)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = [], [root]
-    while frontier:
-        kids = [p for p, pp in parents.items() if pp in frontier]
-        found += kids
-        frontier = kids
-    return found

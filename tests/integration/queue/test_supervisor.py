@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from mocapd.storage import LocalStore
 from mocapd.worker.supervisor import PROCESS_TITLE, Supervisor, WorkerOptions
 from tests.conftest import PROJECT_ROOT
 from tests.integration.queue.support import admit_job, new_database, seed_account, sqlite_url
+from tests.support.procs import descendants, kill_all
 
 pytestmark = pytest.mark.timeout(60)
 PROBE = "tests.integration.queue.probe_processor:factory"
@@ -55,22 +55,6 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
 
 
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, frontier = [], [root]
-    while frontier:
-        kids = [p for p, pp in parents.items() if pp in frontier]
-        found += kids
-        frontier = kids
-    return found
-
-
 def test_workers_are_titled_restarted_and_stop_gracefully(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     db = new_database(settings.resolved_database_url)
@@ -99,8 +83,8 @@ def test_workers_are_titled_restarted_and_stop_gracefully(tmp_path: Path) -> Non
     db.dispose()
 
 
-def test_run_workers_stops_on_sigterm(tmp_path: Path) -> None:
-    """``mocapd worker``'s entry point in its own process: starts its pool, exits 0 on SIGTERM."""
+def _start_run_workers(tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``mocapd worker``'s entry point (`run_workers`, 2 workers, the probe processor) in its own process."""
     settings = _settings(tmp_path)
     new_database(settings.resolved_database_url).dispose()
     script = textwrap.dedent(
@@ -116,10 +100,15 @@ def test_run_workers_stops_on_sigterm(tmp_path: Path) -> None:
     )
     path = tmp_path / "run.py"
     path.write_text(script)
-    proc = subprocess.Popen([sys.executable, str(path)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    return subprocess.Popen([sys.executable, str(path)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+
+def test_run_workers_stops_on_sigterm(tmp_path: Path) -> None:
+    """``mocapd worker``'s entry point in its own process: starts its pool, exits 0 on SIGTERM."""
+    proc = _start_run_workers(tmp_path)
     try:
         def children() -> list[int]:  # workers fork from the fork server, so they are grandchildren
-            return [p for p in _descendants(proc.pid) if _cmdline(p) == PROCESS_TITLE]
+            return [p for p in descendants(proc.pid) if _cmdline(p) == PROCESS_TITLE]
 
         _wait(lambda: len(children()) == 2, timeout_s=20.0)
         kids = children()
@@ -127,13 +116,11 @@ def test_run_workers_stops_on_sigterm(tmp_path: Path) -> None:
         assert proc.wait(timeout=15.0) == 0
         _wait(lambda: not any(Path(f"/proc/{k}").exists() and _cmdline(k) == PROCESS_TITLE for k in kids), 5.0)
     finally:
-        left = _descendants(proc.pid)
+        left = descendants(proc.pid)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in left:  # never leave a fork server or a worker behind a failed test
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(left)  # never leave a fork server or a worker behind a failed test
 
 
 def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
@@ -164,30 +151,13 @@ def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
 
 def test_killing_the_supervisor_leaves_no_orphan_workers(tmp_path: Path) -> None:
     """SIGKILL on the supervising process: its fork server dies with it, and the workers follow."""
-    settings = _settings(tmp_path)
-    new_database(settings.resolved_database_url).dispose()
-    script = textwrap.dedent(
-        f"""
-        from pathlib import Path
-        from mocapd.config import Settings
-        from mocapd.worker.supervisor import WorkerOptions, run_workers
-        s = Settings(data_dir=Path({str(tmp_path)!r}), database_url={settings.resolved_database_url!r},
-                     storage_url={settings.resolved_storage_url!r}, lease_s=3.0, heartbeat_s=0.2)
-        if __name__ == "__main__":
-            run_workers(s, 2, options=WorkerOptions(processor={PROBE!r}))
-        """
-    )
-    path = tmp_path / "run.py"
-    path.write_text(script)
-    proc = subprocess.Popen([sys.executable, str(path)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    proc = _start_run_workers(tmp_path)
     left: list[int] = []
     try:
-        _wait(lambda: len([p for p in _descendants(proc.pid) if _cmdline(p) == PROCESS_TITLE]) == 2, timeout_s=20.0)
-        left = _descendants(proc.pid)
+        _wait(lambda: len([p for p in descendants(proc.pid) if _cmdline(p) == PROCESS_TITLE]) == 2, timeout_s=20.0)
+        left = descendants(proc.pid)
         proc.kill()
         proc.wait()
         _wait(lambda: not any(Path(f"/proc/{k}").exists() and _cmdline(k) for k in left), 10.0)
     finally:
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(left)
