@@ -24,10 +24,10 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 
 from mocapd.errors import InputFault
-from mocapd.pipeline.contacts import FootContacts
+from mocapd.pipeline.contacts import FootContacts, detect_contacts
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.g1 import G1Description, g1_description
-from mocapd.robots.human_contacts import contacts_from_pipeline, detect_foot_contacts
+from mocapd.robots.human_contacts import contacts_from_pipeline
 from mocapd.robots.ik import solve_frames
 from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
 from mocapd.robots.motion import RobotMotion
@@ -65,10 +65,10 @@ def retarget_to_g1(
     upper_body = mocap_type == "upper_body"
     if upper_body:
         foot_contacts = np.ones((motion.num_frames, 2), dtype=bool)
-    elif contacts is not None:
+    else:  # the pipeline's contacts, or the same detector run here when none are given
+        if contacts is None:
+            contacts = detect_contacts(motion)
         foot_contacts = contacts_from_pipeline(contacts, motion.num_frames)
-    else:
-        foot_contacts = detect_foot_contacts(motion)
 
     targets, scale = scaled_targets(motion, desc, foot_contacts, upper_body=upper_body)
     qpos = solve_frames(desc, targets, motion.fps, freeze_legs=upper_body)

@@ -11,7 +11,7 @@ from mocapd.errors import InputFault
 from mocapd.pipeline.contacts import FootContacts, detect_contacts
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.g1 import G1_23DOF_INVALID_SDK_SLOTS, g1_description
-from mocapd.robots.human_contacts import contacts_from_pipeline, detect_foot_contacts
+from mocapd.robots.human_contacts import contacts_from_pipeline
 from mocapd.robots.motion import RobotMotion
 from mocapd.robots.quality import foot_skate_cm_s, joint_limit_figures
 from mocapd.robots.retarget import retarget_to_g1
@@ -26,7 +26,7 @@ def _walk() -> tuple[Motion, np.ndarray, RobotMotion]:
 
 def test_detected_contacts_match_the_synthetic_ground_truth() -> None:
     motion, truth, _ = _walk()
-    assert (detect_foot_contacts(motion) == truth).mean() > 0.97
+    assert (contacts_from_pipeline(detect_contacts(motion), motion.num_frames) == truth).mean() > 0.97
 
 
 def test_walk_respects_limits_and_keeps_feet_planted() -> None:
