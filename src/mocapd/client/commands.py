@@ -74,19 +74,25 @@ def _err(message: str) -> None:
     sys.stderr.write(f"mocapd: {message}\n")
 
 
-@contextmanager
-def _runner(url: str, api_key: str | None, state_dir: Path | None, timeout_s: float, give_up_s: float, as_json: bool,
-            label: str = "") -> Iterator[Any]:
+def _client(url: str, api_key: str | None, timeout_s: float) -> Any:
+    """A `MocapdClient`, or exit with the usage error when no key was given."""
     from mocapd.client.api import MocapdClient
-    from mocapd.client.flow import JobRunner
-    from mocapd.client.progress import NullReporter, Reporter, RichReporter
-    from mocapd.client.retry import RetryPolicy
 
     if not api_key:
         _err("no API key: pass --api-key or set MOCAPD_API_KEY")
         raise typer.Exit(EXIT_ERROR)
+    return MocapdClient(url, api_key, timeout_s=timeout_s)
+
+
+@contextmanager
+def _runner(url: str, api_key: str | None, state_dir: Path | None, timeout_s: float, give_up_s: float, as_json: bool,
+            label: str = "") -> Iterator[Any]:
+    from mocapd.client.flow import JobRunner
+    from mocapd.client.progress import NullReporter, Reporter, RichReporter
+    from mocapd.client.retry import RetryPolicy
+
+    client = _client(url, api_key, timeout_s)
     reporter: Reporter = NullReporter() if as_json else RichReporter(label=label)
-    client = MocapdClient(url, api_key, timeout_s=timeout_s)
     try:
         yield JobRunner(client, _store(state_dir), reporter=reporter, policy=RetryPolicy(give_up_after_s=give_up_s))
     finally:
@@ -206,14 +212,9 @@ def status(
     timeout_s: Timeout = 30.0,
 ) -> None:
     """Show a job's status, stage, progress, billing and error (exit 4 if it failed or was canceled)."""
-    from mocapd.client.api import MocapdClient
-
-    if not api_key:
-        _err("no API key: pass --api-key or set MOCAPD_API_KEY")
-        raise typer.Exit(EXIT_ERROR)
     record = _store(state_dir).find_job(job)
     base = record.base_url if record is not None and url == DEFAULT_URL else url
-    with MocapdClient(base, api_key, timeout_s=timeout_s) as client:
+    with _client(base, api_key, timeout_s) as client:
         try:
             data = client.get_job(job).data
         except ClientError as exc:
@@ -273,13 +274,8 @@ def jobs(
     timeout_s: Timeout = 30.0,
 ) -> None:
     """List the account's jobs, newest first, with the local record's stage where there is one."""
-    from mocapd.client.api import MocapdClient
-
-    if not api_key:
-        _err("no API key: pass --api-key or set MOCAPD_API_KEY")
-        raise typer.Exit(EXIT_ERROR)
     local = {r.job_id: r for r in _store(state_dir).all() if r.job_id}
-    with MocapdClient(url, api_key, timeout_s=timeout_s) as client:
+    with _client(url, api_key, timeout_s) as client:
         try:
             data = client.list_jobs(limit=limit, status=status_filter).data
         except ClientError as exc:
