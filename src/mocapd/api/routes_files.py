@@ -32,7 +32,7 @@ async def put_upload(
 ) -> Response:
     from starlette.concurrency import run_in_threadpool
 
-    svc = JobService(state, str(request.base_url))
+    svc = JobService(state, state.base_url(request))
     if len(job_id) > 64:
         raise MocapdError("upload_url_invalid", "The upload link is not valid.")
     job = await run_in_threadpool(svc.upload_target, job_id)

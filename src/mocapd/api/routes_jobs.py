@@ -45,11 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _svc(state: AppState, request: Request) -> JobService:
-    return JobService(state, str(request.base_url))
-
-
-def _base(state: AppState, request: Request) -> str:
-    return (state.settings.public_url or str(request.base_url)).rstrip("/")
+    return JobService(state, state.base_url(request))
 
 
 def _data(data: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -101,7 +97,7 @@ def complete_upload(job_id: str, request: Request, principal: Auth, state: State
 async def get_job(job_id: str, request: Request, principal: Auth, state: State) -> Response:
     with state.db.connect() as conn:
         job = find_job(conn, principal.account_id, job_id)
-        data = poll_payload(state, conn, job, _base(state, request))
+        data = poll_payload(state, conn, job, state.base_url(request))
     return _data(data, headers=_poll_headers(state, job.status))
 
 
@@ -110,7 +106,7 @@ async def get_job(job_id: str, request: Request, principal: Auth, state: State) 
 async def get_result(job_id: str, request: Request, principal: Auth, state: State) -> Response:
     with state.db.connect() as conn:
         job = find_job(conn, principal.account_id, job_id)
-        data = result_payload(state, conn, job, _base(state, request))
+        data = result_payload(state, conn, job, state.base_url(request))
     return _data(data, headers=_poll_headers(state, job.status))
 
 

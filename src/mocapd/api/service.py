@@ -72,7 +72,7 @@ class JobService:
     def __init__(self, state: AppState, base_url: str) -> None:
         self.state = state
         self.settings = state.settings
-        self.base_url = (self.settings.public_url or base_url).rstrip("/")
+        self.base_url = base_url
 
     # ---------------------------------------------------------------- helpers
     def _plan(self, s: Session, account_id: str) -> tuple[Account, PlanLimits]:

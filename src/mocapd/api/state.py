@@ -26,6 +26,10 @@ class AppState:
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     request_seconds: Counter[str] = field(default_factory=Counter)
 
+    def base_url(self, request: Request) -> str:
+        """Base of the links we sign: MOCAPD_PUBLIC_URL, else the URL the client reached us at."""
+        return (self.settings.public_url or str(request.base_url)).rstrip("/")
+
 
 async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.mocapd
