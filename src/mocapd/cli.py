@@ -79,13 +79,14 @@ def bootstrap_dev_account(settings: Settings) -> str | None:
 
 
 def _run_api(settings: Settings, host: str, port: int, processes: int = 1) -> None:
+    """Serve the API; the callers have already brought the database schema up to date."""
     import uvicorn
 
     log_level = os.environ.get("MOCAPD_LOG_LEVEL", "info")
     if processes <= 1:
         from mocapd.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+        uvicorn.run(create_app(settings, migrate=False), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
         return
     # Several API processes share the socket; each builds its app from the environment.
     os.environ["MOCAPD_DATA_DIR"] = str(settings.data_dir)
