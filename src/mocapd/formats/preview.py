@@ -51,6 +51,7 @@ from mocapd.pipeline.skeleton import Motion
 
 __all__ = [
     "MAX_PREVIEW_HEIGHT_PX",
+    "SourceCopies",
     "SourceCopy",
     "PIPELINE_PREVIEW_HEIGHT_PX",
     "PreviewLayout",
@@ -433,3 +434,19 @@ class SourceCopy:
             for time_s, frame in zip(self._times_s, container.decode(stream), strict=False):
                 yuv = frame.to_ndarray()  # (3 h / 2, w) I420 planes, as written
                 yield time_s, cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+
+
+class SourceCopies:
+    """Consecutive `SourceCopy` parts (one per detection segment), read back as one sequence."""
+
+    def __init__(self, parts: Sequence[SourceCopy]) -> None:
+        self.parts = list(parts)
+
+    def close(self) -> bool:
+        """Flush every part; True when every part is complete."""
+        done = [part.close() for part in self.parts]  # close all, even after a failed one
+        return bool(done) and all(done)
+
+    def frames(self) -> Iterator[tuple[float, NDArray[np.uint8]]]:
+        for part in self.parts:
+            yield from part.frames()

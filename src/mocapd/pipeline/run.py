@@ -33,8 +33,9 @@ from numpy.typing import NDArray
 from mocapd.errors import InputFault
 from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
+from mocapd.pipeline.detect import DETECT_MAX_SIDE_PX, PREFLIGHT_S, detect_window
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
-from mocapd.pipeline.pose import NUM_LANDMARKS, PoseDetector, PoseTrack, mark_identity_switches
+from mocapd.pipeline.pose import PoseTrack
 from mocapd.pipeline.settings import JobSettings
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 from mocapd.pipeline.world import (
@@ -48,7 +49,7 @@ from mocapd.pipeline.world import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mocapd.formats.preview import SourceCopy
+    from mocapd.formats.preview import SourceCopies
 
 __all__ = [
     "DETECT_MAX_SIDE_PX",
@@ -66,8 +67,6 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 StageCallback = Callable[[str, float], None]
 
-PREFLIGHT_S = 2.0  # seconds of the window searched for a person before committing to the job
-DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input only costs time
 PROGRESS_INTERVAL_S = 0.25
 _G1_TARGET = "unitree_g1"
 HIP_WIDTH_FACTOR = 0.85  # BlazePose hip landmarks -> hip joint centres (see `_narrow_hips`)
@@ -155,95 +154,6 @@ def _preview_side_px(info: VideoInfo) -> int:
     return int(round(max(info.width_px, info.height_px) * scale))
 
 
-def _detect_window(
-    source: Path,
-    info: VideoInfo,
-    settings: JobSettings,
-    progress: _Progress,
-    copy: SourceCopy | None = None,
-) -> PoseTrack:
-    """Preflight then processing-stage pose detection over the trimmed window, one streaming pass.
-
-    With ``copy``, every decoded frame is also handed over at preview size (the preview then needs
-    no second decode of the source).
-    """
-    window_s = max(1e-6, settings.trim_end_s - settings.trim_start_s)
-    preflight_end_s = settings.trim_start_s + min(PREFLIGHT_S, window_s)
-    size = (info.width_px, info.height_px)
-    times: list[float] = []
-    px: list[FloatArray] = []
-    world: list[FloatArray] = []
-    vis: list[FloatArray] = []
-    person: list[bool] = []
-    frames = prefetch(
-        iter_frames(
-            source,
-            start_s=settings.trim_start_s,
-            end_s=settings.trim_end_s,
-            max_side_px=DETECT_MAX_SIDE_PX,
-            second_max_side_px=_preview_side_px(info) if copy is not None else None,
-        )
-    )
-    progress("preflight", 0.0, force=True)
-    in_preflight = True
-    found = False
-    try:
-        with PoseDetector() as detector:
-            for frame in frames:
-                if copy is not None and frame.second_yuv420 is not None:
-                    copy.add(frame.time_s, frame.second_yuv420)
-                det = detector.detect(frame.rgb)
-                times.append(frame.time_s)
-                if det is None:
-                    px.append(np.full((NUM_LANDMARKS, 2), np.nan))
-                    world.append(np.full((NUM_LANDMARKS, 3), np.nan))
-                    vis.append(np.zeros(NUM_LANDMARKS))
-                    person.append(False)
-                else:
-                    px.append(det[0] * np.array(size, dtype=np.float64))
-                    world.append(det[1])
-                    vis.append(det[2])
-                    person.append(True)
-                found = found or det is not None
-                if in_preflight:
-                    if found:
-                        in_preflight = False
-                        progress("preflight", 1.0, force=True)
-                    elif frame.time_s >= preflight_end_s - 1e-9:
-                        break  # nothing in the preflight window: stop decoding
-                    else:
-                        progress(
-                            "preflight",
-                            (frame.time_s - settings.trim_start_s)
-                            / (preflight_end_s - settings.trim_start_s),
-                        )
-                else:
-                    progress(
-                        "processing",
-                        _PROCESSING_SHARE_POSE * (frame.time_s - settings.trim_start_s) / window_s,
-                    )
-    finally:
-        frames.close()  # type: ignore[attr-defined]
-        if copy is not None:
-            copy.close()
-    if not found:
-        if not times:
-            raise InputFault("source_unsupported", "no frame could be decoded in the trimmed window")
-        raise InputFault("no_person_detected", "no person was found at the start of the trimmed window")
-    n = len(times)
-    px_a = np.array(px).reshape(n, NUM_LANDMARKS, 2)
-    person_a = np.array(person, dtype=bool)
-    return PoseTrack(
-        time_s=np.array(times, dtype=np.float64),
-        image_size_px=size,
-        landmarks_px=px_a,
-        world_m=np.array(world).reshape(n, NUM_LANDMARKS, 3),
-        visibility=np.array(vis).reshape(n, NUM_LANDMARKS),
-        person=person_a,
-        valid=mark_identity_switches(px_a, person_a),
-    )
-
-
 def _narrow_hips(joints_m: FloatArray, factor: float = HIP_WIDTH_FACTOR) -> FloatArray:
     """Thigh joints moved towards the pelvis: ``thigh' = pelvis + factor (thigh - pelvis)``, (F, J, 3).
 
@@ -288,7 +198,7 @@ class Analysis:
     export_contacts: Any
     robot: Any  # RobotMotion | None
     timings_s: dict[str, float]
-    source_copy: SourceCopy | None = None  # preview-size frames kept while detecting (decode once)
+    source_copy: SourceCopies | None = None  # preview-size frames kept while detecting (decode once)
 
 
 PLANTED_FOOT_NOISE_MPS = 0.8
@@ -318,12 +228,15 @@ def analyse_video(
 
     # -- preflight + pose -------------------------------------------------------------------------
     info = read_video_info(Path(source))
-    copy = None
-    if work_dir is not None:
-        from mocapd.formats.preview import SourceCopy
-
-        copy = SourceCopy(Path(work_dir) / "preview-source.mp4", info.fps)
-    raw = _detect_window(Path(source), info, settings, progress, copy)
+    raw, copy = detect_window(
+        Path(source),
+        info,
+        settings.trim_start_s,
+        settings.trim_end_s,
+        progress,
+        copy_dir=work_dir,
+        processing_share=_PROCESSING_SHARE_POSE,
+    )
     timings["pose"] = time.monotonic() - started
     fps = _processing_fps(info, raw.time_s)
     grid_s = _grid(raw.time_s, fps)

@@ -1,0 +1,357 @@
+"""Pose detection over a job's trimmed window: preflight, then one pass or two halves with a checked seam.
+
+BlazePose runs on one core (about 23 ms a frame here) and releases the GIL, so on a machine with two
+or more cores a long window is detected as two *segments* at once, each with its own decoder and
+detector: the first from the start, the second from a split point near the middle (a key frame when
+one is near, so its decoder does not decode the first half only to drop it).
+
+The seam. A detector that starts cold in the middle of a clip picks whoever is most prominent there,
+which need not be the person the first detector has been following (sports2d_demo.mp4: a passer-by).
+So the first segment does not stop at the split: it carries on, and each of its frames past the split
+is compared with the second segment's result for the same frame. When both follow the same person
+(2D landmarks within ``SEAM_TOLERANCE`` torso lengths) on ``SEAM_AGREE_FRAMES`` consecutive frames,
+or both see nobody, the tracks are spliced there and the first segment stops. From that frame on both
+detectors track from (nearly) the same region, so the result is what one pass would have given.
+If they never agree, the first segment simply runs to the end: the one-pass result, at no loss but the
+second segment's wasted core. If the second segment fails, the first one likewise runs to the end.
+
+Preview frames: each segment hands the frames of its own range, at preview size, to its own
+`SourceCopy`; `SourceCopies` reads the parts back as one sequence (the frames past the split that
+the first segment detects again are not copied twice).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.errors import InputFault
+from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
+from mocapd.pipeline.pose import NUM_LANDMARKS, PoseDetector, PoseTrack, mark_identity_switches
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mocapd.formats.preview import SourceCopies, SourceCopy
+
+__all__ = [
+    "DETECT_MAX_SIDE_PX",
+    "PREFLIGHT_S",
+    "SEAM_AGREE_FRAMES",
+    "SEAM_TOLERANCE",
+    "SPLIT_MIN_WINDOW_S",
+    "Detection",
+    "detect_window",
+    "split_point_s",
+]
+
+FloatArray = NDArray[np.float64]
+Detection = tuple[FloatArray, FloatArray, FloatArray]  # (landmarks_norm (33, 2), world_m (33, 3), visibility)
+
+PREFLIGHT_S = 2.0  # seconds of the window searched for a person before committing to the job
+DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input only costs time
+SPLIT_MIN_WINDOW_S = 4.0  # shorter windows: one pass (a second detector's start-up is not worth it)
+SEAM_AGREE_FRAMES = 3
+SEAM_TOLERANCE = 0.1  # mean 2D landmark distance, in torso lengths, for "the same person"
+_SEAM_LANDMARKS = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])  # shoulders .. ankles
+
+
+class ProgressFn(Protocol):
+    def __call__(self, stage: str, fraction: float, *, force: bool = False) -> None: ...
+
+
+@dataclass
+class _Detections:
+    """Per-frame results of one segment (appended by one thread, read by another: list appends are atomic)."""
+
+    size: tuple[int, int]  # display (width, height) in pixels
+    times: list[float] = field(default_factory=list)
+    px: list[FloatArray] = field(default_factory=list)
+    world: list[FloatArray] = field(default_factory=list)
+    vis: list[FloatArray] = field(default_factory=list)
+    person: list[bool] = field(default_factory=list)
+
+    def add(self, time_s: float, det: Detection | None) -> None:
+        # The time goes last: a reader that sees it also sees the rest of the frame.
+        if det is None:
+            self.px.append(np.full((NUM_LANDMARKS, 2), np.nan))
+            self.world.append(np.full((NUM_LANDMARKS, 3), np.nan))
+            self.vis.append(np.zeros(NUM_LANDMARKS))
+            self.person.append(False)
+        else:
+            self.px.append(det[0] * np.array(self.size, dtype=np.float64))
+            self.world.append(det[1])
+            self.vis.append(det[2])
+            self.person.append(True)
+        self.times.append(float(time_s))
+
+    def spliced(self, stop: int, other: _Detections, start: int) -> _Detections:
+        """Frames ``[:stop]`` of this segment followed by frames ``[start:]`` of ``other``."""
+        n = len(other.times)
+        return _Detections(
+            self.size,
+            self.times[:stop] + other.times[start:n],
+            self.px[:stop] + other.px[start:n],
+            self.world[:stop] + other.world[start:n],
+            self.vis[:stop] + other.vis[start:n],
+            self.person[:stop] + other.person[start:n],
+        )
+
+    def track(self) -> PoseTrack:
+        n = len(self.times)
+        px = np.array(self.px[:n]).reshape(n, NUM_LANDMARKS, 2)
+        person = np.array(self.person[:n], dtype=bool).reshape(n)
+        return PoseTrack(
+            time_s=np.array(self.times, dtype=np.float64).reshape(n),
+            image_size_px=self.size,
+            landmarks_px=px,
+            world_m=np.array(self.world[:n]).reshape(n, NUM_LANDMARKS, 3),
+            visibility=np.array(self.vis[:n]).reshape(n, NUM_LANDMARKS),
+            person=person,
+            valid=mark_identity_switches(px, person),
+        )
+
+
+def same_person(a_px: FloatArray, b_px: FloatArray, *, tolerance: float = SEAM_TOLERANCE) -> bool:
+    """Whether two detections (33, 2) of one frame are the same person: limb landmarks within
+    ``tolerance`` torso lengths of each other on average."""
+    a, b = a_px[_SEAM_LANDMARKS], b_px[_SEAM_LANDMARKS]
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return False
+    torso = float(np.linalg.norm(0.5 * (a[0] + a[1]) - 0.5 * (a[6] + a[7])))  # mid-shoulder to mid-hip
+    if torso < 1e-6:
+        return False
+    return float(np.mean(np.linalg.norm(a - b, axis=1))) <= tolerance * torso
+
+
+class _Seam:
+    """Finds the first frame past the split where both segments agree (checked as results arrive)."""
+
+    def __init__(self, first: _Detections, second: _Detections, split_index: int) -> None:
+        self.first, self.second = first, second
+        self.i = split_index  # next frame of ``first`` to check
+        self.j = 0  # matching position in ``second``
+        self.streak = 0
+
+    def find(self) -> tuple[int, int] | None:
+        """``(stop, start)``: keep ``first[:stop]`` and ``second[start:]``; None while undecided."""
+        first, second = self.first, self.second
+        while self.i < len(first.times):
+            t = first.times[self.i]
+            while self.j < len(second.times) and second.times[self.j] < t - 1e-6:
+                self.j += 1
+            if self.j >= len(second.times):
+                return None  # the second segment has not reached this frame yet
+            if abs(second.times[self.j] - t) > 1e-6:  # a frame only one decoder kept
+                self.streak = 0
+                self.i += 1
+                continue
+            a, b = first.person[self.i], second.person[self.j]
+            if not a and not b:  # nobody in either: both detectors start afresh on the next frame
+                return self.i, self.j
+            if a and b and same_person(first.px[self.i], second.px[self.j]):
+                self.streak += 1
+                if self.streak >= SEAM_AGREE_FRAMES:
+                    return self.i + 1, self.j + 1
+            else:
+                self.streak = 0
+            self.i += 1
+            self.j += 1
+        return None
+
+
+class _SecondSegment(threading.Thread):
+    """Decodes and detects ``[start_s, end_s)`` in the background; ``error`` is set if it failed."""
+
+    def __init__(
+        self,
+        source: Path,
+        start_s: float,
+        end_s: float,
+        size: tuple[int, int],
+        copy: SourceCopy | None,
+        copy_side_px: int | None,
+    ) -> None:
+        super().__init__(name="mocapd-detect-2", daemon=True)
+        self.source = source
+        self.start_s = start_s
+        self.end_s = end_s
+        self.copy = copy
+        self.copy_side_px = copy_side_px
+        self.detections = _Detections(size)
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        frames = prefetch(
+            iter_frames(
+                self.source,
+                start_s=self.start_s,
+                end_s=self.end_s,
+                max_side_px=DETECT_MAX_SIDE_PX,
+                second_max_side_px=self.copy_side_px if self.copy is not None else None,
+            )
+        )
+        try:
+            with PoseDetector() as detector:
+                for frame in frames:
+                    if self.stop.is_set():
+                        return
+                    if self.copy is not None and frame.second_yuv420 is not None:
+                        self.copy.add(frame.time_s, frame.second_yuv420)
+                    self.detections.add(frame.time_s, detector.detect(frame.rgb))
+        except BaseException as exc:  # noqa: BLE001 - reported to the first segment, which carries on
+            self.error = exc
+        finally:
+            frames.close()  # type: ignore[attr-defined]
+
+    def position_s(self) -> float:
+        times = self.detections.times
+        return times[-1] if times else self.start_s
+
+
+def split_point_s(source: Path, start_s: float, end_s: float) -> float:
+    """Where the second segment starts: the key frame nearest the middle of the window when one lies
+    in its middle 30 % (its decoder then starts there instead of decoding frames only to drop them),
+    else the middle itself."""
+    import av
+
+    middle = 0.5 * (start_s + end_s)
+    lo, hi = start_s + 0.35 * (end_s - start_s), start_s + 0.65 * (end_s - start_s)
+    keys: list[float] = []
+    try:
+        with av.open(str(source)) as container:
+            stream = container.streams.video[0]
+            time_base = stream.time_base
+            base = stream.start_time or 0
+            for packet in container.demux(stream):  # packets only: nothing is decoded
+                if packet.pts is None or time_base is None:
+                    continue
+                t = float((packet.pts - base) * time_base)
+                if t > hi:
+                    break
+                if packet.is_keyframe and t >= lo:
+                    keys.append(t)
+    except Exception:  # noqa: BLE001 - the middle is always a valid split
+        return middle
+    return min(keys, key=lambda t: abs(t - middle)) if keys else middle
+
+
+def detect_segments(window_s: float) -> int:
+    """How many segments to detect at once: 2 on a machine with two or more cores and a long window."""
+    return 2 if (os.cpu_count() or 1) >= 2 and window_s >= SPLIT_MIN_WINDOW_S else 1
+
+
+def detect_window(
+    source: Path,
+    info: VideoInfo,
+    trim_start_s: float,
+    trim_end_s: float,
+    progress: ProgressFn,
+    *,
+    copy_dir: Path | None = None,
+    processing_share: float = 0.8,
+    segments: int | None = None,
+) -> tuple[PoseTrack, SourceCopies | None]:
+    """Preflight then processing-stage pose detection over ``[trim_start_s, trim_end_s)``.
+
+    Returns the track and, with ``copy_dir``, the preview-size frames kept while decoding (None when
+    they are incomplete; the caller then decodes the source again). Progress: ``preflight`` 0..1,
+    then ``processing`` 0..``processing_share``. Raises ``InputFault("no_person_detected")`` when
+    nobody is found in the first ``PREFLIGHT_S`` of the window. ``segments`` (1 or 2) overrides
+    `detect_segments`.
+    """
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, SourceCopies, SourceCopy
+
+    source = Path(source)
+    window_s = max(1e-6, trim_end_s - trim_start_s)
+    preflight_end_s = trim_start_s + min(PREFLIGHT_S, window_s)
+    size = (info.width_px, info.height_px)
+    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
+    copy_side_px = int(round(max(size) * scale)) if copy_dir is not None else None
+    copies: list[SourceCopy] = []
+    if copy_dir is not None:
+        copies.append(SourceCopy(Path(copy_dir) / "preview-source-0.mp4", info.fps))
+    two = (segments or detect_segments(window_s)) >= 2
+    split_s = split_point_s(source, trim_start_s, trim_end_s) if two else math.inf
+    own = _Detections(size)
+    second: _SecondSegment | None = None
+    seam: _Seam | None = None
+    cut: tuple[int, int] | None = None
+    frames = prefetch(
+        iter_frames(
+            source,
+            start_s=trim_start_s,
+            end_s=trim_end_s,
+            max_side_px=DETECT_MAX_SIDE_PX,
+            second_max_side_px=copy_side_px,
+        )
+    )
+
+    def report() -> None:
+        done_s = min(own.times[-1] if own.times else trim_start_s, split_s) - trim_start_s
+        if second is not None:
+            done_s += max(0.0, second.position_s() - split_s)
+        progress("processing", processing_share * done_s / window_s)
+
+    progress("preflight", 0.0, force=True)
+    in_preflight = True
+    try:
+        with PoseDetector() as detector:
+            for frame in frames:
+                past_split = frame.time_s >= split_s - 1e-9
+                if copies and (second is None or not past_split):  # the second segment copies its own range
+                    copies[0].add(frame.time_s, frame.second_yuv420)  # type: ignore[arg-type]
+                own.add(frame.time_s, detector.detect(frame.rgb))
+                if in_preflight:
+                    if own.person[-1]:
+                        in_preflight = False
+                        progress("preflight", 1.0, force=True)
+                        if math.isfinite(split_s) and split_s > frame.time_s:
+                            if copy_dir is not None:
+                                copies.append(SourceCopy(Path(copy_dir) / "preview-source-1.mp4", info.fps))
+                            copy = copies[1] if len(copies) > 1 else None
+                            second = _SecondSegment(source, split_s, trim_end_s, size, copy, copy_side_px)
+                            second.start()
+                    elif frame.time_s >= preflight_end_s - 1e-9:
+                        break  # nothing in the preflight window: stop decoding
+                    else:
+                        progress(
+                            "preflight", (frame.time_s - trim_start_s) / (preflight_end_s - trim_start_s)
+                        )
+                    continue
+                if past_split and second is not None and second.error is None:
+                    if seam is None:
+                        seam = _Seam(own, second.detections, len(own.times) - 1)
+                    cut = seam.find()
+                    if cut is not None:
+                        break
+                report()
+        if second is not None:
+            while second.is_alive():
+                second.join(timeout=0.25)
+                report()
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+        if second is not None:
+            second.stop.set()
+            second.join()
+        complete = second is None or second.error is None
+        closed = [c.close() for c in copies]  # every writer is flushed and stopped, whatever happened
+    if in_preflight:
+        if not own.times:
+            raise InputFault("source_unsupported", "no frame could be decoded in the trimmed window")
+        raise InputFault("no_person_detected", "no person was found at the start of the trimmed window")
+    if cut is not None and second is not None:
+        if second.error is not None:  # it failed after the first segment handed over: a system fault
+            raise second.error
+        detections = own.spliced(cut[0], second.detections, cut[1])
+    else:
+        detections = own
+    kept = SourceCopies(copies) if copies and complete and all(closed) else None
+    return detections.track(), kept
