@@ -12,9 +12,12 @@ and the world stage may leave the ground a little off z = 0). Speeds are 3D cent
 
 1. the horizontal drift of the joints in contact is removed from the root: per frame,
    ``Δroot -= mean over joints in contact at t-1 and t of (p_t - p_{t-1})_xy``, accumulated;
-2. each foot is then pinned horizontally: a heel or toe in contact is held where it was at its
-   touch-down (heel alone or toe alone: the whole foot is translated with it); the correction is
-   continuous at touch-down and ramps out linearly over ``blend_frames`` after lift-off;
+2. each foot is then pinned horizontally: a heel or toe in contact is held at the **mean** of its
+   (drift-corrected) positions over that contact, the least-squares stationary point, so the leg
+   changes as little as a pinned foot allows (holding it where it touched down instead puts the
+   whole drift of the contact into the leg: cam01 MPJPE 110.7 against 110.3 mm unpinned); heel alone
+   or toe alone: the whole foot is translated with it. The correction ramps in linearly over up to
+   ``blend_frames`` free frames before touch-down and out over ``blend_frames`` after lift-off;
 3. an analytic two-bone IK (thigh, calf; knee kept in its bending plane) moves the ankle to its
    corrected point, and the foot turns by the shortest arc so the ball reaches its own.
 """
@@ -193,14 +196,17 @@ def _pin_corrections(
 ) -> tuple[FloatArray, FloatArray]:
     """Horizontal corrections (F, 2) of the heel (ankle) and the toe (ball) of one foot.
 
-    A joint in contact is held where its corrected position was when it touched down (so the
-    correction is continuous); a joint not in contact moves with the other one when that one is held
-    (the foot is translated as a whole; a difference left from a lift-off fades over
-    ``blend_frames``); with neither in contact the corrections ramp linearly to zero over
-    ``blend_frames`` from their values at lift-off.
+    A joint in contact is held at the mean of its positions over that contact (``_span_means``); a
+    joint not in contact moves with the other one when that one is held (the foot is translated as a
+    whole; a difference left from a lift-off fades over ``blend_frames``); with neither in contact
+    the corrections ramp linearly to zero over ``blend_frames`` from their values at lift-off. At a
+    touch-down the step from the correction carried so far to the one the anchor asks for is spread
+    linearly over the free frames before it (at most ``blend_frames``; none at the first frame), so
+    the correction stays continuous.
     """
     nf = len(heel)
     c_heel, c_toe = np.zeros((nf, 2)), np.zeros((nf, 2))
+    anchor_h, anchor_t = _span_means(heel_xy, heel), _span_means(toe_xy, toe)
     lock_h, lock_t = np.zeros(2), np.zeros(2)
     prev_h, prev_t = np.zeros(2), np.zeros(2)
     rel_h, rel_t = np.zeros(2), np.zeros(2)
@@ -208,12 +214,15 @@ def _pin_corrections(
     was_h = was_t = False
     gap = np.zeros(2)  # toe correction minus heel correction when one of them lifted off
     since_gap = blend_frames
+    steps: list[tuple[int, int, FloatArray]] = []  # (touch-down frame, 0 heel / 1 toe, step)
     for t in range(nf):
         h, k = bool(heel[t]), bool(toe[t])
         if h and not was_h:
-            lock_h = heel_xy[t] + prev_h
+            lock_h = anchor_h[t]
+            steps.append((t, 0, lock_h - heel_xy[t] - prev_h))
         if k and not was_t:
-            lock_t = toe_xy[t] + prev_t
+            lock_t = anchor_t[t]
+            steps.append((t, 1, lock_t - toe_xy[t] - prev_t))
         if (was_h and was_t) and (h != k):
             gap, since_gap = prev_t - prev_h, 0
         if h or k:
@@ -234,7 +243,23 @@ def _pin_corrections(
         c_heel[t], c_toe[t] = ch, ct
         prev_h, prev_t = ch, ct
         was_h, was_t = h, k
+    # ramp in: each touch-down's step spread over the free frames before it
+    for t0, which, step in steps:
+        corr, mask = (c_heel, heel) if which == 0 else (c_toe, toe)
+        n = 0
+        while n < blend_frames and t0 - n - 1 >= 0 and not mask[t0 - n - 1]:
+            n += 1
+        for i in range(1, n + 1):
+            corr[t0 - i] += step * (1.0 - i / (n + 1))
     return c_heel, c_toe
+
+
+def _span_means(xy: FloatArray, mask: BoolArray) -> FloatArray:
+    """(F, 2): on every run of ``mask``, the mean of ``xy`` over that run (zero elsewhere)."""
+    out = np.zeros_like(xy)
+    for s, e in _runs(mask):
+        out[s:e] = xy[s:e].mean(axis=0)
+    return out
 
 
 def _two_bone_ik(

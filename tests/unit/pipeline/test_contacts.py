@@ -8,6 +8,7 @@ import pytest
 from mocapd.pipeline.contacts import (
     CONTACT_JOINTS,
     FootContacts,
+    _pin_corrections,
     _runs,
     detect_contacts,
     foot_skate_m_s,
@@ -98,3 +99,48 @@ def test_raised_or_fast_feet_are_not_in_contact() -> None:
     assert not c[31:39].any()
     with pytest.raises(ValueError):
         remove_foot_sliding(motion, FootContacts(30.0, np.zeros((3, 4), bool), np.zeros((3, 4)), np.zeros((3, 4))))
+
+
+def test_pinned_foot_is_held_at_the_mean_of_its_contact() -> None:
+    """Both feet planted while the legs drift apart (depth noise the root cannot absorb): each foot is
+    held at the mean of its positions over the contact, so each leg takes half the drift, not all of it."""
+    frames = 30
+    motion = _standing(frames)
+    trans = motion.local_translation_m.copy()
+    slide = np.linspace(-0.03, 0.03, frames)
+    trans[:, SK.index("thigh_l"), 0] += slide  # left leg slides +x, right leg -x: no mean drift
+    trans[:, SK.index("thigh_r"), 0] -= slide
+    quat = motion.local_quat_wxyz.copy()  # knees bent 40 degrees, so the feet can be reached exactly
+    half = np.radians(20.0) / 2
+    for side in "lr":
+        quat[:, SK.index(f"thigh_{side}")] = [np.cos(half), -np.sin(half), 0.0, 0.0]
+        quat[:, SK.index(f"calf_{side}")] = [np.cos(2 * half), np.sin(2 * half), 0.0, 0.0]
+    slid = Motion(SK, 30.0, trans, quat)
+    contacts = FootContacts(30.0, np.ones((frames, 4), bool), np.zeros((frames, 4)), np.zeros((frames, 4)))
+    fixed = remove_foot_sliding(slid, contacts)
+    before, after = slid.world_positions_m(), fixed.world_positions_m()
+    for name in ("foot_l", "ball_l", "foot_r", "ball_r"):
+        j = SK.index(name)
+        mean = np.broadcast_to(before[:, j, :2].mean(axis=0), (frames, 2))
+        np.testing.assert_allclose(after[:, j, :2], mean, atol=1e-9)
+    assert foot_skate_m_s(fixed, contacts) < 1e-6
+    # the leg changes by at most half the slide (anchored at touch-down it would be the whole 6 cm)
+    assert np.abs(after[:, SK.index("foot_l"), 0] - before[:, SK.index("foot_l"), 0]).max() < 0.031
+
+
+def test_pin_corrections_ramp_in_before_touch_down() -> None:
+    """A heel drifting 1 cm/frame through a contact on frames 10-19: held at its mean over them; the
+    step to that correction is spread over the 4 free frames before touch-down, the release over 4 after."""
+    nf = 30
+    xy = np.stack([0.01 * np.arange(nf), np.zeros(nf)], axis=1)
+    contact = np.zeros(nf, bool)
+    contact[10:20] = True
+    c_heel, c_toe = _pin_corrections(xy, xy.copy(), contact, contact.copy(), 4)
+    np.testing.assert_allclose(c_heel, c_toe)
+    held = xy[10:20] + c_heel[10:20]
+    np.testing.assert_allclose(held, np.broadcast_to(xy[10:20].mean(axis=0), held.shape), atol=1e-12)
+    np.testing.assert_allclose(c_heel[10, 0], 0.045)  # mean 0.145 - touch-down 0.10
+    np.testing.assert_allclose(c_heel[5:10, 0], 0.045 * np.array([0.0, 0.2, 0.4, 0.6, 0.8]), atol=1e-12)
+    np.testing.assert_allclose(c_heel[19:25, 0], -0.045 * np.array([1.0, 0.75, 0.5, 0.25, 0.0, 0.0]), atol=1e-12)
+    assert not c_heel[:6].any() and not c_heel[23:].any()
+    assert np.abs(np.diff(c_heel[:, 0])).max() <= 0.045 / 4 + 1e-12  # no jump in the correction
