@@ -9,10 +9,9 @@ Each frame runs ``iterations`` steps of the QP
 
 with dt = 1 / (fps * iterations), so the velocity bound over one whole frame is exactly the joint's
 velocity limit. Tasks are mink FrameTasks (position and orientation costs per frame) plus a small
-posture task towards the standing pose that resolves redundancy (wrists, arm twist). Targets with
-``relative_to`` (elbows, hands) are tracked relative to that frame's target (mink.RelativeFrameTask on
-the robot's torso), so an arm follows the human's arm even where the waist cannot follow the human's
-spine.
+posture task towards the standing pose that resolves redundancy (wrists, arm twist). Every target,
+elbows and hands included, is tracked in the world frame, so the arms make up for a torso that stops
+short of its own target.
 """
 
 from __future__ import annotations
@@ -55,32 +54,11 @@ def solve_frames(
     q[3:7] = targets[0].quat_wxyz[0] if targets[0].frame == "pelvis" else [1.0, 0.0, 0.0, 0.0]
     configuration.update(q)
 
-    tasks: list[mink.FrameTask | mink.RelativeFrameTask] = []
-    target_poses: list[list[mink.SE3]] = []
-    world_pose = {t.frame: _poses(t.pos_m, t.quat_wxyz) for t in targets}
-    for t in targets:
-        if t.relative_to is None:
-            tasks.append(
-                mink.FrameTask(
-                    t.frame, t.frame_type, position_cost=1.0, orientation_cost=1.0, lm_damping=LM_DAMPING
-                )
-            )
-            target_poses.append(world_pose[t.frame])
-        else:
-            root_type = next(r.frame_type for r in targets if r.frame == t.relative_to)
-            tasks.append(
-                mink.RelativeFrameTask(
-                    t.frame,
-                    t.frame_type,
-                    t.relative_to,
-                    root_type,
-                    position_cost=1.0,
-                    orientation_cost=1.0,
-                    lm_damping=LM_DAMPING,
-                )
-            )
-            root = world_pose[t.relative_to]
-            target_poses.append([r.inverse() @ w for r, w in zip(root, world_pose[t.frame], strict=True)])
+    tasks = [
+        mink.FrameTask(t.frame, t.frame_type, position_cost=1.0, orientation_cost=1.0, lm_damping=LM_DAMPING)
+        for t in targets
+    ]
+    target_poses = [_poses(t.pos_m, t.quat_wxyz) for t in targets]
     posture_costs = np.full(model.nv, posture_cost)
     posture_costs[:6] = 0.0
     posture = mink.PostureTask(model, cost=posture_costs)

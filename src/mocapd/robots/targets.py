@@ -11,6 +11,12 @@ vector scaled by (robot segment length / human segment length):
 where hip'_side and shoulder'_side are the robot's hip / shoulder points carried by the target
 pelvis / torso frames. Orientation targets are R_target(b) = R_human(j) C_b, with C_b the world
 orientation of robot link b in the pose matching the human rest (T-)pose, the robot facing -Y.
+
+All targets are world targets and the IK tracks them in the world: an arm reaches for its elbow / hand
+target from wherever the robot's torso actually is. The pelvis and torso often stop a few cm and
+degrees short of their own targets (human leg proportions the G1 cannot copy, the waist's tight
+roll/pitch limits); tracking the arms relative to the robot's torso would carry that error 1:1 into
+the hands.
 """
 
 from __future__ import annotations
@@ -80,9 +86,6 @@ class FrameTargets:
     orientation_cost: FloatArray  # (F,)
     human_joint: str  # the human joint this frame follows (for tracking figures)
     part: str  # "pelvis" | "torso" | "hips" | "knees" | "feet" | "shoulders" | "elbows" | "hands"
-    relative_to: str | None = (
-        None  # track the pose relative to this frame's target (world targets still given)
-    )
 
 
 @dataclass(frozen=True)
@@ -252,8 +255,8 @@ def scaled_targets(
         r_fore = world_rot(f"lowerarm_{h}") * face * _rot(rest.tpose_quat_wxyz[f"{side}_elbow_link"])
         out += [
             FrameTargets(f"{side}_shoulder_roll_link", "body", shoulder, _wxyz(r_upper), 2.0 * ones, 0.0 * ones, f"upperarm_{h}", "shoulders"),
-            FrameTargets(f"{side}_elbow_link", "body", elbow, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"lowerarm_{h}", "elbows", "torso_link"),
-            FrameTargets(f"{side}_hand", "site", hand, _wxyz(r_fore), 30.0 * ones, 0.0 * ones, f"hand_{h}", "hands", "torso_link"),
+            FrameTargets(f"{side}_elbow_link", "body", elbow, _wxyz(r_fore), 10.0 * ones, 0.0 * ones, f"lowerarm_{h}", "elbows"),
+            FrameTargets(f"{side}_hand", "site", hand, _wxyz(r_fore), 30.0 * ones, 0.0 * ones, f"hand_{h}", "hands"),
         ]  # fmt: skip
         if upper_body:
             continue

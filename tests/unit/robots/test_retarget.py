@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
@@ -151,3 +152,47 @@ def test_quality_figures_on_known_trajectories() -> None:
     soles[:, 0, 0] = 0.01 * np.arange(f)  # 1 cm per frame at 30 fps
     soles[:, 1, 2] = 0.2
     assert foot_skate_cm_s(soles, 30.0) == pytest.approx(30.0)
+
+
+def test_hands_reach_their_world_targets_when_the_torso_cannot_reach_its_own() -> None:
+    """The arms are tracked in the world, not relative to the robot's torso: with the torso target
+    tilted 0.9 rad (beyond the waist's +-0.52 rad pitch), the robot's torso stops short of it, and the
+    hands still reach their unchanged targets instead of carrying the torso's error (4 cm when the
+    arms were tracked relative to the torso)."""
+    import mujoco
+    from scipy.spatial.transform import Rotation
+
+    from mocapd.robots.g1 import load_g1_model
+    from mocapd.robots.ik import solve_frames
+    from mocapd.robots.kinematics import forward_kinematics
+    from mocapd.robots.targets import scaled_targets
+
+    def rot(q_wxyz: np.ndarray) -> Rotation:
+        return Rotation.from_quat(q_wxyz[:, [1, 2, 3, 0]])
+
+    motion, contacts = synthetic_walk(duration_s=1.0)
+    desc = g1_description()
+    targets, _ = scaled_targets(motion, desc, contacts)
+    tilt = Rotation.from_rotvec([0.9, 0.0, 0.0])
+    targets = [
+        dataclasses.replace(t, quat_wxyz=(tilt * rot(t.quat_wxyz)).as_quat()[:, [3, 0, 1, 2]])
+        if t.part == "torso"
+        else t
+        for t in targets
+    ]
+    qpos = solve_frames(desc, targets, motion.fps)
+
+    model = load_g1_model(desc.variant)
+    data = mujoco.MjData(model)
+    torso_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso_link")
+    torso_quat = np.zeros((qpos.shape[0], 4))
+    for k, q in enumerate(qpos):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        torso_quat[k] = data.xquat[torso_id]
+    torso_target = next(t for t in targets if t.part == "torso").quat_wxyz
+    assert (rot(torso_quat).inv() * rot(torso_target)).magnitude().mean() > 0.1  # out of the torso's reach
+
+    kin = forward_kinematics(desc, qpos)
+    for t in (t for t in targets if t.part == "hands"):
+        assert np.linalg.norm(kin.site_pos_m[t.frame] - t.pos_m, axis=1).mean() < 0.015
