@@ -141,6 +141,7 @@ def test_pin_corrections_ramp_in_before_touch_down() -> None:
     np.testing.assert_allclose(held, np.broadcast_to(xy[10:20].mean(axis=0), held.shape), atol=1e-12)
     np.testing.assert_allclose(c_heel[10, 0], 0.045)  # mean 0.145 - touch-down 0.10
     np.testing.assert_allclose(c_heel[5:10, 0], 0.045 * np.array([0.0, 0.2, 0.4, 0.6, 0.8]), atol=1e-12)
-    np.testing.assert_allclose(c_heel[19:25, 0], -0.045 * np.array([1.0, 0.75, 0.5, 0.25, 0.0, 0.0]), atol=1e-12)
+    release = -0.045 * np.array([1.0, 0.75, 0.5, 0.25, 0.0, 0.0])
+    np.testing.assert_allclose(c_heel[19:25, 0], release, atol=1e-12)
     assert not c_heel[:6].any() and not c_heel[23:].any()
     assert np.abs(np.diff(c_heel[:, 0])).max() <= 0.045 / 4 + 1e-12  # no jump in the correction
