@@ -57,10 +57,23 @@ def admit(db: Database, account_id: str) -> str:
     now = datetime.now(UTC)
     with db.write() as s:
         job = Job(
-            id=job_id, account_id=account_id, channel="api", status="draft", stage="uploaded", progress=0.0,
-            target_ids=["default"], export_fps=30, mocap_type="full_body", trim_start_s=0.0, trim_end_s=1.0,
-            source_filename="b.mp4", source_key=f"jobs/{job_id}/source/upload", max_upload_bytes=1,
-            created_at=now, updated_at=now, event_seq=0,
+            id=job_id,
+            account_id=account_id,
+            channel="api",
+            status="draft",
+            stage="uploaded",
+            progress=0.0,
+            target_ids=["default"],
+            export_fps=30,
+            mocap_type="full_body",
+            trim_start_s=0.0,
+            trim_end_s=1.0,
+            source_filename="b.mp4",
+            source_key=f"jobs/{job_id}/source/upload",
+            max_upload_bytes=1,
+            created_at=now,
+            updated_at=now,
+            event_seq=0,
         )
         s.add(job)
         add_event(s, job, "job.created")
@@ -76,12 +89,16 @@ def admit(db: Database, account_id: str) -> str:
     return job_id
 
 
-def worker(url: str, stop: Any, out: Any, idle_poll_s: float) -> None:
+def worker(url: str, stop: Any, out: Any, ready: Any, idle_poll_s: float) -> None:
     """The worker's queue cycle, timed: claim, one heartbeat, fenced finish."""
     db = Database(url, pool_size=2)
     wid = f"bench:{os.getpid()}"
     got: list[float] = []
     empty: list[float] = []
+    with db.read() as s:  # connect before saying ready
+        s.execute(text("SELECT 1"))
+    ready.put(os.getpid())
+    cpu0 = time.process_time()
     while not stop.is_set():
         t0 = time.perf_counter()
         c = queue.claim(db, wid, LEASE_S)
@@ -93,9 +110,11 @@ def worker(url: str, stop: Any, out: Any, idle_poll_s: float) -> None:
             continue
         got.append(dt)
         queue.heartbeat(db, c.id, c.lease_token, LEASE_S)
-        art = ArtifactRecord("motion.bvh", f"jobs/{c.id}/artifacts/motion.bvh", 1, "0" * 64, "text/plain", "default")
+        art = ArtifactRecord(
+            "motion.bvh", f"jobs/{c.id}/artifacts/motion.bvh", 1, "0" * 64, "text/plain", "default"
+        )
         assert queue.finish(db, c.id, c.lease_token, [art])
-    out.put((got, empty))
+    out.put((got, empty, time.process_time() - cpu0))
     db.dispose()
 
 
@@ -112,11 +131,13 @@ def ms(x: float) -> str:
 
 def run_phase(url: str, workers: int, idle_poll_s: float, produce: Any) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    stop, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(url, stop, out, idle_poll_s)) for _ in range(workers)]
+    stop, out, ready = ctx.Event(), ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(url, stop, out, ready, idle_poll_s)) for _ in range(workers)]
     for p in procs:
         p.start()
-    time.sleep(2.0)  # let every worker import and connect
+    for _ in procs:  # every worker has imported and connected
+        ready.get(timeout=120)
+    time.sleep(0.5)
     t0 = time.perf_counter()
     job_ids = produce()
     db = Database(url)
@@ -130,17 +151,21 @@ def run_phase(url: str, workers: int, idle_poll_s: float, produce: Any) -> dict[
     stop.set()
     got: list[float] = []
     empty: list[float] = []
+    cpu_s = 0.0
     for _ in procs:
-        g, e = out.get()
+        g, e, c = out.get()
         got += g
         empty += e
+        cpu_s += c
     for p in procs:
         p.join()
     with db.read() as s:
         rows = s.execute(select(Job.queued_at, Job.started_at).where(Job.id.in_(job_ids))).all()
     db.dispose()
     pickup = [(st - q).total_seconds() for q, st in rows]
-    return {"wall_s": wall_s, "got": got, "empty": empty, "pickup": pickup, "jobs": len(job_ids)}
+    return {
+        "wall_s": wall_s, "got": got, "empty": empty, "pickup": pickup, "jobs": len(job_ids), "worker_cpu_s": cpu_s
+    }  # fmt: skip
 
 
 def bench(url: str, label: str, args: argparse.Namespace) -> list[str]:
@@ -178,9 +203,11 @@ def bench(url: str, label: str, args: argparse.Namespace) -> list[str]:
         f"| {label} | paced {paced.rate:.1f} jobs/s ({a['jobs']} jobs) | "  # type: ignore[attr-defined]
         f"{ms(pct(a['got'], 50))} / {ms(pct(a['got'], 99))} | {ms(pct(a['empty'], 50))} / {ms(pct(a['empty'], 99))} | "
         f"{ms(pct(a['pickup'], 50))} / {ms(pct(a['pickup'], 99))} / {ms(max(a['pickup']))} | "
-        f"{ms(pct(paced.admit_s, 50))} / {ms(pct(paced.admit_s, 99))} | - |",  # type: ignore[attr-defined]
+        f"{ms(pct(paced.admit_s, 50))} / {ms(pct(paced.admit_s, 99))} | - | "  # type: ignore[attr-defined]
+        f"{a['worker_cpu_s'] / a['wall_s']:.2f} |",
         f"| {label} | saturated, {b['jobs']} queued | {ms(pct(b['got'], 50))} / {ms(pct(b['got'], 99))} | "
-        f"{ms(pct(b['empty'], 50))} / {ms(pct(b['empty'], 99))} | - | - | {b['jobs'] / b['wall_s']:.0f} |",
+        f"{ms(pct(b['empty'], 50))} / {ms(pct(b['empty'], 99))} | - | - | {b['jobs'] / b['wall_s']:.0f} | "
+        f"{b['worker_cpu_s'] / b['wall_s']:.2f} |",
     ]
     return lines
 
@@ -191,7 +218,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--rate", type=float, default=50.0, help="paced phase: jobs admitted per second")
     ap.add_argument("--seconds", type=float, default=20.0, help="paced phase: duration")
-    ap.add_argument("--idle-poll", type=float, default=0.2, help="worker poll interval when idle (the default)")
+    ap.add_argument(
+        "--idle-poll", type=float, default=0.2, help="worker poll interval when idle (the default)"
+    )
     ap.add_argument("--drain", type=int, default=2000, help="saturated phase: jobs queued up front")
     args = ap.parse_args()
     header = [
@@ -199,8 +228,8 @@ def main() -> None:
         f"{args.workers} worker processes, idle poll {args.idle_poll} s",
         "",
         "| db | phase | claim ms p50 / p99 (got a job) | empty poll ms p50 / p99 | pickup ms p50 / p99 / max "
-        "| admit ms p50 / p99 | claim cycles/s |",
-        "|---|---|---|---|---|---|---|",
+        "| admit ms p50 / p99 | claim cycles/s | workers' CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows: list[str] = []
     if args.db in ("sqlite", "both"):
@@ -214,7 +243,9 @@ def main() -> None:
         try:
             with admin.connect() as c:
                 version = c.execute(text("show server_version")).scalar()
-            rows += bench(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", f"PostgreSQL {version}", args)
+            rows += bench(
+                f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", f"PostgreSQL {version}", args
+            )
         finally:
             with admin.connect() as c:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
