@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from mocapd.config import Settings
-from mocapd.proc import die_with_parent
+from mocapd.proc import die_with_parent, settle_heap
 
 __all__ = ["PROCESS_TITLE", "Supervisor", "WorkerOptions", "run_workers", "supervise", "worker_main"]
 
@@ -102,6 +102,7 @@ def worker_main(settings: Settings, options: WorkerOptions) -> None:
             on_hard_timeout=lambda: os._exit(75),  # the main thread is stuck; the supervisor restarts us
         )
         log.info("worker %s started", worker.worker_id)
+        settle_heap()
         worker.run()
     finally:
         db.dispose()
