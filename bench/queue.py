@@ -4,14 +4,15 @@ Two phases per database:
 
 1. paced: a producer admits jobs at ``--rate`` jobs/s for ``--seconds`` (create, hold, ``queued``: what
    complete-upload does); ``--workers`` processes run the worker's queue cycle (claim -> heartbeat ->
-   fenced finish with one artifact row, capturing the hold) and poll every ``--idle-poll`` s when idle.
+   fenced finish with one artifact row, capturing the hold) and poll every 0.5-1.5 x ``--idle-poll`` s when idle
+   (the worker's jitter).
    Reports the latency of claim calls that got a job, of empty polls, and the pickup latency from
    admission (``queued_at``) to ``processing`` (``started_at``).
 2. saturated: ``--drain`` jobs are queued up front and the workers drain them without pausing;
    reports claims per second and claim latency.
 
 Usage (from the repository root):
-    .venv/bin/python bench/queue_load.py --db both --workers 8 --rate 50 --seconds 20 --drain 2000
+    .venv/bin/python bench/queue.py --db both --workers 8 --rate 50 --seconds 20 --drain 2000
 PostgreSQL: a fresh database ``mocapd_bench_<random>`` on 127.0.0.1:5432 (user postgres), dropped after.
 """
 
