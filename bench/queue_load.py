@@ -12,7 +12,7 @@ Two phases per database:
    reports claims per second and claim latency.
 
 Usage (from the repository root):
-    .venv/bin/python bench/queue.py --db both --workers 8 --rate 50 --seconds 20 --drain 2000
+    .venv/bin/python bench/queue_load.py --db both --workers 8 --rate 50 --seconds 20 --drain 2000
 PostgreSQL: a fresh database ``mocapd_bench_<random>`` on 127.0.0.1:5432 (user postgres), dropped after.
 """
 
