@@ -1,4 +1,4 @@
-"""Shared set-up for the queue tests, the chaos tests and bench/queue.py.
+"""Shared set-up for the queue tests, the chaos tests and bench/queue_load.py.
 
 - `sqlite_url(tmp)` / `fresh_postgres()`: a database per test run (PostgreSQL: a new
   ``mocapd_test_<random>`` database on 127.0.0.1:5432, dropped at the end).
