@@ -1,7 +1,7 @@
 """Pose detection over a job's trimmed window: preflight, then one pass or two halves with a checked seam.
 
-BlazePose runs on one core (about 23 ms a frame here) and releases the GIL, so on a machine with two
-or more cores a long window is detected as two *segments* at once, each with its own decoder and
+BlazePose costs about 23 ms a frame here and releases the GIL, so on a machine with cores to spare
+(`detect_segments`) a long window is detected as two *segments* at once, each with its own decoder and
 detector: the first from the start, the second from a split point near the middle (a key frame when
 one is near, so its decoder does not decode the first half only to drop it).
 
@@ -44,6 +44,7 @@ __all__ = [
     "PREFLIGHT_S",
     "SEAM_AGREE_FRAMES",
     "SEAM_TOLERANCE",
+    "SPLIT_MIN_CORES",
     "SPLIT_MIN_WINDOW_S",
     "Detection",
     "detect_window",
@@ -56,6 +57,7 @@ Detection = tuple[FloatArray, FloatArray, FloatArray]  # (landmarks_norm (33, 2)
 PREFLIGHT_S = 2.0  # seconds of the window searched for a person before committing to the job
 DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input only costs time
 SPLIT_MIN_WINDOW_S = 4.0  # shorter windows: one pass (a second detector's start-up is not worth it)
+SPLIT_MIN_CORES = 4  # see `detect_segments`
 SEAM_AGREE_FRAMES = 3
 SEAM_TOLERANCE = 0.1  # mean 2D landmark distance, in torso lengths, for "the same person"
 _SEAM_LANDMARKS = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])  # shoulders .. ankles
@@ -243,8 +245,13 @@ def split_point_s(source: Path, start_s: float, end_s: float) -> float:
 
 
 def detect_segments(window_s: float) -> int:
-    """How many segments to detect at once: 2 on a machine with two or more cores and a long window."""
-    return 2 if (os.cpu_count() or 1) >= 2 and window_s >= SPLIT_MIN_WINDOW_S else 1
+    """How many segments to detect at once: 2 for a long window on a machine with ``SPLIT_MIN_CORES``.
+
+    One pass already keeps about 1.5 cores busy (BlazePose runs two threads, the decoder its own, the
+    preview copy its own): on 2 cores two segments took the same wall time (5.7 s for the 230 frames
+    of sports2d_demo.mp4, 1 or 2 segments) for 20 % more CPU, so they are only used where cores are
+    left over."""
+    return 2 if (os.cpu_count() or 1) >= SPLIT_MIN_CORES and window_s >= SPLIT_MIN_WINDOW_S else 1
 
 
 def detect_window(

@@ -6,8 +6,9 @@ Stages (reported through ``on_progress(stage, fraction)``; a callback that raise
   BlazePose on them; no person -> ``InputFault("no_person_detected")``. The detector and the
   frame stream carry on into processing, so nothing is decoded or detected twice.
 * **processing**: pose over the whole window (`mocapd.pipeline.detect`: downscaled to
-  ``DETECT_MAX_SIDE_PX``, decode in a background thread, long windows as two segments on two cores
-  spliced where both follow the same person), resampling onto a uniform clock at the source frame rate (VFR sources),
+  ``DETECT_MAX_SIDE_PX``, decode in a background thread; where cores are left over, long windows
+  as two segments spliced where both follow the same person), resampling onto a uniform clock at
+  the source frame rate (VFR sources),
   identity-switch gating, cleaning (`clean`), joints (`landmarks`), camera fit and ground
   (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``,
   G1 retargeting when requested.
