@@ -136,6 +136,53 @@ def test_body_rotation_fit_recovers_a_tilted_world_frame() -> None:
     np.testing.assert_allclose(t, t_true, atol=2e-3)
 
 
+def test_body_rotation_fit_is_robust_to_one_limb_with_a_wrong_depth() -> None:
+    """The 3D left arm points 30 cm too far towards the camera (the 2D sees it where it is): a plain
+    least-squares fit turns the whole body towards it, the robust (Cauchy) fit keeps the body's rotation."""
+    world, _, vis, t_true = _synthetic_walk(frames=20)
+    world = world.copy()
+    world[:, [15, 16], 2] += np.array([0.25, -0.2])  # give the shape some depth
+    world[:, [27, 28], 2] += np.array([-0.15, 0.1])
+    tilt = Rotation.from_rotvec([0.10, -0.06, 0.04]).as_matrix()
+    px = _project(world @ tilt.T + t_true[:, None], 1400.0, 960.0, 540.0)
+    seen = world.copy()
+    seen[:, 13, 2] -= 0.15  # left elbow and wrist: depth wrong in the 3D landmarks only
+    seen[:, 15, 2] -= 0.30
+    k = camera_intrinsics(1920, 1080, focal_length_px=1400.0)
+    t0 = fit_root_translation(px, seen, vis, k)
+
+    def error_deg(rot: np.ndarray) -> float:
+        return float(np.degrees(np.linalg.norm(Rotation.from_matrix(rot @ tilt.T).as_rotvec(), axis=1)).max())
+
+    plain = error_deg(fit_body_rotation(px, seen, vis, k, t0, robust_scale=None))
+    robust = error_deg(fit_body_rotation(px, seen, vis, k, t0))
+    assert plain > 2.0
+    assert robust < 0.5 * plain
+
+
+def test_body_rotation_fit_falls_back_to_least_squares_when_the_inliers_collapse() -> None:
+    """8 landmarks seen (trunk, elbows, ankles) with 3 px noise: where the Cauchy weights keep fewer
+    than 6 inliers (the fit's minimum) the rotation they pick rests on a near-minimal subset, so those
+    frames take the plain least-squares fit (identical to it); the others keep the robust fit."""
+    world, _, vis, t_true = _synthetic_walk(frames=20)
+    world = world.copy()
+    world[:, [15, 16], 2] += np.array([0.25, -0.2])
+    world[:, [27, 28], 2] += np.array([-0.15, 0.1])
+    tilt = Rotation.from_rotvec([0.10, -0.06, 0.04]).as_matrix()
+    px = _project(world @ tilt.T + t_true[:, None], 1400.0, 960.0, 540.0)
+    px = px + np.random.default_rng(3).normal(0.0, 3.0, px.shape)
+    few = np.zeros_like(vis)
+    few[:, [11, 12, 13, 14, 23, 24, 27, 28]] = 1.0
+    k = camera_intrinsics(1920, 1080, focal_length_px=1400.0)
+    t0 = fit_root_translation(px, world, few, k)
+    plain = fit_body_rotation(px, world, few, k, t0, robust_scale=None)
+    robust = fit_body_rotation(px, world, few, k, t0)
+    fallback = np.all(robust == plain, axis=(1, 2))
+    assert 0 < fallback.sum() < len(fallback)
+    err = np.degrees(np.linalg.norm(Rotation.from_matrix(robust @ tilt.T).as_rotvec(), axis=1))
+    assert err.max() < 5.0
+
+
 def test_body_rotation_fit_leaves_unknown_frames_nan_and_bad_fits_identity() -> None:
     world, px, vis, t_true = _synthetic_walk(frames=3)
     k = camera_intrinsics(1920, 1080, focal_length_px=1400.0)
