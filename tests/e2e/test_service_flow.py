@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import shared_file
-from tests.support.procs import alive, descendants, kill_all, wait_http_ok
+from tests.support.procs import alive, descendants, kill_all, started_at, wait_http_ok
 
 MOCAPD = [sys.executable, "-m", "mocapd"]
 
@@ -142,12 +142,13 @@ def test_a_killed_serve_leaves_no_process_behind(tmp_path: Path) -> None:
         wait_http_ok(base + "/healthz")
         children = descendants(proc.pid)
         assert len(children) >= 3  # two API processes, the fork server, a worker
+        identity = {p: started_at(p) for p in children}
         proc.kill()
         proc.wait()
         deadline = time.time() + 15
-        while time.time() < deadline and any(alive(p) for p in children):
+        while time.time() < deadline and any(alive(p, identity[p]) for p in children):
             time.sleep(0.2)
-        assert not any(alive(p) for p in children)
+        assert not [p for p in children if alive(p, identity[p])]
         with pytest.raises(httpx.HTTPError):
             httpx.get(base + "/healthz", timeout=1)
     finally:

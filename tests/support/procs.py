@@ -30,13 +30,25 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    """Running (not gone, not a zombie)."""
+def started_at(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot), or None if it is gone: with ``pid`` it names
+    one process for good, where a pid alone is soon reused on a busy machine (pid_max is 32768 here,
+    and every thread of every process takes a number from the same space)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid: int, started: int | None = None) -> bool:
+    """Running (not gone, not a zombie); with ``started`` (from `started_at`), still the same process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    if started is not None and int(fields[19]) != started:
+        return False  # the pid now names another process
+    return fields[0] != "Z"
 
 
 def kill_all(pids: Iterable[int]) -> None:
