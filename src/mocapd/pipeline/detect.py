@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -34,7 +33,7 @@ from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
-from mocapd.pipeline.pose import NUM_LANDMARKS, PoseDetector, PoseTrack, mark_identity_switches
+from mocapd.pipeline.pose import PoseDetector, PoseTrack, TrackBuilder
 
 if TYPE_CHECKING:  # pragma: no cover
     from mocapd.formats.preview import SourceCopies, SourceCopy
@@ -67,58 +66,6 @@ class ProgressFn(Protocol):
     def __call__(self, stage: str, fraction: float, *, force: bool = False) -> None: ...
 
 
-@dataclass
-class _Detections:
-    """Per-frame results of one segment (appended by one thread, read by another: list appends are atomic)."""
-
-    size: tuple[int, int]  # display (width, height) in pixels
-    times: list[float] = field(default_factory=list)
-    px: list[FloatArray] = field(default_factory=list)
-    world: list[FloatArray] = field(default_factory=list)
-    vis: list[FloatArray] = field(default_factory=list)
-    person: list[bool] = field(default_factory=list)
-
-    def add(self, time_s: float, det: Detection | None) -> None:
-        # The time goes last: a reader that sees it also sees the rest of the frame.
-        if det is None:
-            self.px.append(np.full((NUM_LANDMARKS, 2), np.nan))
-            self.world.append(np.full((NUM_LANDMARKS, 3), np.nan))
-            self.vis.append(np.zeros(NUM_LANDMARKS))
-            self.person.append(False)
-        else:
-            self.px.append(det[0] * np.array(self.size, dtype=np.float64))
-            self.world.append(det[1])
-            self.vis.append(det[2])
-            self.person.append(True)
-        self.times.append(float(time_s))
-
-    def spliced(self, stop: int, other: _Detections, start: int) -> _Detections:
-        """Frames ``[:stop]`` of this segment followed by frames ``[start:]`` of ``other``."""
-        n = len(other.times)
-        return _Detections(
-            self.size,
-            self.times[:stop] + other.times[start:n],
-            self.px[:stop] + other.px[start:n],
-            self.world[:stop] + other.world[start:n],
-            self.vis[:stop] + other.vis[start:n],
-            self.person[:stop] + other.person[start:n],
-        )
-
-    def track(self) -> PoseTrack:
-        n = len(self.times)
-        px = np.array(self.px[:n]).reshape(n, NUM_LANDMARKS, 2)
-        person = np.array(self.person[:n], dtype=bool).reshape(n)
-        return PoseTrack(
-            time_s=np.array(self.times, dtype=np.float64).reshape(n),
-            image_size_px=self.size,
-            landmarks_px=px,
-            world_m=np.array(self.world[:n]).reshape(n, NUM_LANDMARKS, 3),
-            visibility=np.array(self.vis[:n]).reshape(n, NUM_LANDMARKS),
-            person=person,
-            valid=mark_identity_switches(px, person),
-        )
-
-
 def same_person(a_px: FloatArray, b_px: FloatArray, *, tolerance: float = SEAM_TOLERANCE) -> bool:
     """Whether two detections (33, 2) of one frame are the same person: limb landmarks within
     ``tolerance`` torso lengths of each other on average."""
@@ -134,7 +81,7 @@ def same_person(a_px: FloatArray, b_px: FloatArray, *, tolerance: float = SEAM_T
 class _Seam:
     """Finds the first frame past the split where both segments agree (checked as results arrive)."""
 
-    def __init__(self, first: _Detections, second: _Detections, split_index: int) -> None:
+    def __init__(self, first: TrackBuilder, second: TrackBuilder, split_index: int) -> None:
         self.first, self.second = first, second
         self.i = split_index  # next frame of ``first`` to check
         self.j = 0  # matching position in ``second``
@@ -185,7 +132,7 @@ class _SecondSegment(threading.Thread):
         self.end_s = end_s
         self.copy = copy
         self.copy_side_px = copy_side_px
-        self.detections = _Detections(size)
+        self.detections = TrackBuilder(size)
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -286,7 +233,7 @@ def detect_window(
         copies.append(SourceCopy(Path(copy_dir) / "preview-source-0.mp4", info.fps))
     two = (segments or detect_segments(window_s)) >= 2
     split_s = split_point_s(source, trim_start_s, trim_end_s) if two else math.inf
-    own = _Detections(size)
+    own = TrackBuilder(size)
     second: _SecondSegment | None = None
     seam: _Seam | None = None
     cut: tuple[int, int] | None = None
@@ -361,4 +308,4 @@ def detect_window(
     else:
         detections = own
     kept = SourceCopies(copies) if copies and complete and all(closed) else None
-    return detections.track(), kept
+    return detections.build(), kept

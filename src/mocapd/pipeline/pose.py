@@ -27,6 +27,7 @@ __all__ = [
     "NUM_LANDMARKS",
     "PoseDetector",
     "PoseTrack",
+    "TrackBuilder",
     "detect_poses",
     "mark_identity_switches",
 ]
@@ -98,8 +99,11 @@ class PoseDetector:
         return norm, world, vis
 
 
-class _TrackBuilder:
-    """Accumulates per-frame detections (a few hundred bytes per frame, never images)."""
+class TrackBuilder:
+    """Accumulates per-frame detections (a few hundred bytes per frame, never images).
+
+    One thread may append while another reads: ``add`` appends the time last, so a reader that sees
+    ``len(times) > i`` also sees frame ``i``'s landmarks (list appends are atomic)."""
 
     def __init__(self, image_size_px: tuple[int, int]) -> None:
         self.image_size_px = image_size_px
@@ -110,31 +114,41 @@ class _TrackBuilder:
         self.person: list[bool] = []
 
     def add(self, time_s: float, det: tuple[FloatArray, FloatArray, FloatArray] | None) -> None:
-        self.times.append(time_s)
         if det is None:
             self.px.append(np.full((NUM_LANDMARKS, 2), np.nan))
             self.world.append(np.full((NUM_LANDMARKS, 3), np.nan))
             self.vis.append(np.zeros(NUM_LANDMARKS))
             self.person.append(False)
-            return
-        norm, world, vis = det
-        w, h = self.image_size_px
-        self.px.append(norm * np.array([w, h], dtype=np.float64))
-        self.world.append(world)
-        self.vis.append(vis)
-        self.person.append(True)
+        else:
+            norm, world, vis = det
+            w, h = self.image_size_px
+            self.px.append(norm * np.array([w, h], dtype=np.float64))
+            self.world.append(world)
+            self.vis.append(vis)
+            self.person.append(True)
+        self.times.append(float(time_s))
+
+    def spliced(self, stop: int, other: TrackBuilder, start: int) -> TrackBuilder:
+        """Frames ``[:stop]`` of this builder followed by frames ``[start:]`` of ``other``."""
+        out = TrackBuilder(self.image_size_px)
+        n = len(other.times)
+        out.times = self.times[:stop] + other.times[start:n]
+        out.px = self.px[:stop] + other.px[start:n]
+        out.world = self.world[:stop] + other.world[start:n]
+        out.vis = self.vis[:stop] + other.vis[start:n]
+        out.person = self.person[:stop] + other.person[start:n]
+        return out
 
     def build(self) -> PoseTrack:
         n = len(self.times)
-        px = np.array(self.px).reshape(n, NUM_LANDMARKS, 2)
-        person = np.array(self.person, dtype=bool).reshape(n)
-        vis = np.array(self.vis).reshape(n, NUM_LANDMARKS)
+        px = np.array(self.px[:n]).reshape(n, NUM_LANDMARKS, 2)
+        person = np.array(self.person[:n], dtype=bool).reshape(n)
         return PoseTrack(
             time_s=np.array(self.times, dtype=np.float64).reshape(n),
             image_size_px=self.image_size_px,
             landmarks_px=px,
-            world_m=np.array(self.world).reshape(n, NUM_LANDMARKS, 3),
-            visibility=vis,
+            world_m=np.array(self.world[:n]).reshape(n, NUM_LANDMARKS, 3),
+            visibility=np.array(self.vis[:n]).reshape(n, NUM_LANDMARKS),
             person=person,
             valid=mark_identity_switches(px, person),
         )
@@ -152,7 +166,7 @@ def detect_poses(
     The frames may be downscaled copies: pixel coordinates are returned in the original size.
     ``on_frame(i)`` is called after each frame (progress, cancellation).
     """
-    builder = _TrackBuilder(image_size_px)
+    builder = TrackBuilder(image_size_px)
     own = detector is None
     det = detector or PoseDetector()
     try:

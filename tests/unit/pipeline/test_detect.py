@@ -15,13 +15,12 @@ from mocapd.pipeline import detect
 from mocapd.pipeline.decode import read_video_info
 from mocapd.pipeline.detect import (
     SEAM_AGREE_FRAMES,
-    _Detections,
     _Seam,
     detect_window,
     same_person,
     split_point_s,
 )
-from mocapd.pipeline.pose import NUM_LANDMARKS
+from mocapd.pipeline.pose import NUM_LANDMARKS, TrackBuilder
 from tests.conftest import shared_file
 
 
@@ -37,8 +36,8 @@ def _person(x_px: float, size: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.
     return norm, np.zeros((NUM_LANDMARKS, 3)), np.ones(NUM_LANDMARKS)
 
 
-def _segment(dets: list[tuple[float, object]]) -> _Detections:
-    seg = _Detections((1000, 1000))
+def _segment(dets: list[tuple[float, object]]) -> TrackBuilder:
+    seg = TrackBuilder((1000, 1000))
     for t, d in dets:
         seg.add(t, d)  # type: ignore[arg-type]
     return seg
@@ -68,7 +67,7 @@ def test_the_seam_is_where_both_segments_follow_the_same_person_for_several_fram
 def test_the_seam_waits_for_the_second_segment_and_cuts_where_both_see_nobody() -> None:
     times = [k / 30 for k in range(12)]
     first = _segment([(t, None if k == 8 else _person(500)) for k, t in enumerate(times)])
-    second = _Detections((1000, 1000))
+    second = TrackBuilder((1000, 1000))
     seam = _Seam(first, second, split_index=6)
     assert seam.find() is None  # nothing to compare with yet
     for k in range(6, 8):
