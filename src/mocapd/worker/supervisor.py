@@ -155,8 +155,7 @@ class Supervisor:
         with self._lock:
             procs = [p for p in self._procs if p is not None]
         for p in procs:
-            if p.is_alive() and p.pid is not None:
-                os.kill(p.pid, signal.SIGTERM)
+            p.terminate()  # SIGTERM; a worker that has just died (a crash, a kill) is not an error
         deadline = time.monotonic() + timeout_s
         for p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
