@@ -139,10 +139,10 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
+        file = self._sqlite_file()
+        if file:
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine = self._sqlite_engine(url, "BEGIN")
             self.write_engine = self._sqlite_engine(url, "BEGIN IMMEDIATE")
         else:
@@ -150,7 +150,6 @@ class Database:
             self.write_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
-        file = self._sqlite_file()
         self._write_gate = FlockGate(file + ".write-lock") if file else None
         self._checkpointer = _Checkpointer(self.engine) if file else None
 
@@ -196,11 +195,6 @@ class Database:
                 raise
         if self._checkpointer is not None:
             self._checkpointer.wrote()
-
-    def checkpoint(self) -> None:
-        """Run a passive WAL checkpoint now (SQLite files; a no-op otherwise)."""
-        if self._checkpointer is not None:
-            self._checkpointer.checkpoint()
 
     def dispose(self) -> None:
         if self._checkpointer is not None:
