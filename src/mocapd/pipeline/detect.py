@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
-from mocapd.pipeline.pose import PoseDetector, PoseTrack, TrackBuilder
+from mocapd.pipeline.pose import PoseDetector, PoseTrack, TrackBuilder, hip_centre_and_torso_px
 
 if TYPE_CHECKING:  # pragma: no cover
     from mocapd.formats.preview import SourceCopies, SourceCopy
@@ -45,13 +45,12 @@ __all__ = [
     "SEAM_TOLERANCE",
     "SPLIT_MIN_CORES",
     "SPLIT_MIN_WINDOW_S",
-    "Detection",
     "detect_window",
+    "preview_side_px",
     "split_point_s",
 ]
 
 FloatArray = NDArray[np.float64]
-Detection = tuple[FloatArray, FloatArray, FloatArray]  # (landmarks_norm (33, 2), world_m (33, 3), visibility)
 
 PREFLIGHT_S = 2.0  # seconds of the window searched for a person before committing to the job
 DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input only costs time
@@ -72,7 +71,7 @@ def same_person(a_px: FloatArray, b_px: FloatArray, *, tolerance: float = SEAM_T
     a, b = a_px[_SEAM_LANDMARKS], b_px[_SEAM_LANDMARKS]
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return False
-    torso = float(np.linalg.norm(0.5 * (a[0] + a[1]) - 0.5 * (a[6] + a[7])))  # mid-shoulder to mid-hip
+    torso = float(hip_centre_and_torso_px(a_px[None])[1][0])
     if torso < 1e-6:
         return False
     return float(np.mean(np.linalg.norm(a - b, axis=1))) <= tolerance * torso
@@ -124,7 +123,7 @@ class _SecondSegment(threading.Thread):
         end_s: float,
         size: tuple[int, int],
         copy: SourceCopy | None,
-        copy_side_px: int | None,
+        copy_side_px: int | None,  # None exactly when ``copy`` is None
     ) -> None:
         super().__init__(name="mocapd-detect-2", daemon=True)
         self.source = source
@@ -143,7 +142,7 @@ class _SecondSegment(threading.Thread):
                 start_s=self.start_s,
                 end_s=self.end_s,
                 max_side_px=DETECT_MAX_SIDE_PX,
-                second_max_side_px=self.copy_side_px if self.copy is not None else None,
+                second_max_side_px=self.copy_side_px,
             )
         )
         try:
@@ -162,6 +161,14 @@ class _SecondSegment(threading.Thread):
     def position_s(self) -> float:
         times = self.detections.times
         return times[-1] if times else self.start_s
+
+
+def preview_side_px(info: VideoInfo) -> int:
+    """Long side of the source frames in the preview (they are ``PIPELINE_PREVIEW_HEIGHT_PX`` tall at most)."""
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX
+
+    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
+    return int(round(max(info.width_px, info.height_px) * scale))
 
 
 def split_point_s(source: Path, start_s: float, end_s: float) -> float:
@@ -220,14 +227,13 @@ def detect_window(
     nobody is found in the first ``PREFLIGHT_S`` of the window. ``segments`` (1 or 2) overrides
     `detect_segments`.
     """
-    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, SourceCopies, SourceCopy
+    from mocapd.formats.preview import SourceCopies, SourceCopy
 
     source = Path(source)
     window_s = max(1e-6, trim_end_s - trim_start_s)
     preflight_end_s = trim_start_s + min(PREFLIGHT_S, window_s)
     size = (info.width_px, info.height_px)
-    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
-    copy_side_px = int(round(max(size) * scale)) if copy_dir is not None else None
+    copy_side_px = preview_side_px(info) if copy_dir is not None else None
     copies: list[SourceCopy] = []
     if copy_dir is not None:
         copies.append(SourceCopy(Path(copy_dir) / "preview-source-0.mp4", info.fps))

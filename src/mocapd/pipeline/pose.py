@@ -29,6 +29,7 @@ __all__ = [
     "PoseTrack",
     "TrackBuilder",
     "detect_poses",
+    "hip_centre_and_torso_px",
     "mark_identity_switches",
 ]
 
@@ -180,7 +181,7 @@ def detect_poses(
     return builder.build()
 
 
-def _hip_centre_and_torso_px(landmarks_px: FloatArray) -> tuple[FloatArray, FloatArray]:
+def hip_centre_and_torso_px(landmarks_px: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Mid-hip (F, 2) and 2D torso length |mid-shoulder - mid-hip| (F,) in pixels."""
     hip = 0.5 * (landmarks_px[:, _L_HIP] + landmarks_px[:, _R_HIP])  # (F, 2)
     shoulder = 0.5 * (landmarks_px[:, _L_SHOULDER] + landmarks_px[:, _R_SHOULDER])  # (F, 2)
@@ -206,7 +207,7 @@ def mark_identity_switches(
     """
     n = int(person.shape[0])
     valid = np.zeros(n, dtype=bool)
-    hip, torso = _hip_centre_and_torso_px(landmarks_px)
+    hip, torso = hip_centre_and_torso_px(landmarks_px)
     ok = person & np.all(np.isfinite(hip), axis=1) & np.isfinite(torso) & (torso > 1e-6)
     idx = np.flatnonzero(ok)
     if idx.size == 0:

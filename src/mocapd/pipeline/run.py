@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from mocapd.errors import InputFault
 from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
-from mocapd.pipeline.detect import DETECT_MAX_SIDE_PX, PREFLIGHT_S, detect_window
+from mocapd.pipeline.detect import detect_window, preview_side_px
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
 from mocapd.pipeline.pose import PoseTrack
 from mocapd.pipeline.settings import JobSettings
@@ -54,10 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from mocapd.formats.preview import SourceCopies
 
 __all__ = [
-    "DETECT_MAX_SIDE_PX",
     "HIP_WIDTH_FACTOR",
     "Analysis",
-    "PREFLIGHT_S",
     "JobSettings",
     "PipelineOutput",
     "StageCallback",
@@ -146,14 +144,6 @@ def _frames_on_grid(frames: Iterator[DecodedFrame], grid_s: FloatArray) -> Itera
         while upcoming is not None and upcoming.time_s <= t + half:
             current, upcoming = upcoming, next(frames, None)
         yield current.rgb
-
-
-def _preview_side_px(info: VideoInfo) -> int:
-    """Long side of the source frames in the preview (they are ``PIPELINE_PREVIEW_HEIGHT_PX`` tall at most)."""
-    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX
-
-    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
-    return int(round(max(info.width_px, info.height_px) * scale))
 
 
 def _narrow_hips(joints_m: FloatArray, factor: float = HIP_WIDTH_FACTOR) -> FloatArray:
@@ -361,7 +351,7 @@ def _package(
                 source,
                 start_s=float(grid_s[0]),
                 end_s=settings.trim_end_s,
-                max_side_px=_preview_side_px(info),
+                max_side_px=preview_side_px(info),
             )
         )
     landmarks_px = track.landmarks_px * scale  # frames are scaled by the same factor (up to rounding)
