@@ -255,7 +255,8 @@ def fit_body_rotation(
         return rot_, t_
 
     rot, t = gauss_newton(robust_scale is not None)
-    sw = np.sqrt(robust_weights(rot, t))[..., None]
+    final_w = robust_weights(rot, t)  # (F, N)
+    sw = np.sqrt(final_w)[..., None]
     cost0 = np.sum(residual(rot0, t0, sw) ** 2, axis=1)
     cost = np.sum(residual(rot, t, sw) ** 2, axis=1)
     if robust_scale is not None:
@@ -263,7 +264,7 @@ def fit_body_rotation(
         # fewer than the fit's minimum remain, the reweighting has collapsed onto a near-minimal subset
         # (few or low-visibility landmarks: the person entering the picture or occluded) and its rotation
         # is as arbitrary as a fit to that many points: those frames take the least-squares fit instead.
-        inliers = np.sum((w > 0) & (robust_weights(rot, t) >= 0.5 * w), axis=1)
+        inliers = np.sum((w > 0) & (final_w >= 0.5 * w), axis=1)
         collapsed = ok & (inliers < _MIN_FIT_LANDMARKS)
         if collapsed.any():
             rot_ls, t_ls = gauss_newton(False)
