@@ -32,20 +32,17 @@ import random  # noqa: E402
 import secrets  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, select, text  # noqa: E402
+from tests.integration.queue.support import admit as admit_draft  # noqa: E402
+from tests.integration.queue.support import create_draft, new_database, seed_account  # noqa: E402
 
 from mocapd.db import queue  # noqa: E402
-from mocapd.db.accounts import create_account, ensure_plans  # noqa: E402
 from mocapd.db.engine import Database  # noqa: E402
-from mocapd.db.events import add_event  # noqa: E402
-from mocapd.db.ledger import grant, place_hold  # noqa: E402
-from mocapd.db.migrate import upgrade  # noqa: E402
 from mocapd.db.models import Job  # noqa: E402
 from mocapd.db.queue import ArtifactRecord  # noqa: E402
 from mocapd.proc import settle_heap  # noqa: E402
@@ -55,40 +52,10 @@ LEASE_S = 30.0
 
 
 def admit(db: Database, account_id: str) -> str:
-    """What the API's complete-upload does, in two transactions (create the draft; hold + queue)."""
-    job_id = "mocap_" + secrets.token_hex(8)
-    now = datetime.now(UTC)
-    with db.write() as s:
-        job = Job(
-            id=job_id,
-            account_id=account_id,
-            channel="api",
-            status="draft",
-            stage="uploaded",
-            progress=0.0,
-            target_ids=["default"],
-            export_fps=30,
-            mocap_type="full_body",
-            trim_start_s=0.0,
-            trim_end_s=1.0,
-            source_filename="b.mp4",
-            source_key=f"jobs/{job_id}/source/upload",
-            max_upload_bytes=1,
-            created_at=now,
-            updated_at=now,
-            event_seq=0,
-        )
-        s.add(job)
-        add_event(s, job, "job.created")
-    with db.write() as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        place_hold(s, account_id=account_id, channel="api", job_id=job_id, amount=1)
-        job.held_credits = job.billed_seconds = 1
-        job.status = job.stage = "queued"
-        job.queued_at = job.updated_at = datetime.now(UTC)
-        job.queue_weight, job.max_attempts = 1, 3
-        add_event(s, job, "job.queued")
+    """What the API does for a job: the draft (create), then complete-upload's admission (hold, weight,
+    ``queued``), each in its own transaction, as `tests.integration.queue.support` writes them."""
+    job_id = create_draft(db, account_id)
+    admit_draft(db, job_id, seconds=1)
     return job_id
 
 
@@ -195,13 +162,8 @@ def run_phase(url: str, account_id: str, workers: int, idle_poll_s: float, produ
 
 
 def bench(url: str, label: str, args: argparse.Namespace) -> list[str]:
-    db = Database(url)
-    upgrade(db)
-    with db.write() as s:
-        ensure_plans(s)
-        acct = create_account(s, "bench")
-        grant(s, acct.id, 10_000_000)
-        account_id = acct.id
+    db = new_database(url)
+    account_id = seed_account(db, "bench", credits=10_000_000)
 
     def paced() -> list[str]:
         ids, admit_s = [], []
