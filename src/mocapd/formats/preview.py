@@ -12,10 +12,8 @@ that time by linear interpolation of its world positions, so motion at another r
 Streaming: frames are consumed one at a time and encoded at once; memory does not grow with the clip
 (the world positions of the motion, F x J x 3 floats, are the only per-clip arrays).
 
-Decode once: the pipeline hands the preview-size copy of every frame it decodes for detection to a
-`SourceCopy` (a temporary H.264 file written in a background thread while pose detection runs on
-the other core), and reads it back for the preview instead of decoding the source a second time
-(a 960x540 H.264 decode costs a fraction of a full-size VP9 or 1080p decode).
+Decode once: the pipeline keeps the preview-size copy of every frame it decodes for detection
+(`mocapd.formats.source_copy`) and reads it back for the preview instead of decoding the source again.
 
 Speed: the RGB canvas is converted to yuv420p with OpenCV (BT.601 limited range, the same matrix as
 FFmpeg's default scaler, about 3x cheaper) and libx264 runs with its own frame threads; the source
@@ -26,9 +24,7 @@ libx264 release the GIL).
 from __future__ import annotations
 
 import math
-import queue
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -51,8 +47,6 @@ from mocapd.pipeline.skeleton import Motion
 
 __all__ = [
     "MAX_PREVIEW_HEIGHT_PX",
-    "SourceCopies",
-    "SourceCopy",
     "PIPELINE_PREVIEW_HEIGHT_PX",
     "PreviewLayout",
     "RobotPoses",
@@ -67,9 +61,9 @@ PIPELINE_PREVIEW_HEIGHT_PX = 540  # what jobs use: 0.56x the pixels of 720 p, sk
 _HUMAN_CAMERA = OrthoCamera(view_height_m=2.6)
 _ROBOT_CAMERA = OrthoCamera(view_height_m=2.0)
 _ENCODERS = ("libx264", "h264")
-_X264_OPTIONS = {"crf": "24", "preset": "superfast"}  # see bench/results/preview.md for the trade-off
-_COPY_X264_OPTIONS = {"crf": "15", "preset": "ultrafast"}  # near-transparent, cheap to write and read
-_COPY_QUEUE_DEPTH = 8
+# ultrafast with CABAC, B-frames, adaptive quantisation and the deblocking filter back: superfast's file size
+# and picture (PSNR 40.5 vs 40.8 dB) for two thirds of its CPU; see bench/results/preview.md
+_X264_OPTIONS = {"crf": "23", "preset": "ultrafast", "x264-params": "cabac=1:bframes=3:aq-mode=1:deblock=1"}
 
 
 class RobotPoses(Protocol):
@@ -340,113 +334,3 @@ def _encode(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         container.close()
-
-
-_END = object()
-
-
-def _i420(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Packed I420 planes (3 h / 2, w) of an RGB image (cropped to even sizes) or of I420 planes as given."""
-    if image.ndim == 2:
-        if image.shape[0] % 3 or image.shape[1] % 2 or (image.shape[0] * 2 // 3) % 2:
-            raise ValueError(f"I420 planes must be (3 h / 2, w) with h, w even, got {image.shape}")
-        return np.ascontiguousarray(image, dtype=np.uint8)
-    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    yuv: NDArray[np.uint8] = cv2.cvtColor(np.ascontiguousarray(image[:h, :w]), cv2.COLOR_RGB2YUV_I420)
-    return yuv
-
-
-class SourceCopy:
-    """A temporary H.264 copy (``crf 15``, ultrafast) of frames, written by a background thread.
-
-    ``add(time_s, image)`` queues a frame, either RGB (H, W, 3) or packed I420 planes (3 H / 2, W)
-    (`mocapd.pipeline.decode.iter_frames`' ``second_yuv420``, which spares a colour conversion) (blocking when ``_COPY_QUEUE_DEPTH`` frames wait, so memory is
-    bounded); ``close()`` flushes and returns whether the copy is complete; ``frames()`` decodes it
-    back as ``(time_s, rgb)`` with the times given to ``add``. Frames are cropped to even sizes (yuv420p).
-    Any failure (no encoder, disk full) only marks the copy unusable: the caller then decodes the
-    source again. The file is the caller's to delete.
-    """
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path = Path(path)
-        self._rate = Fraction(fps if fps > 0 else 30.0).limit_denominator(1001)
-        self._times_s: list[float] = []
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=_COPY_QUEUE_DEPTH)
-        self._error: BaseException | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._write, name="mocapd-source-copy", daemon=True)
-        self._thread.start()
-
-    def add(self, time_s: float, image: NDArray[np.uint8]) -> None:
-        if self._closed or self._error is not None:
-            return
-        self._times_s.append(float(time_s))
-        self._queue.put(image)
-
-    def close(self) -> bool:
-        """Flush and stop the writer; True when every added frame is in the file."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(_END)
-            self._thread.join()
-        return self._error is None and len(self._times_s) > 0
-
-    def _write(self) -> None:
-        container: av.container.OutputContainer | None = None
-        stream: av.VideoStream | None = None
-        ended = False
-        try:
-            i = 0
-            while not (ended := (item := self._queue.get()) is _END):
-                yuv = _i420(np.asarray(item))  # (3 h / 2, w)
-                h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
-                if container is None or stream is None:
-                    container = av.open(str(self.path), mode="w", format="mp4")
-                    stream = container.add_stream("libx264", rate=self._rate, options=_COPY_X264_OPTIONS)
-                    if not isinstance(stream, av.VideoStream):  # pragma: no cover - a video codec
-                        raise TypeError("libx264 did not give a video stream")
-                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    stream.codec_context.time_base = Fraction(1) / self._rate
-                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-                frame.pts = i
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-                i += 1
-            if container is not None and stream is not None:
-                for packet in stream.encode(None):
-                    container.mux(packet)
-        except Exception as exc:  # noqa: BLE001 - a failed copy is only a slower preview, never a failed job
-            self._error = exc
-            while not ended:  # drain, so that add() never blocks
-                ended = self._queue.get() is _END
-        finally:
-            if container is not None:
-                try:
-                    container.close()
-                except Exception as exc:  # noqa: BLE001
-                    self._error = self._error or exc
-
-    def frames(self) -> Iterator[tuple[float, NDArray[np.uint8]]]:
-        """``(time_s, rgb (h, w, 3))`` for every frame of the copy, in order."""
-        with av.open(str(self.path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for time_s, frame in zip(self._times_s, container.decode(stream), strict=False):
-                yuv = frame.to_ndarray()  # (3 h / 2, w) I420 planes, as written
-                yield time_s, cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
-
-
-class SourceCopies:
-    """Consecutive `SourceCopy` parts (one per detection segment), read back as one sequence."""
-
-    def __init__(self, parts: Sequence[SourceCopy]) -> None:
-        self.parts = list(parts)
-
-    def close(self) -> bool:
-        """Flush every part; True when every part is complete."""
-        done = [part.close() for part in self.parts]  # close all, even after a failed one
-        return bool(done) and all(done)
-
-    def frames(self) -> Iterator[tuple[float, NDArray[np.uint8]]]:
-        for part in self.parts:
-            yield from part.frames()

@@ -36,7 +36,7 @@ from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
 from mocapd.pipeline.pose import PoseDetector, PoseTrack, TrackBuilder, hip_centre_and_torso_px
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mocapd.formats.preview import SourceCopies, SourceCopy
+    from mocapd.formats.source_copy import SourceCopies, SourceCopy
 
 __all__ = [
     "DETECT_MAX_SIDE_PX",
@@ -227,7 +227,7 @@ def detect_window(
     nobody is found in the first ``PREFLIGHT_S`` of the window. ``segments`` (1 or 2) overrides
     `detect_segments`.
     """
-    from mocapd.formats.preview import SourceCopies, SourceCopy
+    from mocapd.formats.source_copy import SourceCopies, SourceCopy, raw_copy_fits
 
     source = Path(source)
     window_s = max(1e-6, trim_end_s - trim_start_s)
@@ -235,8 +235,10 @@ def detect_window(
     size = (info.width_px, info.height_px)
     copy_side_px = preview_side_px(info) if copy_dir is not None else None
     copies: list[SourceCopy] = []
+    copy_scale = min(1.0, (copy_side_px or 0) / max(info.width_px, info.height_px, 1))
+    raw_copy = raw_copy_fits(window_s * info.fps, round(info.width_px * copy_scale), round(info.height_px * copy_scale))
     if copy_dir is not None:
-        copies.append(SourceCopy(Path(copy_dir) / "preview-source-0.mp4", info.fps))
+        copies.append(SourceCopy(Path(copy_dir) / "preview-source-0", info.fps, raw=raw_copy))
     two = (segments or detect_segments(window_s)) >= 2
     split_s = split_point_s(source, trim_start_s, trim_end_s) if two else math.inf
     own = TrackBuilder(size)
@@ -274,7 +276,7 @@ def detect_window(
                         progress("preflight", 1.0, force=True)
                         if math.isfinite(split_s) and split_s > frame.time_s:
                             if copy_dir is not None:
-                                copies.append(SourceCopy(Path(copy_dir) / "preview-source-1.mp4", info.fps))
+                                copies.append(SourceCopy(Path(copy_dir) / "preview-source-1", info.fps, raw=raw_copy))
                             copy = copies[1] if len(copies) > 1 else None
                             second = _SecondSegment(source, split_s, trim_end_s, size, copy, copy_side_px)
                             second.start()

@@ -51,7 +51,7 @@ from mocapd.pipeline.world import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mocapd.formats.preview import SourceCopies
+    from mocapd.formats.source_copy import SourceCopies
 
 __all__ = [
     "HIP_WIDTH_FACTOR",

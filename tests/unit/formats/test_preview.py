@@ -275,28 +275,3 @@ def test_frames_are_streamed_not_collected(tmp_path: Path) -> None:
     encode_preview(frames(), _landmarks(24), _walking_motion(24, FPS, 0.0), tmp_path / "s.mp4", fps=FPS)
     assert len(refs) == 24
     assert leaked == []
-
-
-def test_source_copy_gives_back_every_frame_with_its_time_and_colour(tmp_path: Path) -> None:
-    from mocapd.formats.preview import SourceCopy
-
-    copy = SourceCopy(tmp_path / "copy.mp4", fps=30.0)
-    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (128, 128, 128)] * 3
-    times = [0.5 + k / 30.0 + (0.004 if k == 5 else 0.0) for k in range(len(colours))]  # one off-grid time
-    for t, c in zip(times, colours, strict=True):
-        copy.add(t, np.full((61, 81, 3), c, dtype=np.uint8))  # odd sizes are cropped to even
-    assert copy.close() and copy.close()  # idempotent
-    back = list(copy.frames())
-    assert [t for t, _ in back] == times
-    for (_, rgb), c in zip(back, colours, strict=True):
-        assert rgb.shape == (60, 80, 3)
-        assert np.abs(rgb.reshape(-1, 3).mean(axis=0) - np.array(c)).max() < 6
-
-
-def test_a_source_copy_that_cannot_be_written_is_reported_unusable_without_blocking(tmp_path: Path) -> None:
-    from mocapd.formats.preview import SourceCopy
-
-    copy = SourceCopy(tmp_path / "missing-dir" / "copy.mp4", fps=30.0)
-    for k in range(40):  # more than the queue holds: add() must not block once the writer failed
-        copy.add(k / 30.0, np.zeros((32, 32, 3), dtype=np.uint8))
-    assert copy.close() is False
