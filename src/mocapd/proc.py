@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import os
 import signal
+import sys
+import threading
 
-__all__ = ["die_with_parent", "settle_heap"]
+__all__ = ["die_with_parent", "lower_thread_priority", "settle_heap"]
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -29,3 +32,16 @@ def settle_heap() -> None:
     every other worker when it lands while this one holds the SQLite write lock."""
     gc.collect()
     gc.freeze()
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread, and the threads it starts from now on (FFmpeg's), a lower CPU priority.
+
+    Linux keeps a nice value per thread and new threads inherit it; elsewhere this does nothing (the
+    same call would lower the whole process).
+    """
+    if nice > 0 and sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        except OSError:  # pragma: no cover - not allowed here: run at the normal priority
+            pass

@@ -113,20 +113,27 @@ def sample_at_time(positions_m: FloatArray, fps: float, t_s: float) -> FloatArra
     return np.asarray((1.0 - a) * positions_m[i0] + a * positions_m[i1], dtype=np.float64)  # (K, 3)
 
 
-def _pt(xy: FloatArray) -> tuple[int, int]:
-    return (int(round(float(xy[0]) * _SUBPIXEL)), int(round(float(xy[1]) * _SUBPIXEL)))
+Point = tuple[int, int]
 
 
-def _line(img: ImageU8, a: FloatArray, b: FloatArray, colour: Rgb, thickness: int) -> None:
-    cv2.line(img, _pt(a), _pt(b), colour, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
+def _pts(xy: FloatArray) -> tuple[list[Point], list[bool]]:
+    """OpenCV's fixed-point form of pixel positions (N, 2+) (x, y first), and which are drawable.
+
+    Drawable: x and y finite and within 1e6 px. Converted for all points at once: drawing calls one
+    OpenCV function per line from plain tuples (per-point NumPy indexing took as long as the drawing).
+    """
+    xy = np.asarray(xy, dtype=np.float64)[:, :2]  # (N, 2)
+    ok = np.all(np.isfinite(xy), axis=1) & np.all(np.abs(xy) < 1e6, axis=1)  # (N,) NaN compares False
+    fixed = np.rint(np.where(ok[:, None], xy, 0.0) * _SUBPIXEL).astype(np.int64)  # (N, 2)
+    return [(x, y) for x, y in fixed.tolist()], ok.tolist()
 
 
-def _dot(img: ImageU8, a: FloatArray, colour: Rgb, radius_px: int) -> None:
-    cv2.circle(img, _pt(a), radius_px * _SUBPIXEL, colour, -1, cv2.LINE_AA, _SUBPIXEL_BITS)
+def _line(img: ImageU8, a: Point, b: Point, colour: Rgb, thickness: int) -> None:
+    cv2.line(img, a, b, colour, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
 
 
-def _finite_xy(p: FloatArray) -> bool:
-    return bool(np.isfinite(p[0]) and np.isfinite(p[1]) and abs(p[0]) < 1e6 and abs(p[1]) < 1e6)
+def _dot(img: ImageU8, a: Point, colour: Rgb, radius_px: int) -> None:
+    cv2.circle(img, a, radius_px * _SUBPIXEL, colour, -1, cv2.LINE_AA, _SUBPIXEL_BITS)
 
 
 def draw_landmarks_2d(img: ImageU8, landmarks_px: FloatArray, *, thickness_px: int = 2) -> None:
@@ -136,19 +143,17 @@ def draw_landmarks_2d(img: ImageU8, landmarks_px: FloatArray, *, thickness_px: i
     one side: that side's colour, otherwise the midline colour) over a dark outline; each known
     landmark gets a dot.
     """
-    pairs = [
-        (a, b) for a, b in POSE_CONNECTIONS if _finite_xy(landmarks_px[a]) and _finite_xy(landmarks_px[b])
-    ]
-    known = [k for k in range(landmarks_px.shape[0]) if _finite_xy(landmarks_px[k])]
+    pt, ok = _pts(landmarks_px)
+    pairs = [(a, b) for a, b in POSE_CONNECTIONS if ok[a] and ok[b]]
     radius = max(2, thickness_px + 1)
     for a, b in pairs:  # a dark outline first keeps the lines readable on bright footage
-        _line(img, landmarks_px[a], landmarks_px[b], OUTLINE_RGB, thickness_px + 2)
+        _line(img, pt[a], pt[b], OUTLINE_RGB, thickness_px + 2)
     for a, b in pairs:
         sa, sb = landmark_side(a), landmark_side(b)
-        _line(img, landmarks_px[a], landmarks_px[b], side_colour(sa if sa == sb else 0), thickness_px)
-    for k in known:
-        _dot(img, landmarks_px[k], OUTLINE_RGB, radius + 1)
-        _dot(img, landmarks_px[k], side_colour(landmark_side(k)), radius)
+        _line(img, pt[a], pt[b], side_colour(sa if sa == sb else 0), thickness_px)
+    for k in (k for k in range(len(pt)) if ok[k]):
+        _dot(img, pt[k], OUTLINE_RGB, radius + 1)
+        _dot(img, pt[k], side_colour(landmark_side(k)), radius)
 
 
 @lru_cache(maxsize=8)
@@ -179,10 +184,10 @@ def _draw_ground_grid(
         [np.stack([cx + ks, hi_y, zero], -1), np.stack([hi_x, cy + ks, zero], -1)]
     )  # (2K, 3)
     on_axis = np.concatenate([np.abs(cx + ks) < 1e-9, np.abs(cy + ks) < 1e-9])  # (2K,)
-    a = camera.project(starts, centre_m, (h, w))  # (2K, 3)
-    b = camera.project(ends, centre_m, (h, w))  # (2K, 3)
-    for i in range(len(a)):
-        _line(img, a[i, :2], b[i, :2], GRID_AXIS_RGB if on_axis[i] else GRID_RGB, thickness)
+    a, _ = _pts(camera.project(starts, centre_m, (h, w)))
+    b, _ = _pts(camera.project(ends, centre_m, (h, w)))
+    for i, axis in enumerate(on_axis.tolist()):
+        _line(img, a[i], b[i], GRID_AXIS_RGB if axis else GRID_RGB, thickness)
 
 
 def render_figure_panel(
@@ -210,24 +215,22 @@ def render_figure_panel(
     bone_px = max(2, round(h / 150))
     shadow_m = np.asarray(positions_m, dtype=np.float64).copy()  # (K, 3)
     shadow_m[:, 2] = 0.0
-    shadow = camera.project(shadow_m, centre_m, (h, w))  # (K, 3)
+    shadow, shadow_ok = _pts(camera.project(shadow_m, centre_m, (h, w)))  # (K,)
     for k, p in enumerate(parents):
-        if p >= 0 and _finite_xy(shadow[k]) and _finite_xy(shadow[p]):
-            _line(img, shadow[p, :2], shadow[k, :2], SHADOW_RGB, bone_px + 1)
+        if p >= 0 and shadow_ok[k] and shadow_ok[p]:
+            _line(img, shadow[p], shadow[k], SHADOW_RGB, bone_px + 1)
 
-    pts = camera.project(positions_m, centre_m, (h, w))  # (K, 3)
-    bones: list[tuple[float, int, int]] = []
-    for k, p in enumerate(parents):
-        if p < 0:
-            continue
-        if np.all(np.isfinite(pts[k])) and np.all(np.isfinite(pts[p])):
-            bones.append((float(pts[k, 2] + pts[p, 2]) / 2.0, k, p))
+    projected = camera.project(positions_m, centre_m, (h, w))  # (K, 3)
+    pt, _ = _pts(projected)
+    known = np.all(np.isfinite(projected), axis=1).tolist()  # (K,) x, y and depth
+    depth = projected[:, 2].tolist()
+    sides = [name_side(n) for n in names]
+    bones = [((depth[k] + depth[p]) / 2.0, k, p) for k, p in enumerate(parents) if p >= 0 and known[k] and known[p]]
     for _, k, p in sorted(bones, reverse=True):  # far first
-        side_k, side_p = name_side(names[k]), name_side(names[p])
-        _line(img, pts[p, :2], pts[k, :2], side_colour(side_k if side_k == side_p else 0), bone_px)
-    for k in np.argsort(-pts[:, 2]):
-        if np.all(np.isfinite(pts[k])):
-            _dot(img, pts[k, :2], side_colour(name_side(names[int(k)])), max(2, bone_px // 2 + 1))
+        _line(img, pt[p], pt[k], side_colour(sides[k] if sides[k] == sides[p] else 0), bone_px)
+    for k in np.argsort(-projected[:, 2]).tolist():
+        if known[k]:
+            _dot(img, pt[k], side_colour(sides[k]), max(2, bone_px // 2 + 1))
     if label:
         scale = max(0.4, h / 1200)
         cv2.putText(img, label, (max(4, w // 40), max(14, h // 22)), cv2.FONT_HERSHEY_SIMPLEX, scale,

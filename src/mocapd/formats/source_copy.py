@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.proc import lower_thread_priority
+
 __all__ = ["RAW_COPY_BUDGET_BYTES", "SourceCopies", "SourceCopy", "raw_copy_fits", "to_i420"]
 
 RAW_COPY_BUDGET_BYTES = 512 * 1024 * 1024
@@ -64,12 +66,14 @@ class SourceCopy:
     returns whether the copy is complete; ``frames()`` reads it back as ``(time_s, rgb)`` with the
     times given to ``add``. Frames are cropped to even sizes (yuv420p) and must all have one size.
     Any failure (no encoder, disk full) only marks the copy unusable: the caller then decodes the
-    source again. The file is the caller's to delete.
+    source again. The file is the caller's to delete. ``nice`` > 0 runs the writer (and the encoder's
+    threads) at a lower priority (`mocapd.proc.lower_thread_priority`).
     """
 
-    def __init__(self, path: Path, fps: float, *, raw: bool = False) -> None:
+    def __init__(self, path: Path, fps: float, *, raw: bool = False, nice: int = 0) -> None:
         self.path = Path(path)
         self.raw = raw
+        self._nice = nice
         self._rate = Fraction(fps if fps > 0 else 30.0).limit_denominator(1001)
         self._times_s: list[float] = []
         self._shape: tuple[int, int] | None = None  # (3 h / 2, w) of every frame
@@ -103,6 +107,7 @@ class SourceCopy:
     # -- writer thread ------------------------------------------------------------------------------
 
     def _write(self) -> None:
+        lower_thread_priority(self._nice)
         try:
             if self.raw:
                 self._write_raw()

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
+from mocapd.proc import lower_thread_priority
 
 __all__ = ["DecodedFrame", "VideoInfo", "iter_frames", "prefetch", "read_video_info"]
 
@@ -229,17 +230,19 @@ def _yuv420(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> UInt8Ima
 _DONE = object()
 
 
-def prefetch(items: Iterable[DecodedFrame], depth: int = 4) -> Iterator[DecodedFrame]:
+def prefetch(items: Iterable[DecodedFrame], depth: int = 4, *, nice: int = 0) -> Iterator[DecodedFrame]:
     """Run ``items`` (e.g. `iter_frames`) in a background thread, at most ``depth`` frames ahead.
 
     Decoding then overlaps with the consumer (pose detection releases the GIL in native code).
     Memory stays bounded by ``depth`` frames. Exceptions of the producer are re-raised here; when
-    the consumer stops early the producer is told to stop and is joined.
+    the consumer stops early the producer is told to stop and is joined. ``nice`` > 0 runs the
+    producer (and its decoder's threads) at a lower priority (`lower_thread_priority`).
     """
     buf: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
     def produce() -> None:
+        lower_thread_priority(nice)
         try:
             for item in items:
                 while not stop.is_set():

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mocapd.formats.source_copy import SourceCopies, SourceCopy
 
 __all__ = [
+    "DECODE_NICE",
     "DETECT_MAX_SIDE_PX",
     "PREFLIGHT_S",
     "SEAM_AGREE_FRAMES",
@@ -57,6 +58,11 @@ DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input on
 SPLIT_MIN_WINDOW_S = 4.0  # shorter windows: one pass (a second detector's start-up is not worth it)
 SPLIT_MIN_CORES = 4  # see `detect_segments`
 SEAM_AGREE_FRAMES = 3
+# The decoder (and the preview copy's writer) run at this lower priority than the detector. BlazePose is
+# the bottleneck and takes one core; without it FFmpeg's decoder threads, when they all wake at once,
+# take turns with the detector on both cores: BlazePose went from 19.9 to 23.5 ms a frame beside a
+# decoding thread, and to 20.2 with the decoder niced by 10.
+DECODE_NICE = 10
 SEAM_TOLERANCE = 0.1  # mean 2D landmark distance, in torso lengths, for "the same person"
 _SEAM_LANDMARKS = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])  # shoulders .. ankles
 
@@ -143,7 +149,8 @@ class _SecondSegment(threading.Thread):
                 end_s=self.end_s,
                 max_side_px=DETECT_MAX_SIDE_PX,
                 second_max_side_px=self.copy_side_px,
-            )
+            ),
+            nice=DECODE_NICE,
         )
         try:
             with PoseDetector() as detector:
@@ -238,7 +245,7 @@ def detect_window(
     copy_scale = min(1.0, (copy_side_px or 0) / max(info.width_px, info.height_px, 1))
     raw_copy = raw_copy_fits(window_s * info.fps, round(info.width_px * copy_scale), round(info.height_px * copy_scale))
     if copy_dir is not None:
-        copies.append(SourceCopy(Path(copy_dir) / "preview-source-0", info.fps, raw=raw_copy))
+        copies.append(SourceCopy(Path(copy_dir) / "preview-source-0", info.fps, raw=raw_copy, nice=DECODE_NICE))
     two = (segments or detect_segments(window_s)) >= 2
     split_s = split_point_s(source, trim_start_s, trim_end_s) if two else math.inf
     own = TrackBuilder(size)
@@ -252,7 +259,8 @@ def detect_window(
             end_s=trim_end_s,
             max_side_px=DETECT_MAX_SIDE_PX,
             second_max_side_px=copy_side_px,
-        )
+        ),
+        nice=DECODE_NICE,
     )
 
     def report() -> None:
@@ -276,7 +284,8 @@ def detect_window(
                         progress("preflight", 1.0, force=True)
                         if math.isfinite(split_s) and split_s > frame.time_s:
                             if copy_dir is not None:
-                                copies.append(SourceCopy(Path(copy_dir) / "preview-source-1", info.fps, raw=raw_copy))
+                                part = Path(copy_dir) / "preview-source-1"
+                                copies.append(SourceCopy(part, info.fps, raw=raw_copy, nice=DECODE_NICE))
                             copy = copies[1] if len(copies) > 1 else None
                             second = _SecondSegment(source, split_s, trim_end_s, size, copy, copy_side_px)
                             second.start()
