@@ -35,6 +35,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPORTS = DATA / "video" / "sports2d_demo.mp4"
 HD_COPY = Path(tempfile.gettempdir()) / "mocapd_bench_1080p30.mp4"
@@ -113,12 +115,19 @@ def preview_presets() -> list[dict[str, object]]:
         f.rgb for f in iter_frames(SPORTS, max_side_px=round(max(a.info.width_px, a.info.height_px) * scale))
     ]
     landmarks = a.track.landmarks_px * scale
+    # the exact pictures handed to the encoder, to measure what each setting loses (luma PSNR)
+    layout = pv.preview_layout(frames[0].shape[1], frames[0].shape[0], with_robot=True, max_height_px=h)
+    tracks = [pv._human_track(a.export), pv._robot_track(a.robot)]
+    compose = pv._Composer(layout, landmarks, tracks, a.fps)
+    luma = [compose(f, i)[: layout.height_px].astype(np.float64) for i, f in enumerate(frames)]
     chosen = dict(pv._X264_OPTIONS)
     rows = []
+    tuned = "cabac=1:bframes=3:aq-mode=1:deblock=1"  # ultrafast with these four back
     settings = [
-        {"preset": "veryfast", "crf": "23"}, {"preset": "veryfast", "crf": "23", "tune": "fastdecode"},
-        {"preset": "superfast", "crf": "23"}, {"preset": "superfast", "crf": "24"},
-        {"preset": "ultrafast", "crf": "23"},
+        {"preset": "veryfast", "crf": "23"}, {"preset": "superfast", "crf": "24"},
+        {"preset": "ultrafast", "crf": "23"}, {"preset": "ultrafast", "crf": "24", "x264-params": tuned},
+        {"preset": "ultrafast", "crf": "23", "x264-params": tuned},
+        {"preset": "ultrafast", "crf": "22", "x264-params": tuned},
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as out:
         for options in settings:
@@ -133,12 +142,25 @@ def preview_presets() -> list[dict[str, object]]:
             rows.append({
                 "x264": options, "chosen": options == chosen, "frames": len(frames),
                 "wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(_cpu_s() - c0, 2),
-                "mb": round(path.stat().st_size / 1e6, 2), "load_1min": round(load, 2),
+                "mb": round(path.stat().st_size / 1e6, 2), "psnr_y_db": round(_psnr_y(path, luma), 2),
+                "load_1min": round(load, 2),
             })  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     pv._X264_OPTIONS.clear()
     pv._X264_OPTIONS.update(chosen)
     return rows
+
+
+def _psnr_y(path: Path, luma: list[np.ndarray]) -> float:
+    """Luma PSNR of the video at ``path`` against the pictures (H, W) that were encoded."""
+    import av
+
+    errors = []
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            y = frame.to_ndarray()[: luma[i].shape[0]].astype(np.float64)  # yuv420p planes: Y first
+            errors.append(float(np.mean((y - luma[i]) ** 2)))
+    return float(10.0 * np.log10(255.0**2 / np.mean(errors)))
 
 
 def run_child(kind: str, source: Path, start_s: float, end_s: float) -> dict[str, float]:

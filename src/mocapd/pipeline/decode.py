@@ -233,7 +233,8 @@ _DONE = object()
 def prefetch(items: Iterable[DecodedFrame], depth: int = 4, *, nice: int = 0) -> Iterator[DecodedFrame]:
     """Run ``items`` (e.g. `iter_frames`) in a background thread, at most ``depth`` frames ahead.
 
-    Decoding then overlaps with the consumer (pose detection releases the GIL in native code).
+    Decoding then overlaps with the consumer (pose detection runs in native code; keep the producer's
+    own Python work small: a thread busy in Python slowed BlazePose from 19 to 33 ms a frame).
     Memory stays bounded by ``depth`` frames. Exceptions of the producer are re-raised here; when
     the consumer stops early the producer is told to stop and is joined. ``nice`` > 0 runs the
     producer (and its decoder's threads) at a lower priority (`lower_thread_priority`).

@@ -1,6 +1,7 @@
 """Pose detection over a job's trimmed window: preflight, then one pass or two halves with a checked seam.
 
-BlazePose costs about 23 ms a frame here and releases the GIL, so on a machine with cores to spare
+BlazePose costs about 19-23 ms a frame here on one core (its networks run on one thread each), so on
+a machine with cores to spare
 (`detect_segments`) a long window is detected as two *segments* at once, each with its own decoder and
 detector: the first from the start, the second from a split point near the middle (a key frame when
 one is near, so its decoder does not decode the first half only to drop it).
@@ -208,10 +209,11 @@ def split_point_s(source: Path, start_s: float, end_s: float) -> float:
 def detect_segments(window_s: float) -> int:
     """How many segments to detect at once: 2 for a long window on a machine with ``SPLIT_MIN_CORES``.
 
-    One pass already keeps about 1.5 cores busy (BlazePose runs two threads, the decoder its own, the
-    preview copy its own): on 2 cores two segments took the same wall time (5.7 s for the 230 frames
-    of sports2d_demo.mp4, 1 or 2 segments) for 20 % more CPU, so they are only used where cores are
-    left over."""
+    One pass already keeps about 1.5 cores busy (BlazePose one, the decoder and the preview copy most
+    of the other): on 2 cores two segments took the same wall time (4.7-4.8 s for 230 frames of the
+    1080p bench clip, 1 or 2 segments) for 2 CPU-s more, so they are only used where cores are left
+    over. (MediaPipe's networks can also run on two threads: 11.8 instead of 19 ms a frame alone, but
+    beside the decoder they spin against it, 4.95 instead of 4.71 s for 3.3 CPU-s more.)"""
     return 2 if (os.cpu_count() or 1) >= SPLIT_MIN_CORES and window_s >= SPLIT_MIN_WINDOW_S else 1
 
 
