@@ -122,6 +122,7 @@ def sports2d_one_and_two(tmp_path_factory: pytest.TempPathFactory) -> dict[int, 
             path, info, 2.0, 6.5, lambda *a, **k: None, copy_dir=work, segments=segments
         )
         assert copies is not None and copies.close()
+        assert all(part.raw for part in copies.parts)  # 4.5 s of 960x540 frames: within the raw budget
         out[segments] = (track, list(copies.frames()), len(copies.parts))
     return out
 
@@ -159,3 +160,23 @@ def test_a_failed_second_segment_falls_back_to_one_pass(
     np.testing.assert_allclose(track.time_s, one.time_s)
     np.testing.assert_allclose(track.landmarks_px, one.landmarks_px)  # exactly the one-pass result
     assert copies is None  # the preview copy lacks the second half: packaging decodes the source again
+
+
+def test_the_preview_copy_is_raw_within_its_budget_and_h264_beyond(
+    sports2d_one_and_two: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mocapd.formats import source_copy
+
+    raw_frames = sports2d_one_and_two[1][1]  # one pass over 2.0-6.5 s: 4.5 s of 960x540 fits 512 MiB
+    monkeypatch.setattr(source_copy, "RAW_COPY_BUDGET_BYTES", 0)
+    path = shared_file("video/sports2d_demo.mp4")
+    _, copies = detect_window(
+        path, read_video_info(path), 2.0, 3.0, lambda *a, **k: None, copy_dir=tmp_path, segments=1
+    )
+    assert copies is not None and [part.raw for part in copies.parts] == [False]
+    assert (tmp_path / "preview-source-0").read_bytes()[4:8] == b"ftyp"  # an MP4 file
+    h264_frames = list(copies.frames())
+    assert len(h264_frames) == 30
+    for (t_raw, raw), (t_h264, h264) in zip(raw_frames, h264_frames, strict=False):
+        assert t_h264 == pytest.approx(t_raw)
+        assert np.mean(np.abs(raw.astype(np.int16) - h264.astype(np.int16))) < 3.0  # near-transparent
