@@ -48,9 +48,11 @@ from mocapd.pipeline.skeleton import Motion
 __all__ = [
     "MAX_PREVIEW_HEIGHT_PX",
     "PIPELINE_PREVIEW_HEIGHT_PX",
+    "PIPELINE_PREVIEW_MAX_FPS",
     "PreviewLayout",
     "RobotPoses",
     "encode_preview",
+    "preview_frame_step",
     "preview_layout",
 ]
 
@@ -58,6 +60,7 @@ FloatArray = NDArray[np.float64]
 
 MAX_PREVIEW_HEIGHT_PX = 720
 PIPELINE_PREVIEW_HEIGHT_PX = 540  # what jobs use: 0.56x the pixels of 720 p, skeleton still easy to read
+PIPELINE_PREVIEW_MAX_FPS = 30.0  # jobs show every n-th frame of faster sources (`preview_frame_step`)
 _HUMAN_CAMERA = OrthoCamera(view_height_m=2.6)
 _ROBOT_CAMERA = OrthoCamera(view_height_m=2.0)
 _ENCODERS = ("libx264", "h264")
@@ -91,6 +94,15 @@ class PreviewLayout:
     @property
     def width_px(self) -> int:
         return self.source_width_px + (self.num_panels - 1) * self.panel_width_px
+
+
+def preview_frame_step(fps: float, max_fps: float = PIPELINE_PREVIEW_MAX_FPS) -> int:
+    """Show every n-th frame of a ``fps`` clip in a job's preview: ``n = max(1, round(fps / max_fps))``.
+
+    60 fps -> every 2nd (30 fps), 50 -> 25, 120 -> 30, 30 / 25 / 24 -> every frame. A preview is for
+    checking the tracking by eye, so a 60 fps phone clip costs half the drawing and encoding.
+    """
+    return max(1, round(fps / max_fps)) if fps > 0 and max_fps > 0 else 1
 
 
 def _even_floor(x: float) -> int:

@@ -133,9 +133,12 @@ def _track_on_grid(track: PoseTrack, grid_s: FloatArray) -> PoseTrack:
     return PoseTrack(grid_s, track.image_size_px, px, world, np.nan_to_num(vis), person, valid)
 
 
-def _frames_on_grid(frames: Iterator[DecodedFrame], grid_s: FloatArray) -> Iterator[NDArray[np.uint8]]:
-    """For each grid time, the latest decoded frame at or before it (half a period of tolerance)."""
-    half = 0.5 * float(np.median(np.diff(grid_s))) if grid_s.size > 1 else 0.0
+def _frames_on_grid(
+    frames: Iterator[DecodedFrame], grid_s: FloatArray, fps: float
+) -> Iterator[NDArray[np.uint8]]:
+    """For each grid time, the latest decoded frame at or before it, with half a period of the
+    processing clock ``fps`` of tolerance (the grid may take only every n-th tick of that clock)."""
+    half = 0.5 / fps
     current = next(frames, None)
     if current is None:
         return
@@ -317,7 +320,7 @@ def _package(
     from mocapd.formats.bvh import write_bvh
     from mocapd.formats.fbx import write_fbx
     from mocapd.formats.gltf import write_glb
-    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview, preview_frame_step
     from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
 
     info, track, grid_s, export, robot = a.info, a.track, a.grid_s, a.export, a.robot
@@ -354,11 +357,13 @@ def _package(
                 max_side_px=preview_side_px(info),
             )
         )
-    landmarks_px = track.landmarks_px * scale  # frames are scaled by the same factor (up to rounding)
-    total = grid_s.size
+    step = preview_frame_step(a.fps)  # every n-th tick of the processing clock
+    preview_grid_s = grid_s[::step]
+    landmarks_px = track.landmarks_px[::step] * scale  # frames are scaled by the same factor (up to rounding)
+    total = preview_grid_s.size
 
     def frames() -> Iterator[NDArray[np.uint8]]:
-        for i, rgb in enumerate(_frames_on_grid(decoded, grid_s)):
+        for i, rgb in enumerate(_frames_on_grid(decoded, preview_grid_s, a.fps)):
             progress("packaging", 0.1 + 0.8 * i / total)
             yield rgb
 
@@ -369,7 +374,7 @@ def _package(
             landmarks_px,
             export,
             preview_path,
-            fps=a.fps,
+            fps=a.fps / step,
             robot=robot,
             max_height_px=PIPELINE_PREVIEW_HEIGHT_PX,
         )
