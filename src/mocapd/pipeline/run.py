@@ -204,8 +204,9 @@ def analyse_video(
 ) -> Analysis:
     """Preflight and processing stages of `run_pipeline`.
 
-    With ``work_dir``, the preview-size frames are kept there (``Analysis.source_copy``, a temporary
-    H.264 file written in the background while pose detection runs) for `run_pipeline`'s packaging.
+    With ``work_dir``, the preview-size frames are kept there (``Analysis.source_copy``, temporary
+    files written in the background while pose detection runs, see `mocapd.formats.source_copy`) for
+    `run_pipeline`'s packaging.
     """
     from mocapd.pipeline.contacts import detect_contacts, remove_foot_sliding
     from mocapd.pipeline.resample import resample_motion
