@@ -9,14 +9,20 @@ Two formats, chosen by the caller from the clip's expected size (`raw_copy_fits`
 * **raw** I420 planes, one frame after another: nothing to encode or decode, so the copy costs no CPU
   beside detection (an H.264 copy of a 1080p clip took 0.6 CPU-s to write and 0.4 to read per 230
   frames, and its writer slowed the detector it shares the cores with); 1.5 bytes a pixel on disk,
-  so only while the copy stays within ``RAW_COPY_BUDGET_BYTES`` (about 22 s of 960x540 frames at 30 fps);
+  so only while the copy stays within ``RAW_COPY_BUDGET_BYTES`` (about 22 s of 960x540 frames at 30 fps)
+  and takes under half of the free space where it is written;
 * **H.264** (``crf 15``, ultrafast: near-transparent) for longer clips, whose disk use would grow with length.
+
+A copy that fails (a full disk, say) deletes its file at once and is reported unusable; the preview
+then decodes the source again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
@@ -37,10 +43,20 @@ _COPY_QUEUE_DEPTH = 8
 _END = object()
 
 
-def raw_copy_fits(frames: float, width_px: int, height_px: int) -> bool:
-    """Whether ``frames`` frames of ``width_px x height_px`` fit a raw copy (``RAW_COPY_BUDGET_BYTES``)."""
+def raw_copy_fits(frames: float, width_px: int, height_px: int, directory: Path | None = None) -> bool:
+    """Whether ``frames`` frames of ``width_px x height_px`` fit a raw copy: within ``RAW_COPY_BUDGET_BYTES``
+    and, given the ``directory`` it goes to, in under half of that file system's free space (the job's
+    own files must still fit beside it)."""
     even_w, even_h = width_px // 2 * 2, height_px // 2 * 2
-    return math.ceil(max(0.0, frames)) * even_w * even_h * 3 // 2 <= RAW_COPY_BUDGET_BYTES
+    size = math.ceil(max(0.0, frames)) * even_w * even_h * 3 // 2
+    if size > RAW_COPY_BUDGET_BYTES:
+        return False
+    if directory is None:
+        return True
+    try:
+        return 2 * size <= shutil.disk_usage(directory).free
+    except OSError:
+        return False
 
 
 def to_i420(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -115,6 +131,8 @@ class SourceCopy:
                 self._write_h264()
         except Exception as exc:  # noqa: BLE001 - a failed copy is only a slower preview, never a failed job
             self._error = exc
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)  # give the space back at once (a full disk is one cause)
             while not self._ended:  # drain, so that add() never blocks
                 self._ended = self._queue.get() is _END
 

@@ -245,7 +245,8 @@ def detect_window(
     copy_side_px = preview_side_px(info) if copy_dir is not None else None
     copies: list[SourceCopy] = []
     copy_scale = min(1.0, (copy_side_px or 0) / max(info.width_px, info.height_px, 1))
-    raw_copy = raw_copy_fits(window_s * info.fps, round(info.width_px * copy_scale), round(info.height_px * copy_scale))
+    copy_w, copy_h = round(info.width_px * copy_scale), round(info.height_px * copy_scale)
+    raw_copy = copy_dir is not None and raw_copy_fits(window_s * info.fps, copy_w, copy_h, Path(copy_dir))
     if copy_dir is not None:
         copies.append(SourceCopy(Path(copy_dir) / "preview-source-0", info.fps, raw=raw_copy, nice=DECODE_NICE))
     two = (segments or detect_segments(window_s)) >= 2

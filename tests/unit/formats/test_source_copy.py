@@ -77,3 +77,25 @@ def test_i420_planes_pass_through_and_bad_planes_are_refused() -> None:
     assert to_i420(planes) is not None and to_i420(planes).shape == (6, 4)
     with pytest.raises(ValueError, match="I420 planes"):
         to_i420(np.zeros((5, 4), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["h264", "raw"])
+def test_a_failed_copy_gives_its_disk_space_back(tmp_path: Path, raw: bool) -> None:
+    copy = SourceCopy(tmp_path / "copy", fps=30.0, raw=raw)
+    for k in range(6):
+        copy.add(k / 30.0, np.zeros((32, 32, 3), dtype=np.uint8))
+    copy.add(6 / 30.0, np.zeros((32, 48, 3), dtype=np.uint8))  # fails the copy after frames were written
+    assert copy.close() is False
+    assert not (tmp_path / "copy").exists()
+
+
+def test_a_raw_copy_needs_twice_its_size_free_on_its_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    size = 10 * 960 * 540 * 3 // 2
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=2 * size))
+    assert raw_copy_fits(10, 960, 540, tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=2 * size - 1))
+    assert not raw_copy_fits(10, 960, 540, tmp_path)
+    assert raw_copy_fits(10, 960, 540)  # no directory: the budget alone
