@@ -1,10 +1,9 @@
 """Pose detection over a job's trimmed window: preflight, then one pass or two halves with a checked seam.
 
 BlazePose costs about 19-23 ms a frame here on one core (its networks run on one thread each), so on
-a machine with cores to spare
-(`detect_segments`) a long window is detected as two *segments* at once, each with its own decoder and
-detector: the first from the start, the second from a split point near the middle (a key frame when
-one is near, so its decoder does not decode the first half only to drop it).
+a machine with cores to spare (`detect_segments`) a long window is detected as two *segments* at once,
+each with its own decoder and detector: the first from the start, the second from a split point near
+the middle (a key frame when one is near, so its decoder does not decode the first half only to drop it).
 
 The seam. A detector that starts cold in the middle of a clip picks whoever is most prominent there,
 which need not be the person the first detector has been following (sports2d_demo.mp4: a passer-by).
@@ -59,13 +58,13 @@ DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input on
 SPLIT_MIN_WINDOW_S = 4.0  # shorter windows: one pass (a second detector's start-up is not worth it)
 SPLIT_MIN_CORES = 4  # see `detect_segments`
 SEAM_AGREE_FRAMES = 3
+SEAM_TOLERANCE = 0.1  # mean 2D landmark distance, in torso lengths, for "the same person"
+_SEAM_LANDMARKS = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])  # shoulders .. ankles
 # The decoder (and the preview copy's writer) run at this lower priority than the detector. BlazePose is
 # the bottleneck and takes one core; without it FFmpeg's decoder threads, when they all wake at once,
 # take turns with the detector on both cores: BlazePose went from 19.9 to 23.5 ms a frame beside a
 # decoding thread, and to 20.2 with the decoder niced by 10.
 DECODE_NICE = 10
-SEAM_TOLERANCE = 0.1  # mean 2D landmark distance, in torso lengths, for "the same person"
-_SEAM_LANDMARKS = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])  # shoulders .. ankles
 
 
 class ProgressFn(Protocol):
