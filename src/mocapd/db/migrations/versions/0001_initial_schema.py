@@ -94,6 +94,7 @@ def upgrade() -> None:
     sa.Column('claimed_sha256', sa.String(length=64), nullable=True),
     sa.Column('upload_bytes', sa.BigInteger(), nullable=True),
     sa.Column('upload_sha256', sa.String(length=64), nullable=True),
+    sa.Column('upload_generation', sa.Integer(), nullable=False),
     sa.Column('source_facts', sa.JSON(), nullable=True),
     sa.Column('max_upload_bytes', sa.BigInteger(), nullable=False),
     sa.Column('billed_seconds', sa.Integer(), nullable=False),
