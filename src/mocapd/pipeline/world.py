@@ -231,51 +231,49 @@ def fit_body_rotation(
     def residual(r: FloatArray, tt: FloatArray, sw: FloatArray) -> FloatArray:
         return (errors(r, tt) * sw).reshape(frames, -1)  # (F, 2N)
 
-    def gauss_newton(robust: bool) -> tuple[FloatArray, FloatArray]:
-        rot_, t_ = rot0.copy(), t0.copy()
-        eps = 1e-6
-        lam = 1e-3
-        for _ in range(iterations):
-            sw = np.sqrt(robust_weights(rot_, t_) if robust else w)[..., None]  # (F, N, 1)
-            base = residual(rot_, t_, sw)
-            jac = np.empty(base.shape + (6,))
-            for k in range(3):
-                d = np.zeros(3)
-                d[k] = eps
-                jac[..., k] = (residual(_rotvec_to_matrix(d) @ rot_, t_, sw) - base) / eps
-                dt = np.zeros(3)
-                dt[k] = eps
-                jac[..., 3 + k] = (residual(rot_, t_ + dt, sw) - base) / eps
-            jtj = np.einsum("fik,fil->fkl", jac, jac)  # (F, 6, 6)
-            jtr = np.einsum("fik,fi->fk", jac, base)  # (F, 6)
-            damp = lam * (np.trace(jtj, axis1=1, axis2=2)[:, None, None] / 6.0 + 1e-9) * np.eye(6)
-            step = -np.linalg.solve(jtj + damp, jtr[..., None])[..., 0]  # (F, 6)
-            rot_ = _rotvec_to_matrix(step[:, :3]) @ rot_
-            t_ = t_ + step[:, 3:]
-        return rot_, t_
+    rot, t = rot0.copy(), t0.copy()  # Gauss-Newton, re-weighting at every step when robust
+    eps = 1e-6
+    lam = 1e-3
+    for _ in range(iterations):
+        sw = np.sqrt(robust_weights(rot, t))[..., None]  # (F, N, 1)
+        base = residual(rot, t, sw)
+        jac = np.empty(base.shape + (6,))
+        for k in range(3):
+            d = np.zeros(3)
+            d[k] = eps
+            jac[..., k] = (residual(_rotvec_to_matrix(d) @ rot, t, sw) - base) / eps
+            dt = np.zeros(3)
+            dt[k] = eps
+            jac[..., 3 + k] = (residual(rot, t + dt, sw) - base) / eps
+        jtj = np.einsum("fik,fil->fkl", jac, jac)  # (F, 6, 6)
+        jtr = np.einsum("fik,fi->fk", jac, base)  # (F, 6)
+        damp = lam * (np.trace(jtj, axis1=1, axis2=2)[:, None, None] / 6.0 + 1e-9) * np.eye(6)
+        step = -np.linalg.solve(jtj + damp, jtr[..., None])[..., 0]  # (F, 6)
+        rot = _rotvec_to_matrix(step[:, :3]) @ rot
+        t = t + step[:, 3:]
 
-    rot, t = gauss_newton(robust_scale is not None)
     final_w = robust_weights(rot, t)  # (F, N)
     sw = np.sqrt(final_w)[..., None]
     cost0 = np.sum(residual(rot0, t0, sw) ** 2, axis=1)
     cost = np.sum(residual(rot, t, sw) ** 2, axis=1)
-    if robust_scale is not None:
-        # Inliers: landmarks the Cauchy loss keeps at least half their weight (residual <= scale). Where
-        # fewer than the fit's minimum remain, the reweighting has collapsed onto a near-minimal subset
-        # (few or low-visibility landmarks: the person entering the picture or occluded) and its rotation
-        # is as arbitrary as a fit to that many points: those frames take the least-squares fit instead.
-        inliers = np.sum((w > 0) & (final_w >= 0.5 * w), axis=1)
-        collapsed = ok & (inliers < _MIN_FIT_LANDMARKS)
-        if collapsed.any():
-            rot_ls, t_ls = gauss_newton(False)
-            sw_ls = np.sqrt(w)[..., None]
-            rot[collapsed] = rot_ls[collapsed]
-            cost0[collapsed] = np.sum(residual(rot0, t0, sw_ls) ** 2, axis=1)[collapsed]
-            cost[collapsed] = np.sum(residual(rot_ls, t_ls, sw_ls) ** 2, axis=1)[collapsed]
     angle_deg = np.degrees(np.linalg.norm(_matrix_to_rotvec(rot), axis=1))
     keep = ok & (cost < cost0) & (angle_deg <= max_angle_deg) & np.isfinite(rot).all(axis=(1, 2))
     rot[~keep] = np.eye(3)
     rot[~ok] = np.nan
+    if robust_scale is not None:
+        # Inliers: landmarks the Cauchy loss keeps at least half their weight (residual <= scale). Where
+        # fewer than the fit's minimum remain, the reweighting has collapsed onto a near-minimal subset
+        # (few or low-visibility landmarks: the person entering the picture or occluded) and its rotation
+        # is as arbitrary as a fit to that many points: those frames take the least-squares fit instead
+        # (every frame is fitted on its own, so fitting only these frames gives their plain fit).
+        inliers = np.sum((w > 0) & (final_w >= 0.5 * w), axis=1)
+        collapsed = ok & (inliers < _MIN_FIT_LANDMARKS)
+        if collapsed.any():
+            rot[collapsed] = fit_body_rotation(
+                landmarks_px[collapsed], world_m[collapsed], weights[collapsed], intrinsics,
+                translation_cam[collapsed], landmark_ids=landmark_ids, iterations=iterations,
+                max_angle_deg=max_angle_deg, robust_scale=None,
+            )  # fmt: skip
     return rot
 
 
