@@ -104,16 +104,15 @@ def child_pipeline(source: Path, start_s: float, end_s: float, targets: tuple[st
 def preview_presets() -> list[dict[str, object]]:
     from mocapd.formats import preview as pv
     from mocapd.pipeline.decode import iter_frames
+    from mocapd.pipeline.detect import preview_scale, preview_side_px
     from mocapd.pipeline.run import JobSettings, analyse_video
 
     a = analyse_video(
         SPORTS, JobSettings(("default", "unitree_g1"), 30, "full_body", 0.0, 7.7), lambda s, f: None
     )
     h = pv.PIPELINE_PREVIEW_HEIGHT_PX
-    scale = min(1.0, h / a.info.height_px)
-    frames = [
-        f.rgb for f in iter_frames(SPORTS, max_side_px=round(max(a.info.width_px, a.info.height_px) * scale))
-    ]
+    scale = preview_scale(a.info)
+    frames = [f.rgb for f in iter_frames(SPORTS, max_side_px=preview_side_px(a.info))]
     landmarks = a.track.landmarks_px * scale
     # the exact pictures handed to the encoder, to measure what each setting loses (luma PSNR)
     layout = pv.preview_layout(frames[0].shape[1], frames[0].shape[0], with_robot=True, max_height_px=h)

@@ -47,6 +47,7 @@ __all__ = [
     "SPLIT_MIN_CORES",
     "SPLIT_MIN_WINDOW_S",
     "detect_window",
+    "preview_scale",
     "preview_side_px",
     "split_point_s",
 ]
@@ -170,12 +171,16 @@ class _SecondSegment(threading.Thread):
         return times[-1] if times else self.start_s
 
 
-def preview_side_px(info: VideoInfo) -> int:
-    """Long side of the source frames in the preview (they are ``PIPELINE_PREVIEW_HEIGHT_PX`` tall at most)."""
+def preview_scale(info: VideoInfo) -> float:
+    """How the source frames are scaled for the preview: ``PIPELINE_PREVIEW_HEIGHT_PX`` tall at most."""
     from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX
 
-    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
-    return int(round(max(info.width_px, info.height_px) * scale))
+    return min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
+
+
+def preview_side_px(info: VideoInfo) -> int:
+    """Long side of the source frames in the preview (`preview_scale`)."""
+    return int(round(max(info.width_px, info.height_px) * preview_scale(info)))
 
 
 def split_point_s(source: Path, start_s: float, end_s: float) -> float:
@@ -243,10 +248,11 @@ def detect_window(
     size = (info.width_px, info.height_px)
     copy_side_px = preview_side_px(info) if copy_dir is not None else None
     copies: list[SourceCopy] = []
-    copy_scale = min(1.0, (copy_side_px or 0) / max(info.width_px, info.height_px, 1))
-    copy_w, copy_h = round(info.width_px * copy_scale), round(info.height_px * copy_scale)
-    raw_copy = copy_dir is not None and raw_copy_fits(window_s * info.fps, copy_w, copy_h, Path(copy_dir))
+    raw_copy = False
     if copy_dir is not None:
+        scale = preview_scale(info)
+        copy_w, copy_h = round(info.width_px * scale), round(info.height_px * scale)
+        raw_copy = raw_copy_fits(window_s * info.fps, copy_w, copy_h, Path(copy_dir))
         copies.append(SourceCopy(Path(copy_dir) / "preview-source-0", info.fps, raw=raw_copy, nice=DECODE_NICE))
     two = (segments or detect_segments(window_s)) >= 2
     split_s = split_point_s(source, trim_start_s, trim_end_s) if two else math.inf

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from mocapd.errors import InputFault
 from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
-from mocapd.pipeline.detect import detect_window, preview_side_px
+from mocapd.pipeline.detect import detect_window, preview_scale, preview_side_px
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
 from mocapd.pipeline.pose import PoseTrack
 from mocapd.pipeline.settings import JobSettings
@@ -345,7 +345,7 @@ def _package(
 
     # Preview: the frames kept while detecting (or, failing that, a second decode at preview size),
     # picked onto the uniform clock.
-    scale = min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
+    scale = preview_scale(info)
     if a.source_copy is not None and a.source_copy.close():
         copied = (DecodedFrame(i, t, rgb) for i, (t, rgb) in enumerate(a.source_copy.frames()))
         decoded = prefetch(copied)
