@@ -14,7 +14,12 @@ __all__ = ["die_with_parent", "lower_thread_priority", "settle_heap"]
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Linux: ask the kernel to send ``sig`` to this process when its parent dies, so a SIGKILLed
     `mocapd serve` or `mocapd worker` never leaves orphan API or worker processes behind. Elsewhere a
-    no-op."""
+    no-op.
+
+    A child started by `multiprocessing` (API processes, workers) whose parent died before it got here
+    was already handed to another parent, so the kernel will never signal it: it checks its parent
+    once the request is in place and signals itself. (For a worker that parent is the supervisor,
+    which is also what the fork server it is forked from follows.)"""
     try:
         import ctypes
 
@@ -22,6 +27,11 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
         return
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os.kill(os.getpid(), sig)
 
 
 def settle_heap() -> None:
