@@ -12,12 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mocapd.domain.codes import code_info
 from mocapd.errors import MocapdError
 
-__all__ = ["install_error_handlers", "problem_response"]
+__all__ = ["error_body", "install_error_handlers", "problem_body", "problem_response"]
 
 PROBLEM_TYPE = "https://mocapd.dev/problems/"
 
 
-def problem_response(
+def problem_body(
     code: str,
     detail: str,
     *,
@@ -25,8 +25,8 @@ def problem_response(
     job_id: str | None = None,
     instance: str | None = None,
     extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
+) -> dict[str, Any]:
+    """The RFC 9457 problem object for ``code`` (also listed, unsent, in a quote's ``problems``)."""
     info = code_info(code)
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + code,
@@ -44,7 +44,26 @@ def problem_response(
         body["instance"] = instance
     if extra:
         body.update(extra)
-    return JSONResponse(body, status_code=info.http_status, media_type="application/problem+json", headers=headers)
+    return body
+
+
+def error_body(exc: MocapdError, instance: str | None = None) -> dict[str, Any]:
+    return problem_body(exc.code, exc.message, stage=exc.stage, job_id=exc.job_id, instance=instance,
+                        extra=dict(exc.details) if exc.details else None)
+
+
+def problem_response(
+    code: str,
+    detail: str,
+    *,
+    stage: str | None = None,
+    job_id: str | None = None,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = problem_body(code, detail, stage=stage, job_id=job_id, instance=instance, extra=extra)
+    return JSONResponse(body, status_code=body["status"], media_type="application/problem+json", headers=headers)
 
 
 _FIELD_CODES = {"exportFps": "export_fps_invalid", "mocapType": "mocap_type_invalid"}

@@ -26,6 +26,7 @@ from mocapd.api.schemas import (
     JobPollOut,
     Page,
     Problem,
+    QuoteOut,
     ResultOut,
     UploadUrlOut,
 )
@@ -91,6 +92,12 @@ def reissue_upload_url(job_id: str, request: Request, principal: Auth, state: St
 def complete_upload(job_id: str, request: Request, principal: Auth, state: State) -> Response:
     data = _svc(state, request).complete_upload(principal.account_id, job_id)
     return _data(data, headers=_poll_headers(state, data["job"]["status"]))
+
+
+@router.post("/{job_id}/quote", response_model=Envelope[QuoteOut], responses=_ERRORS,
+             summary="What complete-upload would charge, and whether it would admit the job (holds nothing)")
+def quote_job(job_id: str, request: Request, principal: Auth, state: State) -> Response:
+    return _data(_svc(state, request).quote(principal.account_id, job_id))
 
 
 @router.get("/{job_id}", response_model=Envelope[JobPollOut], responses=_ERRORS, summary="Poll a job")

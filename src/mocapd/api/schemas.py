@@ -18,6 +18,7 @@ __all__ = [
     "LedgerEntryOut",
     "Page",
     "Problem",
+    "QuoteOut",
     "ResultOut",
     "UploadOut",
     "UploadUrlOut",
@@ -87,6 +88,19 @@ class UploadUrlOut(_Out):
     uploadUrl: str
     uploadUrlExpiresAt: str
     maxUploadBytes: int
+
+
+class QuoteOut(_Out):
+    jobId: str
+    vCredits: int | None
+    channel: str
+    durationSec: float | None
+    sourceDurationSec: float | None
+    trimStartSec: float
+    trimEndSec: float | None
+    available: int
+    admissible: bool
+    problems: list[Problem]
 
 
 class UploadOut(_Out):

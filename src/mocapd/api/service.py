@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mocapd.api.problems import error_body
 from mocapd.api.reads import poll_payload
 from mocapd.api.schemas import CreateJobIn
 from mocapd.api.state import AppState
@@ -24,6 +25,8 @@ from mocapd.db.models import Account, IdempotencyRecord, Job, Plan
 from mocapd.db.transitions import mark_canceled, mark_failed
 from mocapd.domain.admission import (
     AccountState,
+    TrimWindow,
+    account_problems,
     check_account_can_start,
     check_create,
     normalise_targets,
@@ -59,6 +62,15 @@ def clean_filename(name: str) -> str:
 
 def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Price:
+    account: Account
+    plan: PlanLimits
+    window: TrimWindow
+    credits: int
+    account_state: AccountState
 
 
 @dataclass(frozen=True)
@@ -273,10 +285,9 @@ class JobService:
                 job = self._job(s, account_id, job_id)
                 if job.status != JobStatus.DRAFT:
                     return self._poll_payload(s, job)
-                acct, plan = self._plan(s, account_id)
-                window = resolve_trim(job.trim_start_s, job.trim_end_s, float(facts["durationSec"]), plan)
-                credits = window.credits
-                check_account_can_start(self._account_state(s, acct, plan, job.channel), credits, "validation")
+                price = self._price(s, job, facts)
+                window, credits, acct, plan = price.window, price.credits, price.account, price.plan
+                check_account_can_start(price.account_state, credits, "validation")
                 now = _now()
                 job.upload_bytes, job.upload_sha256, job.source_facts = nbytes, sha, facts
                 job.trim_start_s, job.trim_end_s = window.start_s, window.end_s
@@ -294,7 +305,58 @@ class JobService:
         except MocapdError as exc:
             return self._reject(account_id, job_id, exc)
 
-    def _inspect_upload(self, job: Job) -> tuple[dict[str, Any], int, str]:
+    def _price(self, s: Session, job: Job, facts: dict[str, Any]) -> _Price:
+        """Admission's reckoning of a probed upload: the trim window against the real duration (raises
+        `api_trim_range_invalid` / `api_duration_limit_exceeded`), its credits and the account's state.
+        complete-upload then requires `check_account_can_start`; a quote lists `account_problems`."""
+        acct, plan = self._plan(s, job.account_id)
+        window = resolve_trim(job.trim_start_s, job.trim_end_s, float(facts["durationSec"]), plan)
+        return _Price(acct, plan, window, window.credits, self._account_state(s, acct, plan, job.channel))
+
+    # ---------------------------------------------------------------- quote
+    def quote(self, account_id: str, job_id: str) -> dict[str, Any]:
+        """What complete-upload would charge now and whether it would admit the job, holding nothing."""
+        with self.state.db.read() as s:
+            job = self._job(s, account_id, job_id)
+            if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD | {JobStage.VALIDATING}:
+                raise MocapdError("job_not_awaiting_upload", f"The job is {job.status}; only a draft can be quoted.",
+                                  job_id=job.id)
+        problems: list[MocapdError] = []
+        facts: dict[str, Any] | None = None
+        try:
+            facts, _, _ = self._inspect_upload(job, discard_oversize=False)
+        except MocapdError as exc:
+            if exc.code == "upload_missing":
+                exc.job_id = job.id
+                raise
+            problems.append(exc)
+        window: TrimWindow | None = None
+        with self.state.db.read() as s:
+            job = self._job(s, account_id, job_id)
+            acct, plan = self._plan(s, account_id)
+            account_state = self._account_state(s, acct, plan, job.channel)
+            if facts is not None:
+                try:
+                    price = self._price(s, job, facts)
+                    window, account_state = price.window, price.account_state
+                except MocapdError as exc:
+                    problems.append(exc)
+            credits = window.credits if window is not None else None
+            problems += account_problems(account_state, credits or 0, "validation")
+        return {
+            "jobId": job.id,
+            "vCredits": credits,
+            "channel": job.channel,
+            "durationSec": round(window.duration_s, 3) if window is not None else None,
+            "sourceDurationSec": facts.get("durationSec") if facts is not None else None,
+            "trimStartSec": window.start_s if window is not None else job.trim_start_s,
+            "trimEndSec": window.end_s if window is not None else job.trim_end_s,
+            "available": account_state.available_credits,
+            "admissible": not problems,
+            "problems": [error_body(p) for p in problems],
+        }
+
+    def _inspect_upload(self, job: Job, *, discard_oversize: bool = True) -> tuple[dict[str, Any], int, str]:
         store = self.state.store
         size = store.size(job.source_key)
         if size is None:
@@ -302,7 +364,8 @@ class JobService:
         if size == 0:
             raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
         if size > job.max_upload_bytes:
-            store.delete(job.source_key)  # never keep (or pay for) an object past the plan's limit
+            if discard_oversize:
+                store.delete(job.source_key)  # never keep (or pay for) an object past the plan's limit
             raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.", stage="validation",
                               details={"limitBytes": job.max_upload_bytes, "bytes": size})
         if job.claimed_bytes is not None and size != job.claimed_bytes:
@@ -324,7 +387,8 @@ class JobService:
             try:
                 fetched = store.fetch(job.source_key, path, max_bytes=job.max_upload_bytes)  # type: ignore[attr-defined]
             except TooLarge as exc:  # replaced by a bigger object since the HEAD above
-                store.delete(job.source_key)
+                if discard_oversize:
+                    store.delete(job.source_key)
                 raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.",
                                   stage="validation", details={"limitBytes": job.max_upload_bytes}) from exc
             if job.claimed_bytes is not None and fetched.bytes != job.claimed_bytes:

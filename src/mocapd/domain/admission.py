@@ -15,6 +15,7 @@ from mocapd.errors import MocapdError
 __all__ = [
     "AccountState",
     "TrimWindow",
+    "account_problems",
     "check_account_can_start",
     "check_create",
     "normalise_targets",
@@ -141,25 +142,35 @@ def _duration_error(seconds: float, plan: PlanLimits, stage: str) -> MocapdError
     )
 
 
-def check_account_can_start(state: AccountState, credits_needed: int, stage: str) -> None:
-    """Plan active, a free concurrency slot, enough available credits (in that order)."""
+def account_problems(state: AccountState, credits_needed: int, stage: str) -> list[MocapdError]:
+    """Every reason the account cannot start a job of ``credits_needed`` now: plan inactive, no free
+    concurrency slot, too few available credits (in that order). Empty when it can."""
+    problems: list[MocapdError] = []
     if not state.plan.active:
-        raise MocapdError("api_plan_inactive", f"The {state.plan.name} plan is not active.", stage=stage)
+        problems.append(MocapdError("api_plan_inactive", f"The {state.plan.name} plan is not active.", stage=stage))
     if state.active_jobs >= state.plan.max_active_jobs:
-        raise MocapdError(
+        problems.append(MocapdError(
             "api_concurrency_limit_exceeded",
             f"{state.active_jobs} jobs are active; the plan allows {state.plan.max_active_jobs}.",
             stage=stage,
             details={"limit": state.plan.max_active_jobs},
-        )
+        ))
     if state.available_credits < credits_needed:
-        raise MocapdError(
+        problems.append(MocapdError(
             "insufficient_api_v_credits",
             f"The clip needs {credits_needed} credit{'' if credits_needed == 1 else 's'}; "
             f"{state.available_credits} {'is' if state.available_credits == 1 else 'are'} available.",
             stage=stage,
             details={"required": credits_needed, "available": state.available_credits},
-        )
+        ))
+    return problems
+
+
+def check_account_can_start(state: AccountState, credits_needed: int, stage: str) -> None:
+    """Raise the first of `account_problems` (plan active, a free concurrency slot, enough credits)."""
+    problems = account_problems(state, credits_needed, stage)
+    if problems:
+        raise problems[0]
 
 
 def resolve_trim(trim_start_s: float, trim_end_s: float | None, duration_s: float, plan: PlanLimits) -> TrimWindow:
