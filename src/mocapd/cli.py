@@ -39,6 +39,17 @@ Host = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 Port = Annotated[int, typer.Option("--port", help="Port to listen on.")]
 
 
+@app.callback()
+def _configure(ctx: typer.Context) -> None:
+    from mocapd.logs import configure_logging
+
+    try:
+        configure_logging()  # level from MOCAPD_LOG_LEVEL; every process the command starts does the same
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _settings(data_dir: Path | None) -> Settings:
     return load_settings(data_dir=data_dir)
 
@@ -82,7 +93,7 @@ def _run_api(settings: Settings, host: str, port: int, processes: int = 1) -> No
     """Serve the API; the callers have already brought the database schema up to date."""
     import uvicorn
 
-    log_level = os.environ.get("MOCAPD_LOG_LEVEL", "info")
+    log_level = (os.environ.get("MOCAPD_LOG_LEVEL") or "info").strip().lower()
     if processes <= 1:
         from mocapd.api.app import create_app
 
@@ -307,8 +318,12 @@ def purge(data_dir: DataDir = None) -> None:
     db = _admin_db(settings)
     try:
         report = run_housekeeping(db, open_store(settings), settings)
-        typer.echo(f"returned {report.reaped} expired leases, expired {report.drafts_expired} drafts, "
+        typer.echo(f"returned {report.reaped} expired leases to the queue, expired {len(report.drafts_expired)} drafts, "
                    f"purged {len(report.purged)} finished jobs")
+        for job_id in report.drafts_expired:
+            typer.echo(f"expired draft {job_id}")
+        for job_id in report.purged:
+            typer.echo(f"purged {job_id}")
     finally:
         db.dispose()
 

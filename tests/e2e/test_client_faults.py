@@ -306,6 +306,27 @@ def test_polling_interrupted_then_resumed_by_a_new_process_from_the_record(
     assert_invariants(service, key, tmp_path / "out", completed=True)
 
 
+def test_resume_url_continues_a_job_whose_server_moved(
+    service: Service, proxy: FaultProxy, key: str, video: Path, tmp_path: Path
+) -> None:
+    """The record names the address the job was created at (the proxy); that address is gone now, and
+    `mocapd resume --url` reaches the same service at its other address."""
+    proxy.add("GET", r"^/api/v1/mocap/jobs/mocap_\w+$", "status", status=503, retry_after="0", times=1000)
+    with pytest.raises(ServerUnreachable):
+        _runner(proxy, key, tmp_path / "state", give_up_after_s=1.0).submit(video, JobRequest(), tmp_path / "out")
+    (record,) = RecordStore(tmp_path / "state").unfinished()
+    assert record.stage is RecordStage.ADMITTED and record.base_url == proxy.url
+    proxy.stop()
+    cmd = [sys.executable, "-m", "mocapd.client", "resume", "--json", "--url", service.url, "--api-key", key,
+           "--state-dir", str(tmp_path / "state"), "--timeout", "2", "--give-up-after", "5"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=90, cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    (result,) = json.loads(done.stdout)["results"]
+    assert result["ok"] and result["record"]["jobId"] == record.job_id
+    assert [r.base_url for r in RecordStore(tmp_path / "state").all()] == [service.url]  # later resumes too
+    assert_invariants(service, key, tmp_path / "out", completed=True)
+
+
 def test_a_failed_job_is_reported_with_stage_code_and_retry_from(
     service: Service, proxy: FaultProxy, key: str, video: Path, tmp_path: Path
 ) -> None:

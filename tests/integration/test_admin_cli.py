@@ -63,3 +63,22 @@ def test_help_lists_the_operator_and_client_commands() -> None:
     out = runner.invoke(app, ["--help"]).output
     for cmd in ("serve", "api", "worker", "accounts", "keys", "credits", "db", "submit", "resume", "status", "download", "jobs"):
         assert cmd in out
+
+
+def test_purge_prints_counts_and_the_jobs_it_touched(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.integration.queue.support import create_draft, seed_account
+
+    data = tmp_path / "data"
+    assert "returned 0 expired leases to the queue, expired 0 drafts, purged 0 finished jobs" in _run(data, "purge")
+    db = Database(f"sqlite:///{data / 'mocapd.sqlite3'}")
+    try:
+        acct = seed_account(db, "old")
+        stale = create_draft(db, acct, now=datetime.now(UTC) - timedelta(days=3))
+        create_draft(db, acct)  # young: kept
+    finally:
+        db.dispose()
+    out = _run(data, "purge")
+    assert out.splitlines()[0] == "returned 0 expired leases to the queue, expired 1 drafts, purged 0 finished jobs"
+    assert f"expired draft {stale}" in out.splitlines()

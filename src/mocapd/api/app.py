@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 def app_from_env() -> FastAPI:
     """The factory uvicorn calls in each of several API processes (settings from MOCAPD_* variables).
     Each such process stops with the `mocapd serve`/`mocapd api` process that started it."""
+    from mocapd.logs import configure_logging
     from mocapd.proc import die_with_parent
 
     die_with_parent()
+    configure_logging()
     return create_app(load_settings(), migrate=False)

@@ -160,16 +160,23 @@ def submit(
     _emit(as_json, {"ok": True, "record": record.summary()}, lambda: _print_record(record))
 
 
+ResumeUrl = Annotated[
+    str | None,
+    typer.Option("--url", help="Base URL of the mocapd API, when it has moved [default: the server each job was "
+                 "created on, kept in its record].", show_default=False),
+]
+
+
 def resume(
     jobs: Annotated[list[str] | None, typer.Argument(help="Job ids (or record ids) to continue [default: all unfinished].")] = None,
-    url: Url = DEFAULT_URL,
+    url: ResumeUrl = None,
     api_key: ApiKey = None,
     state_dir: StateDir = None,
     as_json: JsonOut = False,
     timeout_s: Timeout = 30.0,
     give_up_s: GiveUp = 600.0,
 ) -> None:
-    """Continue every unfinished job from its resume record (each against the server it was created on)."""
+    """Continue every unfinished job from its resume record (each against the server it was created on, or --url)."""
     store = _store(state_dir)
     if jobs:
         records = []
@@ -184,6 +191,9 @@ def resume(
     results: list[dict[str, Any]] = []
     worst = EXIT_OK
     for rec in records:
+        if url is not None and url.rstrip("/") != rec.base_url.rstrip("/"):
+            rec.base_url = url.rstrip("/")  # the server moved: this and every later resume goes there
+            store.save(rec)
         with _runner(rec.base_url, api_key, state_dir, timeout_s, give_up_s, as_json, label=rec.job_id or "") as runner:
             try:
                 runner.run(rec)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from mocapd.db import queue
 from mocapd.db.engine import Database
 from mocapd.db.queue import ClaimedJob
+from mocapd.logs import log_event
 from mocapd.worker.runner import LeaseState, Outcome, StageRunner
 
 __all__ = ["Heartbeat", "Worker", "WorkerStats", "new_worker_id"]
@@ -70,7 +71,8 @@ class Heartbeat(threading.Thread):
         self._stop_event = threading.Event()
 
     def _hard_timeout(self) -> None:
-        log.error("job %s: no progress for %.0f s; failing it (runner_timeout)", self.job.id, self.hard_timeout_s)
+        log_event(log, "hard_timeout", level=logging.ERROR, job=self.job.id, attempt=self.job.attempt,
+                  after_s=self.hard_timeout_s, code="runner_timeout")
         queue.fail(
             self.db,
             self.job.id,
@@ -92,18 +94,21 @@ class Heartbeat(threading.Thread):
                 try:
                     self._hard_timeout()
                 except Exception as exc:  # the database is down too: the lease will lapse on its own
-                    log.error("could not fail timed-out job %s: %s", self.job.id, exc)
+                    log_event(log, "hard_timeout_unrecorded", level=logging.ERROR, job=self.job.id,
+                              error=f"{type(exc).__name__}: {exc}")
                     self.lease.mark_lost()
                 return
             try:
                 beat = queue.heartbeat(self.db, self.job.id, self.job.lease_token, self.lease_s)
             except Exception as exc:  # the database is unreachable: keep trying until the lease runs short
-                log.warning("heartbeat for %s failed: %s", self.job.id, exc)
+                log_event(log, "heartbeat_failed", level=logging.WARNING, job=self.job.id,
+                          error=f"{type(exc).__name__}: {exc}")
                 if time.monotonic() - self.lease.last_ok_s > 0.8 * self.lease_s:
                     self.lease.mark_lost()
                     return
                 continue
             if not beat.alive:
+                log_event(log, "lease_lost", level=logging.WARNING, job=self.job.id, attempt=self.job.attempt)
                 self.lease.mark_lost()
                 return
             self.lease.beat_ok()
@@ -160,6 +165,8 @@ class Worker:
         self._next_reap_s = now_s + self.reap_interval_s * self._rng.uniform(0.75, 1.25)
         report = queue.reap(self.db, base_backoff_s=self.retry_backoff_s)
         self.stats.reaped += report.total
+        if report.total:
+            log_event(log, "reap", worker=self.worker_id, returned=report.total)
 
     def run_once(self) -> Outcome | None:
         """Claim and run one job; None if nothing was runnable."""
@@ -167,6 +174,8 @@ class Worker:
         if job is None:
             return None
         self.stats.claimed += 1
+        started_s = time.monotonic()
+        log_event(log, "claim", job=job.id, attempt=job.attempt, worker=self.worker_id)
         lease = LeaseState(self.stop)
         beat = Heartbeat(
             self.db,
@@ -184,6 +193,8 @@ class Worker:
             beat.stop()
             beat.join()
         self.stats.outcomes[outcome.value] = self.stats.outcomes.get(outcome.value, 0) + 1
+        log_event(log, "finish", job=job.id, attempt=job.attempt, outcome=outcome.value,
+                  seconds=round(time.monotonic() - started_s, 2), worker=self.worker_id)
         if self.on_outcome is not None:
             self.on_outcome(job, outcome)
         return outcome
@@ -198,10 +209,11 @@ class Worker:
                 self.maybe_reap()
                 outcome = self.run_once()
                 failures = 0
-            except Exception as exc:  # database unreachable or a bug: back off, never spin
+            except Exception:  # database unreachable or a bug: back off, never spin
                 failures += 1
                 delay = min(10.0, 0.2 * 2**failures)
-                log.error("worker %s: %s; retrying in %.1f s", self.worker_id, exc, delay, exc_info=True)
+                log_event(log, "worker_error", level=logging.ERROR, exc_info=True, worker=self.worker_id,
+                          retry_in_s=round(delay, 1))
                 self.stop.wait(delay)
                 continue
             if outcome is None:

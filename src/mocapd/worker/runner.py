@@ -31,6 +31,7 @@ from mocapd.db.engine import Database
 from mocapd.db.queue import ArtifactRecord, ClaimedJob
 from mocapd.domain.jobs import JobStage
 from mocapd.errors import InputFault, MocapdError
+from mocapd.logs import log_event
 from mocapd.pipeline.settings import JobSettings
 from mocapd.storage import artifact_key
 from mocapd.storage.base import ObjectStore
@@ -175,6 +176,8 @@ class StageRunner:
             return self._aborted(job, abort.reason, progress.stage)
         except InputFault as exc:
             stage = exc.stage if exc.stage in {s.value for s in STAGE_SPAN} else progress.stage.value
+            log_event(log, "input_fault", level=logging.WARNING, job=job.id, attempt=job.attempt, code=exc.code,
+                      stage=stage)
             ok = queue.fail(self.db, job.id, job.lease_token, code=exc.code, message=exc.message, stage=stage)
             return Outcome.FAILED if ok else Outcome.LOST
         except Exception as exc:  # a system fault: retry with backoff
@@ -184,7 +187,6 @@ class StageRunner:
             else:
                 code = "packaging_failed" if stage is JobStage.PACKAGING else "processing_failed"
                 message = f"{stage.value.capitalize()} failed ({type(exc).__name__})."
-            log.warning("job %s attempt %d: %s", job.id, job.attempt, exc, exc_info=True)
             result = queue.retry(
                 self.db,
                 job.id,
@@ -194,9 +196,13 @@ class StageRunner:
                 stage=stage.value,
                 base_backoff_s=self.retry_backoff_s,
             )
+            log_event(log, "retry" if result == "requeued" else "gave_up", level=logging.WARNING, exc_info=True,
+                      job=job.id, attempt=job.attempt, stage=stage.value, code=code, result=result)
             return {"requeued": Outcome.REQUEUED, "failed": Outcome.FAILED}.get(result, Outcome.LOST)
 
     def _aborted(self, job: ClaimedJob, reason: AbortReason, stage: JobStage) -> Outcome:
+        log_event(log, "abort", level=logging.WARNING if reason is AbortReason.TIMEOUT else logging.INFO,
+                  job=job.id, attempt=job.attempt, reason=reason.value, stage=stage.value)
         if reason is AbortReason.LOST:
             return Outcome.LOST
         if reason is AbortReason.CANCELED:
@@ -316,6 +322,7 @@ class _Progress:
         self.started_s = runner._clock()
         self.last_write_s = -float("inf")
         self.written_stage: JobStage | None = None
+        self.logged_stage: JobStage | None = None
 
     def __call__(self, stage: str, fraction: float) -> None:
         r = self.runner
@@ -326,6 +333,9 @@ class _Progress:
             raise ValueError(f"unknown worker stage {stage!r}") from None
         if STAGE_SPAN[st][0] >= STAGE_SPAN[self.stage][0]:
             self.stage = st  # stages only move forward; a late report of an earlier stage is ignored
+            if st is not self.logged_stage:
+                self.logged_stage = st
+                log_event(log, "stage", job=self.job.id, attempt=self.job.attempt, stage=st.value)
         else:
             fraction = 0.0
         lo, hi = STAGE_SPAN[self.stage]

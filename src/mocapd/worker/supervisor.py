@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from mocapd.config import Settings
+from mocapd.logs import configure_logging, log_event
 from mocapd.proc import die_with_parent, settle_heap
 
 __all__ = ["PROCESS_TITLE", "Supervisor", "WorkerOptions", "run_workers", "supervise", "worker_main"]
@@ -63,6 +64,7 @@ def worker_main(settings: Settings, options: WorkerOptions) -> None:
     setproctitle(PROCESS_TITLE)
     die_with_parent()  # the fork server dying (with a killed supervisor) stops this worker: SIGTERM hands back
     os.environ.update(dict(options.environ))
+    configure_logging()  # a forked worker inherits the fork server's logging, which nobody configured
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -101,7 +103,7 @@ def worker_main(settings: Settings, options: WorkerOptions) -> None:
             hard_timeout_s=settings.job_timeout_s + max(30.0, 0.1 * settings.job_timeout_s),
             on_hard_timeout=lambda: os._exit(75),  # the main thread is stuck; the supervisor restarts us
         )
-        log.info("worker %s started", worker.worker_id)
+        log_event(log, "worker_start", worker=worker.worker_id, pid=os.getpid())
         settle_heap()
         worker.run()
     finally:
@@ -196,7 +198,8 @@ class Supervisor:
                         self._quick_deaths[i] = self._quick_deaths[i] + 1 if young else 0
                         delay = min(30.0, 0.25 * 2 ** (self._quick_deaths[i] - 1)) if young else 0.0
                         self._not_before_s[i] = now_s + delay
-                        log.warning("worker pid %s exited with %s; restarting in %.1f s", p.pid, p.exitcode, delay)
+                        log_event(log, "worker_exit", level=logging.WARNING, pid=p.pid, exitcode=p.exitcode,
+                                  restart_in_s=round(delay, 2))
                         self._procs[i] = None
                     if now_s >= self._not_before_s[i] and not self._stopping.is_set():
                         self._spawn(i)
@@ -214,14 +217,10 @@ class Supervisor:
         try:
             report = run_housekeeping(db, open_store(self.settings), self.settings)
             if report.reaped or report.drafts_expired or report.purged:
-                log.info(
-                    "housekeeping: %d leases reaped, %d drafts expired, %d jobs purged",
-                    report.reaped,
-                    len(report.drafts_expired),
-                    len(report.purged),
-                )
-        except Exception as exc:
-            log.error("housekeeping failed: %s", exc, exc_info=True)
+                log_event(log, "housekeeping", reaped=report.reaped, drafts_expired=len(report.drafts_expired),
+                          purged=len(report.purged))
+        except Exception:
+            log_event(log, "housekeeping_failed", level=logging.ERROR, exc_info=True)
         finally:
             db.dispose()
 
