@@ -1,6 +1,6 @@
 """Make docs/preview.png: one frame of the preview.mp4 that a job on sports2d_demo.mp4 produces.
 
-The job is the real pipeline (`run_pipeline`) with targets ``default`` + ``unitree_g1`` at 30 fps, so
+The job is the real pipeline and writers (`produce`) with targets ``default`` + ``unitree_g1`` at 30 fps, so
 the picture shows exactly what users download: the source with the detected skeleton, the solved 3D
 motion and the G1 robot. The frame at ``--time`` seconds is decoded from the preview, scaled to
 ``--width`` pixels and written as an optimised PNG (kept under about 400 kB for the README).
@@ -21,7 +21,8 @@ import av
 import cv2
 import numpy as np
 
-from mocapd.pipeline.run import JobSettings, run_pipeline
+from mocapd.pipeline.settings import JobSettings
+from mocapd.worker.produce import produce
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "video" / "sports2d_demo.mp4"
@@ -52,7 +53,7 @@ def main() -> int:
         return 2
     settings = JobSettings(("default", "unitree_g1"), 30, "full_body", 0.0, 100.0)
     with tempfile.TemporaryDirectory() as tmp:
-        run_pipeline(SOURCE, settings, Path(tmp), lambda stage, fraction: None)
+        produce(SOURCE, settings, Path(tmp), lambda stage, fraction: None)
         rgb = preview_frame(Path(tmp) / "preview.mp4", args.time)  # (h, W, 3)
     h, w = rgb.shape[:2]
     if args.width < w:

@@ -1,10 +1,10 @@
-"""Wall time and peak memory of `run_pipeline` against raw BlazePose detection on the same frames.
+"""Wall time and peak memory of a job's products (`produce`) against raw BlazePose detection on the same frames.
 
 For each clip window, in a fresh process each (so peak RSS is per run):
 
 * ``raw``: decode every frame at full size first (not timed), then time only
   ``mp.solutions.pose.Pose(...).process(rgb)`` over them (the detector's bare cost);
-* ``pipeline``: the whole `run_pipeline` (decode, pose, clean, world, solve, contacts, resample,
+* ``pipeline``: the whole `produce` (decode, pose, clean, world, solve, contacts, resample,
   FBX/BVH/glTF, preview, quality; G1 retargeting and files for the ``+ G1`` row), 30 fps export.
   The heavy modules (mediapipe, mink, the writers) are imported before the clock starts, as in a
   long-lived worker process, which pays for them once.
@@ -89,11 +89,12 @@ def child_pipeline(source: Path, start_s: float, end_s: float, targets: tuple[st
     import mocapd.formats.gltf
     import mocapd.formats.preview
     import mocapd.robots.retarget  # noqa: F401
-    from mocapd.pipeline.run import JobSettings, run_pipeline
+    from mocapd.pipeline.settings import JobSettings
+    from mocapd.worker.produce import produce
 
     with tempfile.TemporaryDirectory() as out:
         t0, c0 = time.perf_counter(), _cpu_s()
-        result = run_pipeline(
+        result = produce(
             source, JobSettings(targets, 30, "full_body", start_s, end_s), Path(out), lambda s, f: None
         )
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
@@ -106,17 +107,19 @@ def preview_presets() -> list[dict[str, object]]:
     from mocapd.pipeline.decode import iter_frames
     from mocapd.pipeline.detect import preview_scale, preview_side_px
     from mocapd.pipeline.run import JobSettings, analyse_video
+    from mocapd.robots.retarget import retarget_to_g1
 
     a = analyse_video(
         SPORTS, JobSettings(("default", "unitree_g1"), 30, "full_body", 0.0, 7.7), lambda s, f: None
     )
+    robot = retarget_to_g1(a.export, a.export_contacts, mocap_type="full_body")
     h = pv.PIPELINE_PREVIEW_HEIGHT_PX
     scale = preview_scale(a.info)
     frames = [f.rgb for f in iter_frames(SPORTS, max_side_px=preview_side_px(a.info))]
     landmarks = a.track.landmarks_px * scale
     # the exact pictures handed to the encoder, to measure what each setting loses (luma PSNR)
     layout = pv.preview_layout(frames[0].shape[1], frames[0].shape[0], with_robot=True, max_height_px=h)
-    tracks = [pv._human_track(a.export), pv._robot_track(a.robot)]
+    tracks = [pv._human_track(a.export), pv._robot_track(robot)]
     compose = pv._Composer(layout, landmarks, tracks, a.fps)
     luma = [compose(f, i)[: layout.height_px].astype(np.float64) for i, f in enumerate(frames)]
     chosen = dict(pv._X264_OPTIONS)
@@ -136,7 +139,7 @@ def preview_presets() -> list[dict[str, object]]:
             load = os.getloadavg()[0]
             t0, c0 = time.perf_counter(), _cpu_s()
             pv.encode_preview(
-                iter(frames), landmarks, a.export, path, fps=a.fps, robot=a.robot, max_height_px=h
+                iter(frames), landmarks, a.export, path, fps=a.fps, robot=robot, max_height_px=h
             )
             rows.append({
                 "x264": options, "chosen": options == chosen, "frames": len(frames),

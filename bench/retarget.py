@@ -72,7 +72,7 @@ def _measure(name: str, motion: Motion, repeat: int) -> dict[str, Any]:
 
 def _video_motion(path: Path) -> Motion:
     """The exported (30 fps) motion of the perception + solve pipeline on a whole video."""
-    from mocapd.pipeline.probe import probe_video
+    from mocapd.media.probe import probe_video
     from mocapd.pipeline.run import JobSettings, analyse_video
 
     duration_s = float(probe_video(path).duration_s)

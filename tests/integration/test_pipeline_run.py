@@ -1,5 +1,5 @@
-"""run_pipeline end to end on short windows of real clips: files, manifest, quality counts,
-progress reporting, and the preflight fault for a clip without a person."""
+"""A job's products (`produce`: the pipeline, then the writers) end to end on short windows of real clips:
+files, manifest, quality counts, progress reporting, and the preflight fault for a clip without a person."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from mocapd.errors import InputFault
-from mocapd.pipeline.run import JobSettings, run_pipeline
+from mocapd.pipeline.settings import JobSettings
+from mocapd.worker.produce import produce
 from tests.conftest import shared_file
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def _run(source: Path, settings: JobSettings, out_dir: Path) -> tuple[object, list[tuple[str, float]]]:
     calls: list[tuple[str, float]] = []
-    out = run_pipeline(source, settings, out_dir, lambda stage, fraction: calls.append((stage, fraction)))
+    out = produce(source, settings, out_dir, lambda stage, fraction: calls.append((stage, fraction)))
     return out, calls
 
 
@@ -89,7 +90,7 @@ def test_a_clip_without_a_person_fails_in_preflight(tmp_path: Path) -> None:
     container.close()
     stages: list[str] = []
     with pytest.raises(InputFault) as err:
-        run_pipeline(
+        produce(
             source,
             JobSettings(("default",), 30, "full_body", 0.0, 1.5),
             tmp_path / "out",

@@ -371,7 +371,7 @@ class JobService:
         if job.claimed_bytes is not None and size != job.claimed_bytes:
             raise MocapdError("upload_size_mismatch", f"Uploaded {size} bytes; sourceBytes said {job.claimed_bytes}.",
                               stage="validation")
-        from mocapd.pipeline.probe import probe_video
+        from mocapd.media.probe import probe_video
 
         if store.kind == "local":
             path = store.path(job.source_key)  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ Streaming: frames are consumed one at a time and encoded at once; memory does no
 (the world positions of the motion, F x J x 3 floats, are the only per-clip arrays).
 
 Decode once: the pipeline keeps the preview-size copy of every frame it decodes for detection
-(`mocapd.formats.source_copy`) and reads it back for the preview instead of decoding the source again.
+(`mocapd.pipeline.source_copy`) and reads it back for the preview instead of decoding the source again.
 
 Speed: the RGB canvas is converted to yuv420p with OpenCV (BT.601 limited range, the same matrix as
 FFmpeg's default scaler, about 3x cheaper) and libx264 runs with its own frame threads; the source
@@ -43,6 +43,7 @@ from mocapd.formats.render3d import (
     render_figure_panel,
     sample_at_time,
 )
+from mocapd.pipeline.detect import PREVIEW_HEIGHT_PX
 from mocapd.pipeline.skeleton import Motion
 
 __all__ = [
@@ -59,7 +60,7 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 
 MAX_PREVIEW_HEIGHT_PX = 720
-PIPELINE_PREVIEW_HEIGHT_PX = 540  # what jobs use: 0.56x the pixels of 720 p, skeleton still easy to read
+PIPELINE_PREVIEW_HEIGHT_PX = PREVIEW_HEIGHT_PX  # what jobs use (the pipeline keeps its frames at this size)
 PIPELINE_PREVIEW_MAX_FPS = 30.0  # jobs show every n-th frame of faster sources (`preview_frame_step`)
 _HUMAN_CAMERA = OrthoCamera(view_height_m=2.6)
 _ROBOT_CAMERA = OrthoCamera(view_height_m=2.0)

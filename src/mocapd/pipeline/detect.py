@@ -36,12 +36,13 @@ from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
 from mocapd.pipeline.pose import PoseDetector, PoseTrack, TrackBuilder, hip_centre_and_torso_px
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mocapd.formats.source_copy import SourceCopies, SourceCopy
+    from mocapd.pipeline.source_copy import SourceCopies, SourceCopy
 
 __all__ = [
     "DECODE_NICE",
     "DETECT_MAX_SIDE_PX",
     "PREFLIGHT_S",
+    "PREVIEW_HEIGHT_PX",
     "SEAM_AGREE_FRAMES",
     "SEAM_TOLERANCE",
     "SPLIT_MIN_CORES",
@@ -55,6 +56,7 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 
 PREFLIGHT_S = 2.0  # seconds of the window searched for a person before committing to the job
+PREVIEW_HEIGHT_PX = 540  # the preview's height: 0.56x the pixels of 720 p, skeleton still easy to read
 DETECT_MAX_SIDE_PX = 640  # BlazePose works on 224-256 px crops; larger input only costs time
 SPLIT_MIN_WINDOW_S = 4.0  # shorter windows: one pass (a second detector's start-up is not worth it)
 SPLIT_MIN_CORES = 4  # see `detect_segments`
@@ -172,10 +174,8 @@ class _SecondSegment(threading.Thread):
 
 
 def preview_scale(info: VideoInfo) -> float:
-    """How the source frames are scaled for the preview: ``PIPELINE_PREVIEW_HEIGHT_PX`` tall at most."""
-    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX
-
-    return min(1.0, PIPELINE_PREVIEW_HEIGHT_PX / info.height_px)
+    """How the source frames are scaled for the preview: ``PREVIEW_HEIGHT_PX`` tall at most."""
+    return min(1.0, PREVIEW_HEIGHT_PX / info.height_px)
 
 
 def preview_side_px(info: VideoInfo) -> int:
@@ -240,7 +240,7 @@ def detect_window(
     nobody is found in the first ``PREFLIGHT_S`` of the window. ``segments`` (1 or 2) overrides
     `detect_segments`.
     """
-    from mocapd.formats.source_copy import SourceCopies, SourceCopy, raw_copy_fits
+    from mocapd.pipeline.source_copy import SourceCopies, SourceCopy, raw_copy_fits
 
     source = Path(source)
     window_s = max(1e-6, trim_end_s - trim_start_s)

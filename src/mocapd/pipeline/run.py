@@ -1,4 +1,6 @@
-"""The pipeline orchestrator: one source video + settings -> artifacts in ``out_dir`` + a manifest.
+"""The motion pipeline: one source video + settings -> the `Analysis` (arrays: the track, the camera, the
+solved and resampled motion). Writing files from it (formats, preview, quality, robot motion, manifest) is
+the worker's job (`mocapd.worker.produce`).
 
 Stages (reported through ``on_progress(stage, fraction)``; a callback that raises aborts the run):
 
@@ -10,19 +12,17 @@ Stages (reported through ``on_progress(stage, fraction)``; a callback that raise
   as two segments spliced where both follow the same person), resampling onto a uniform clock at
   the source frame rate (VFR sources),
   identity-switch gating, cleaning (`clean`), joints (`landmarks`), camera fit and ground
-  (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``,
-  G1 retargeting when requested.
-* **packaging**: FBX, BVH, glTF, preview video (from the preview-size copy kept while detecting),
-  quality report, G1 JSON/CSV.
+  (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``.
+
+The preview-size frames decoded for detection are kept (`mocapd.pipeline.source_copy`) and read back
+onto the processing clock by `preview_frames`.
 
 Memory is bounded by the per-frame landmark arrays (about 2 kB per frame), never by frames.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,16 +51,17 @@ from mocapd.pipeline.world import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mocapd.formats.source_copy import SourceCopies
+    from mocapd.pipeline.source_copy import SourceCopies
 
 __all__ = [
     "HIP_WIDTH_FACTOR",
     "Analysis",
     "JobSettings",
-    "PipelineOutput",
+    "PreviewFrames",
+    "Progress",
     "StageCallback",
     "analyse_video",
-    "run_pipeline",
+    "preview_frames",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -68,20 +69,13 @@ BoolArray = NDArray[np.bool_]
 StageCallback = Callable[[str, float], None]
 
 PROGRESS_INTERVAL_S = 0.25
-_G1_TARGET = "unitree_g1"
 HIP_WIDTH_FACTOR = 0.85  # BlazePose hip landmarks -> hip joint centres (see `_narrow_hips`)
 _PELVIS = DEFAULT_SKELETON.index("pelvis")
 _THIGHS = (DEFAULT_SKELETON.index("thigh_l"), DEFAULT_SKELETON.index("thigh_r"))
 _PROCESSING_SHARE_POSE = 0.8  # fraction of the processing stage spent in pose detection
 
 
-@dataclass
-class PipelineOutput:
-    files: list[Path]  # written into out_dir
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-
-class _Progress:
+class Progress:
     """Throttled progress reports: at most one call per ``PROGRESS_INTERVAL_S`` unless forced."""
 
     def __init__(self, callback: StageCallback) -> None:
@@ -191,7 +185,6 @@ class Analysis:
     solve_report: Any
     export: Motion  # resampled to the export rate
     export_contacts: Any
-    robot: Any  # RobotMotion | None
     timings_s: dict[str, float]
     source_copy: SourceCopies | None = None  # preview-size frames kept while detecting (decode once)
 
@@ -202,11 +195,14 @@ PLANTED_FOOT_NOISE_MPS = 0.8
 def analyse_video(
     source: Path, settings: JobSettings, on_progress: StageCallback, *, work_dir: Path | None = None
 ) -> Analysis:
-    """Preflight and processing stages of `run_pipeline`.
+    """Preflight and processing stages (see the module doc); ``on_progress`` is left at processing 0.9.
+
+    Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
+    "source_unsupported")`` for a bad video; any other exception is a system fault.
 
     With ``work_dir``, the preview-size frames are kept there (``Analysis.source_copy``, temporary
-    files written in the background while pose detection runs, see `mocapd.formats.source_copy`) for
-    `run_pipeline`'s packaging.
+    files written in the background while pose detection runs, see `mocapd.pipeline.source_copy`) for
+    `preview_frames`.
     """
     from mocapd.pipeline.contacts import detect_contacts, remove_foot_sliding
     from mocapd.pipeline.resample import resample_motion
@@ -218,7 +214,7 @@ def analyse_video(
         raise InputFault("export_fps_invalid", f"export fps must be positive, not {settings.export_fps}")
     if not settings.trim_end_s > settings.trim_start_s >= 0:
         raise InputFault("api_trim_range_invalid", "the trim window is empty")
-    progress = on_progress if isinstance(on_progress, _Progress) else _Progress(on_progress)
+    progress = on_progress if isinstance(on_progress, Progress) else Progress(on_progress)
     started = time.monotonic()
     timings: dict[str, float] = {}
 
@@ -270,7 +266,7 @@ def analyse_video(
     raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3)
     progress("processing", 0.85, force=True)
 
-    # -- solve, contacts, resample, robot ---------------------------------------------------------
+    # -- solve, contacts, resample ---------------------------------------------------------
     motion, solve_report = solve_motion(
         placement.joints_m, fps, subject_height_m=settings.subject_height_m, mocap_type=settings.mocap_type
     )
@@ -281,70 +277,32 @@ def analyse_video(
     progress("processing", 0.9, force=True)
     export = resample_motion(motion, float(settings.export_fps))
     export_contacts = detect_contacts(export)
-    robot = None
-    if _G1_TARGET in settings.target_ids:
-        from mocapd.robots.retarget import retarget_to_g1
-
-        robot = retarget_to_g1(export, export_contacts, mocap_type=settings.mocap_type)
     timings["processing"] = time.monotonic() - started
-    progress("processing", 1.0, force=True)
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
-        motion, solve_report, export, export_contacts, robot, timings, copy,
+        motion, solve_report, export, export_contacts, timings, copy,
     )  # fmt: skip
 
 
-def run_pipeline(
-    source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback
-) -> PipelineOutput:
-    """Turn ``source`` into the job's artifacts in ``out_dir`` (see the module doc for the stages).
+@dataclass
+class PreviewFrames:
+    """The source frames a preview shows, at preview size, on every ``step``-th tick of the processing
+    clock, with the 2D landmarks scaled to match. ``close()`` stops the reader (always call it)."""
 
-    Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
-    "source_unsupported")`` for a bad video; any other exception is a system fault.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(on_progress)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="mocapd-work-") as work_dir:
-        a = analyse_video(Path(source), settings, progress, work_dir=Path(work_dir))
-        files = _package(Path(source), settings, out_dir, progress, a)
-    a.timings_s["total"] = time.monotonic() - started
-    manifest = _manifest(settings, a)
-    progress("packaging", 1.0, force=True)
-    return PipelineOutput(files=files, manifest=manifest)
+    frames: Iterator[NDArray[np.uint8]]  # (h, w, 3) RGB, one per preview tick
+    landmarks_px: FloatArray  # (P, 33, 2) in preview pixels
+    fps: float
+    count: int
+    _decoded: Iterator[DecodedFrame] = field(repr=False)
+
+    def close(self) -> None:
+        self._decoded.close()  # type: ignore[attr-defined]
 
 
-def _package(
-    source: Path, settings: JobSettings, out_dir: Path, progress: _Progress, a: Analysis
-) -> list[Path]:
-    from mocapd.formats.bvh import write_bvh
-    from mocapd.formats.fbx import write_fbx
-    from mocapd.formats.gltf import write_glb
-    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview, preview_frame_step
-    from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
-
-    info, track, grid_s, export, robot = a.info, a.track, a.grid_s, a.export, a.robot
-    files: list[Path] = []
-
-    def put(name: str, data: bytes) -> None:
-        path = out_dir / name
-        path.write_bytes(data)
-        files.append(path)
-
-    progress("packaging", 0.0, force=True)
-    put("motion.fbx", write_fbx(export))
-    put("motion.bvh", write_bvh(export))
-    put("motion.glb", write_glb(export))
-    if robot is not None:
-        from mocapd.formats.robot import write_g1_csv, write_g1_json
-
-        put("g1_motion.json", write_g1_json(robot))
-        put("g1_motion.csv", write_g1_csv(robot))
-    progress("packaging", 0.1, force=True)
-
-    # Preview: the frames kept while detecting (or, failing that, a second decode at preview size),
-    # picked onto the uniform clock.
+def preview_frames(a: Analysis, source: Path, end_s: float, step: int) -> PreviewFrames:
+    """The frames kept while detecting (or, failing that, a second decode at preview size), picked onto
+    the uniform clock, every ``step``-th tick; ``end_s`` is the window's end."""
+    info, track, grid_s = a.info, a.track, a.grid_s
     scale = preview_scale(info)
     if a.source_copy is not None and a.source_copy.close():
         copied = (DecodedFrame(i, t, rgb) for i, (t, rgb) in enumerate(a.source_copy.frames()))
@@ -354,131 +312,11 @@ def _package(
             iter_frames(
                 source,
                 start_s=float(grid_s[0]),
-                end_s=settings.trim_end_s,
+                end_s=end_s,
                 max_side_px=preview_side_px(info),
             )
         )
-    step = preview_frame_step(a.fps)  # every n-th tick of the processing clock
     preview_grid_s = grid_s[::step]
     landmarks_px = track.landmarks_px[::step] * scale  # frames are scaled by the same factor (up to rounding)
-    total = preview_grid_s.size
-
-    def frames() -> Iterator[NDArray[np.uint8]]:
-        for i, rgb in enumerate(_frames_on_grid(decoded, preview_grid_s, a.fps)):
-            progress("packaging", 0.1 + 0.8 * i / total)
-            yield rgb
-
-    try:
-        preview_path = out_dir / "preview.mp4"
-        encode_preview(
-            frames(),
-            landmarks_px,
-            export,
-            preview_path,
-            fps=a.fps / step,
-            robot=robot,
-            max_height_px=PIPELINE_PREVIEW_HEIGHT_PX,
-        )
-        files.append(preview_path)
-    finally:
-        decoded.close()  # type: ignore[attr-defined]
-    progress("packaging", 0.9, force=True)
-
-    fc = a.export_contacts
-    contacts = {name: np.asarray(fc.contact[:, i], dtype=bool) for i, name in enumerate(fc.joint_names)}
-    robot_inputs = None
-    if robot is not None:
-        robot_inputs = RobotQualityInputs.from_robot_motion(
-            robot, tracking_error_m=robot.quality.get("tracking_error_m")
-        )
-    frame_interp = a.world_clean.interpolated.any(axis=1)
-    frame_held = a.world_clean.held.any(axis=1)
-    quality = build_quality_report(
-        QualityInputs(
-            source_fps=a.fps,
-            visibility=np.where(track.valid[:, None], track.visibility, np.nan),
-            person_mask=track.valid,  # the tracked person: a detection of someone else does not count
-            interpolated_mask=frame_interp & ~frame_held,
-            held_mask=frame_held,
-            motion_fps=export.fps,
-            solved_positions_m=export.world_positions_m(),
-            input_positions_m=a.raw_joints,
-            contacts=contacts,
-            robot=robot_inputs,
-            mocap_type=settings.mocap_type,
-            detected_mask=track.person,  # a detection of someone else is reported, not used
-            frame_times_s=track.time_s,
-        )
-    )
-    put("quality.json", json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode())
-    return files
-
-
-def _mean_angle_deg(rot: FloatArray) -> float:
-    """Mean rotation angle of (F, 3, 3) matrices, degrees: acos((trace - 1) / 2)."""
-    cos = np.clip((np.trace(rot, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
-    return round(float(np.degrees(np.nanmean(np.arccos(cos)))), 3)
-
-
-def _manifest(settings: JobSettings, a: Analysis) -> dict[str, Any]:
-    info, fps, track, export, robot, solve_report = a.info, a.fps, a.track, a.export, a.robot, a.solve_report
-    report = a.world_clean.report
-    targets: dict[str, Any] = {
-        "default": {
-            "resultType": "fbx",
-            "files": ["motion.fbx", "motion.bvh", "motion.glb"],
-            "skeleton": list(export.skeleton.names),
-            "fps": export.fps,
-            "frameCount": export.num_frames,
-            "boneLengthM": {k: round(float(v), 4) for k, v in solve_report.bone_length_m.items()},
-            "scale": round(float(solve_report.scale), 4),
-            "statureM": round(float(solve_report.stature_m), 4),
-        }
-    }
-    if robot is not None:
-        targets[_G1_TARGET] = {
-            "resultType": "robot_motion_json",
-            "files": ["g1_motion.json", "g1_motion.csv"],
-            "variant": robot.variant,
-            "fps": robot.fps,
-            "frameCount": robot.num_frames,
-        }
-    return {
-        "source": {
-            "width": info.width_px,
-            "height": info.height_px,
-            "rotationCcwDeg": info.rotation_deg,
-            "fps": round(info.fps, 4),
-            "durationSec": round(info.duration_s, 4),
-            "codec": info.codec,
-            "frameCount": info.frame_count,
-        },
-        "settings": {
-            "targetIds": list(settings.target_ids),
-            "exportFps": settings.export_fps,
-            "mocapType": settings.mocap_type,
-            "trimStartSec": settings.trim_start_s,
-            "trimEndSec": settings.trim_end_s,
-            "focalLengthPx": settings.focal_length_px,
-            "cameraFovDeg": settings.camera_fov_deg,
-            "subjectHeightM": settings.subject_height_m,
-        },
-        "camera": {
-            **a.intrinsics.as_dict(),
-            **a.placement.as_dict(),
-            "bodyRotationCorrectionDeg": _mean_angle_deg(a.body_rotation),
-            "assumption": "static camera",
-        },
-        "processing": {
-            "fps": round(fps, 4),
-            "frames": int(track.num_frames),
-            "framesWithPerson": int(track.person.sum()),
-            "framesKept": int(track.valid.sum()),
-            "interpolatedFrames": report.interpolated_frames,
-            "heldFrames": report.held_frames,
-            "outlierSamples": report.outlier_points,
-            "detector": "mediapipe-0.10.21 BlazePose Full",
-            "timingsSec": {k: round(v, 3) for k, v in a.timings_s.items()},
-        },
-        "targets": targets,
-    }
+    frames = _frames_on_grid(decoded, preview_grid_s, a.fps)
+    return PreviewFrames(frames, landmarks_px, a.fps / step, int(preview_grid_s.size), decoded)

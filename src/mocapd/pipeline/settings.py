@@ -4,6 +4,7 @@ pipeline's heavy modules (MediaPipe, MuJoCo, PyAV)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["JobSettings"]
 
@@ -18,3 +19,16 @@ class JobSettings:
     focal_length_px: float | None = None
     camera_fov_deg: float | None = None
     subject_height_m: float | None = None
+
+    def as_manifest(self) -> dict[str, Any]:
+        """The ``settings`` block of ``manifest.json``."""
+        return {
+            "targetIds": list(self.target_ids),
+            "exportFps": self.export_fps,
+            "mocapType": self.mocap_type,
+            "trimStartSec": self.trim_start_s,
+            "trimEndSec": self.trim_end_s,
+            "focalLengthPx": self.focal_length_px,
+            "cameraFovDeg": self.camera_fov_deg,
+            "subjectHeightM": self.subject_height_m,
+        }

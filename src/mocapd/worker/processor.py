@@ -8,7 +8,7 @@ dict. It reports progress through ``on_progress(stage, fraction)`` (stage one of
 It raises `mocapd.errors.InputFault` for bad input (fails the job at once) and anything else for a
 system fault (retried with backoff).
 
-The default processor calls `mocapd.pipeline.run.run_pipeline`, imported lazily (it is heavy). Another
+The default processor calls `mocapd.worker.produce.produce`, imported lazily (it is heavy). Another
 processor is plugged by import path: ``MOCAPD_PROCESSOR="package.module:factory"``, where ``factory()``
 returns a `Processor`.
 """
@@ -60,12 +60,12 @@ class Processor(Protocol):
 
 
 class PipelineProcessor:
-    """The production processor: `mocapd.pipeline.run.run_pipeline` on the source file."""
+    """The production processor: `mocapd.worker.produce.produce` on the source file."""
 
     def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult:
-        from mocapd.pipeline.run import run_pipeline  # heavy: mediapipe, mujoco, av
+        from mocapd.worker.produce import produce  # heavy: mediapipe, mujoco, av
 
-        out = run_pipeline(request.source_path, request.settings, request.out_dir, on_progress)
+        out = produce(request.source_path, request.settings, request.out_dir, on_progress)
         return ProcessResult(files=list(out.files), manifest=dict(out.manifest))
 
 

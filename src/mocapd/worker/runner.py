@@ -368,16 +368,7 @@ def _manifest_bytes(
             "bytes": job.upload_bytes,
             "sha256": job.upload_sha256,
         },
-        "settings": {
-            "targetIds": list(job.target_ids),
-            "exportFps": job.export_fps,
-            "mocapType": job.mocap_type,
-            "trimStartSec": request.settings.trim_start_s,
-            "trimEndSec": request.settings.trim_end_s,
-            "focalLengthPx": job.focal_length_px,
-            "cameraFovDeg": job.camera_fov_deg,
-            "subjectHeightM": job.subject_height_m,
-        },
+        "settings": request.settings.as_manifest(),
         "camera": pipeline.get("camera"),
         **{k: v for k, v in pipeline.items() if k not in own},  # processing facts, targets ...
         "billing": {

@@ -165,7 +165,7 @@ def test_a_failed_second_segment_falls_back_to_one_pass(
 def test_the_preview_copy_is_raw_within_its_budget_and_h264_beyond(
     sports2d_one_and_two: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from mocapd.formats import source_copy
+    from mocapd.pipeline import source_copy
 
     raw_frames = sports2d_one_and_two[1][1]  # one pass over 2.0-6.5 s: 4.5 s of 960x540 fits 512 MiB
     monkeypatch.setattr(source_copy, "RAW_COPY_BUDGET_BYTES", 0)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mocapd.formats.source_copy import RAW_COPY_BUDGET_BYTES, SourceCopy, raw_copy_fits, to_i420
+from mocapd.pipeline.source_copy import RAW_COPY_BUDGET_BYTES, SourceCopy, raw_copy_fits, to_i420
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (128, 128, 128)] * 3
 

@@ -1,0 +1,205 @@
+"""A job's products: the pipeline's `Analysis` turned into the files a job delivers.
+
+`produce` runs the motion pipeline (`mocapd.pipeline.run.analyse_video`), the robot step for a robot
+target, then packages: FBX, BVH, glTF, the robot motion, the preview video (from the preview-size
+frames kept while detecting), the quality report; and returns the pipeline's part of the manifest
+(source as decoded, camera, processing facts, targets). The runner adds the job, settings, billing and
+file list and writes ``manifest.json``.
+
+Progress: ``on_progress(stage, fraction)``, throttled; a callback that raises aborts the run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.pipeline.run import Analysis, Progress, StageCallback, analyse_video, preview_frames
+from mocapd.pipeline.settings import JobSettings
+
+__all__ = ["Products", "produce"]
+
+FloatArray = NDArray[np.float64]
+_G1_TARGET = "unitree_g1"
+
+
+@dataclass
+class Products:
+    files: list[Path]  # written into out_dir
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback) -> Products:
+    """Turn ``source`` into the job's artifacts in ``out_dir``.
+
+    Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
+    "source_unsupported")`` for a bad video; any other exception is a system fault.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(on_progress)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mocapd-work-") as work_dir:
+        a = analyse_video(Path(source), settings, progress, work_dir=Path(work_dir))
+        robot = None
+        if _G1_TARGET in settings.target_ids:
+            from mocapd.robots.retarget import retarget_to_g1
+
+            robot = retarget_to_g1(a.export, a.export_contacts, mocap_type=settings.mocap_type)
+        a.timings_s["processing"] = time.monotonic() - started
+        progress("processing", 1.0, force=True)
+        files = _package(Path(source), settings, out_dir, progress, a, robot)
+    a.timings_s["total"] = time.monotonic() - started
+    manifest = _manifest(a, robot)
+    progress("packaging", 1.0, force=True)
+    return Products(files=files, manifest=manifest)
+
+
+def _package(
+    source: Path, settings: JobSettings, out_dir: Path, progress: Progress, a: Analysis, robot: Any
+) -> list[Path]:
+    from mocapd.formats.bvh import write_bvh
+    from mocapd.formats.fbx import write_fbx
+    from mocapd.formats.gltf import write_glb
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview, preview_frame_step
+    from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
+
+    track, export = a.track, a.export
+    files: list[Path] = []
+
+    def put(name: str, data: bytes) -> None:
+        path = out_dir / name
+        path.write_bytes(data)
+        files.append(path)
+
+    progress("packaging", 0.0, force=True)
+    put("motion.fbx", write_fbx(export))
+    put("motion.bvh", write_bvh(export))
+    put("motion.glb", write_glb(export))
+    if robot is not None:
+        from mocapd.formats.robot import write_g1_csv, write_g1_json
+
+        put("g1_motion.json", write_g1_json(robot))
+        put("g1_motion.csv", write_g1_csv(robot))
+    progress("packaging", 0.1, force=True)
+
+    shown = preview_frames(a, source, settings.trim_end_s, preview_frame_step(a.fps))
+
+    def frames() -> Iterator[NDArray[np.uint8]]:
+        for i, rgb in enumerate(shown.frames):
+            progress("packaging", 0.1 + 0.8 * i / shown.count)
+            yield rgb
+
+    try:
+        preview_path = out_dir / "preview.mp4"
+        encode_preview(
+            frames(),
+            shown.landmarks_px,
+            export,
+            preview_path,
+            fps=shown.fps,
+            robot=robot,
+            max_height_px=PIPELINE_PREVIEW_HEIGHT_PX,
+        )
+        files.append(preview_path)
+    finally:
+        shown.close()
+    progress("packaging", 0.9, force=True)
+
+    fc = a.export_contacts
+    contacts = {name: np.asarray(fc.contact[:, i], dtype=bool) for i, name in enumerate(fc.joint_names)}
+    robot_inputs = None
+    if robot is not None:
+        robot_inputs = RobotQualityInputs.from_robot_motion(
+            robot, tracking_error_m=robot.quality.get("tracking_error_m")
+        )
+    frame_interp = a.world_clean.interpolated.any(axis=1)
+    frame_held = a.world_clean.held.any(axis=1)
+    quality = build_quality_report(
+        QualityInputs(
+            source_fps=a.fps,
+            visibility=np.where(track.valid[:, None], track.visibility, np.nan),
+            person_mask=track.valid,  # the tracked person: a detection of someone else does not count
+            interpolated_mask=frame_interp & ~frame_held,
+            held_mask=frame_held,
+            motion_fps=export.fps,
+            solved_positions_m=export.world_positions_m(),
+            input_positions_m=a.raw_joints,
+            contacts=contacts,
+            robot=robot_inputs,
+            mocap_type=settings.mocap_type,
+            detected_mask=track.person,  # a detection of someone else is reported, not used
+            frame_times_s=track.time_s,
+        )
+    )
+    put("quality.json", json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode())
+    return files
+
+
+def _mean_angle_deg(rot: FloatArray) -> float:
+    """Mean rotation angle of (F, 3, 3) matrices, degrees: acos((trace - 1) / 2)."""
+    cos = np.clip((np.trace(rot, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    return round(float(np.degrees(np.nanmean(np.arccos(cos)))), 3)
+
+
+def _manifest(a: Analysis, robot: Any) -> dict[str, Any]:
+    """The pipeline's part of ``manifest.json`` (the runner adds job, settings, billing and files)."""
+    info, fps, track, export, solve_report = a.info, a.fps, a.track, a.export, a.solve_report
+    report = a.world_clean.report
+    targets: dict[str, Any] = {
+        "default": {
+            "resultType": "fbx",
+            "files": ["motion.fbx", "motion.bvh", "motion.glb"],
+            "skeleton": list(export.skeleton.names),
+            "fps": export.fps,
+            "frameCount": export.num_frames,
+            "boneLengthM": {k: round(float(v), 4) for k, v in solve_report.bone_length_m.items()},
+            "scale": round(float(solve_report.scale), 4),
+            "statureM": round(float(solve_report.stature_m), 4),
+        }
+    }
+    if robot is not None:
+        targets[_G1_TARGET] = {
+            "resultType": "robot_motion_json",
+            "files": ["g1_motion.json", "g1_motion.csv"],
+            "variant": robot.variant,
+            "fps": robot.fps,
+            "frameCount": robot.num_frames,
+        }
+    return {
+        "source": {
+            "width": info.width_px,
+            "height": info.height_px,
+            "rotationCcwDeg": info.rotation_deg,
+            "fps": round(info.fps, 4),
+            "durationSec": round(info.duration_s, 4),
+            "codec": info.codec,
+            "frameCount": info.frame_count,
+        },
+        "camera": {
+            **a.intrinsics.as_dict(),
+            **a.placement.as_dict(),
+            "bodyRotationCorrectionDeg": _mean_angle_deg(a.body_rotation),
+            "assumption": "static camera",
+        },
+        "processing": {
+            "fps": round(fps, 4),
+            "frames": int(track.num_frames),
+            "framesWithPerson": int(track.person.sum()),
+            "framesKept": int(track.valid.sum()),
+            "interpolatedFrames": report.interpolated_frames,
+            "heldFrames": report.held_frames,
+            "outlierSamples": report.outlier_points,
+            "detector": "mediapipe-0.10.21 BlazePose Full",
+            "timingsSec": {k: round(v, 3) for k, v in a.timings_s.items()},
+        },
+        "targets": targets,
+    }
