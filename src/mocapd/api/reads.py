@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -15,7 +18,7 @@ from mocapd.db.accounts import active_job_count, plan_limits
 from mocapd.db.models import Account, Artifact, Job, JobEvent, LedgerEntry, Plan
 from mocapd.errors import MocapdError
 
-__all__ = ["account_payload", "find_job", "decode_cursor", "encode_cursor", "events_page", "jobs_page", "ledger_page", "poll_payload"]
+__all__ = ["account_payload", "find_job", "plausible_job_id", "decode_cursor", "encode_cursor", "events_page", "jobs_page", "ledger_page", "poll_payload"]
 
 POLL_EVENTS = 20
 
@@ -24,15 +27,38 @@ def encode_cursor(*parts: object) -> str:
     return base64.urlsafe_b64encode("|".join(map(str, parts)).encode()).decode().rstrip("=")
 
 
+def _bad_cursor() -> MocapdError:
+    return MocapdError("validation_error", "The cursor is not valid; pass a nextCursor from a previous page, unchanged.",
+                       details={"errors": [{"field": "cursor", "message": "not a cursor this service issued"}]})
+
+
 def decode_cursor(cursor: str, n: int) -> list[str]:
+    """The ``n`` parts of a cursor from `encode_cursor`; anything else is 422 ``validation_error``."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        parts = raw.split("|")
-        if len(parts) != n:
-            raise ValueError
-        return parts
-    except (ValueError, UnicodeDecodeError):
-        raise MocapdError("validation_error", "The cursor is not valid.") from None
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeError, binascii.Error):
+        raise _bad_cursor() from None
+    parts = raw.split("|")
+    if len(parts) != n:
+        raise _bad_cursor()
+    return parts
+
+
+# Cursor parts are checked strictly before they reach SQL: a NUL byte, a naive timestamp or an integer
+# past 64 bits would otherwise fail in the driver (a 500) rather than here.
+_INT_PART = re.compile(r"[0-9]{1,10}")
+_MAX_ID = 2**31 - 1  # ledger ids are 32-bit integers on PostgreSQL
+_ID_PART = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _cursor_time(part: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(part)
+        if ts.tzinfo is None:
+            raise ValueError(part)
+        return ts.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise _bad_cursor() from None
 
 
 # Reads go through Core statements on the tables (rows, not ORM objects): they work on a Session or a
@@ -42,10 +68,15 @@ _EVENTS = JobEvent.__table__
 _ARTIFACTS = Artifact.__table__
 
 
+def plausible_job_id(job_id: str) -> bool:
+    """Could ``job_id`` name a job? (Anything else is looked up nowhere: a NUL byte is a driver error.)"""
+    return job_id.startswith("mocap_") and _ID_PART.fullmatch(job_id) is not None
+
+
 def find_job(conn: Session | Connection, account_id: str, job_id: str) -> Any:
     """The job row if it exists *and* belongs to the account; otherwise 404 (never 403)."""
     row = None
-    if job_id.startswith("mocap_") and len(job_id) < 64:
+    if plausible_job_id(job_id):
         row = conn.execute(select(_JOBS).where(_JOBS.c.id == job_id)).first()
     if row is None or row.account_id != account_id:
         raise MocapdError("job_not_found", f"No job {job_id[:64]!r} in this account.")
@@ -89,12 +120,9 @@ def jobs_page(s: Session | Connection, account_id: str, status: str | None, limi
         q = q.where(_JOBS.c.status == status)
     if cursor:
         created, job_id = decode_cursor(cursor, 2)
-        from datetime import datetime
-
-        try:
-            ts = datetime.fromisoformat(created)
-        except ValueError:
-            raise MocapdError("validation_error", "The cursor is not valid.") from None
+        ts = _cursor_time(created)
+        if not _ID_PART.fullmatch(job_id):
+            raise _bad_cursor()
         q = q.where((_JOBS.c.created_at < ts) | ((_JOBS.c.created_at == ts) & (_JOBS.c.id < job_id)))
     rows = list(s.execute(q.order_by(_JOBS.c.created_at.desc(), _JOBS.c.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
@@ -135,13 +163,15 @@ def ledger_page(
 ) -> dict[str, Any]:
     q = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
     if job_id:
+        if not plausible_job_id(job_id):
+            return {"items": [], "nextCursor": None}  # names no job of this account (nor any other)
         q = q.where(LedgerEntry.job_id == job_id)
     if channel:
         q = q.where(LedgerEntry.channel == channel)
     if cursor:
         (last,) = decode_cursor(cursor, 1)
-        if not last.isdigit():
-            raise MocapdError("validation_error", "The cursor is not valid.")
+        if not _INT_PART.fullmatch(last) or int(last) > _MAX_ID:
+            raise _bad_cursor()
         q = q.where(LedgerEntry.id < int(last))
     rows = list(s.scalars(q.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
     more = len(rows) > limit

@@ -158,7 +158,7 @@ def get_artifact(job_id: str, name: str, request: Request, principal: Auth, stat
     svc = _svc(state, request)
     with state.db.read() as s:
         job = svc._job(s, principal.account_id, job_id)
-        art = s.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name))
+        art = None if "\x00" in name else s.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name))
         if art is None or job.status != "completed":
             raise MocapdError("artifact_not_found", f"The job has no artifact {name!r}.", job_id=job.id)
     return serve_artifact(state, request, art)

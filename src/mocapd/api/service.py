@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mocapd.api.problems import error_body
-from mocapd.api.reads import poll_payload
+from mocapd.api.reads import plausible_job_id, poll_payload
 from mocapd.api.schemas import CreateJobIn
 from mocapd.api.state import AppState
 from mocapd.db import ledger
@@ -97,8 +97,7 @@ class JobService:
     def _job(self, s: Session, account_id: str, job_id: str) -> Job:
         """The account's job, locked for this transaction (FOR UPDATE on PostgreSQL; SQLite's writes are
         already serialised by BEGIN IMMEDIATE), so a cancel cannot race a worker's finish."""
-        ok = job_id.startswith("mocap_") and len(job_id) < 64
-        job = s.get(Job, job_id, with_for_update=True) if ok else None
+        job = s.get(Job, job_id, with_for_update=True) if plausible_job_id(job_id) else None
         if job is None or job.account_id != account_id:
             raise MocapdError("job_not_found", f"No job {job_id[:64]!r} in this account.", job_id=None)
         return job
@@ -246,7 +245,7 @@ class JobService:
     # ---------------------------------------------------------------- upload (local store)
     def upload_target(self, job_id: str) -> Job:
         with self.state.db.read() as s:
-            job = s.get(Job, job_id)
+            job = s.get(Job, job_id) if plausible_job_id(job_id) else None
             if job is None:
                 raise MocapdError("upload_url_invalid", "The upload link does not name a job.")
             if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD:
