@@ -1,6 +1,7 @@
 """One error tree for the whole product.
 
-`MocapdError` carries a code from `mocapd.domain.codes.CODES` plus context (stage, job id,
+`MocapdError` carries a code from `mocapd.domain.codes.CODES` (any other code raises
+`mocapd.domain.codes.UnknownErrorCode`) plus context (stage, job id,
 details). Only the API turns it into HTTP; the worker decides retry versus fail from the
 subclass: `InputFault` fails a job at once, `SystemFault` is retried with backoff.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mocapd.domain.codes import code_info
+from mocapd.domain.codes import ErrorCode, UnknownErrorCode, code_info, is_error_code
 
 __all__ = ["InputFault", "MocapdError", "SystemFault"]
 
@@ -17,7 +18,7 @@ __all__ = ["InputFault", "MocapdError", "SystemFault"]
 class MocapdError(Exception):
     def __init__(
         self,
-        code: str,
+        code: ErrorCode,
         message: str | None = None,
         *,
         stage: str | None = None,
@@ -25,8 +26,10 @@ class MocapdError(Exception):
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        if not is_error_code(code):  # a bug: fail loudly here, not as an internal_error problem later
+            raise UnknownErrorCode(code)
         info = code_info(code)
-        self.code = code
+        self.code: ErrorCode = code
         self.message = message or info.title
         self.stage = stage or info.stage
         self.job_id = job_id

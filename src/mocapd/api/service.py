@@ -20,9 +20,9 @@ from mocapd.api.schemas import CreateJobIn
 from mocapd.api.state import AppState
 from mocapd.db import ledger
 from mocapd.db.accounts import active_job_count, plan_limits
-from mocapd.db.events import add_event
+from mocapd.db.events import record_note
 from mocapd.db.models import Account, IdempotencyRecord, Job, Plan
-from mocapd.db.transitions import mark_canceled, mark_failed
+from mocapd.db.transitions import mark_admitted, mark_canceled, mark_created, mark_failed
 from mocapd.domain.admission import (
     AccountState,
     TrimWindow,
@@ -33,7 +33,7 @@ from mocapd.domain.admission import (
     resolve_trim,
 )
 from mocapd.domain.credits import credits_for_window
-from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
+from mocapd.domain.jobs import TERMINAL_STATUSES, Channel, EventType, JobStage, JobStatus
 from mocapd.domain.plans import PlanLimits
 from mocapd.errors import InputFault, MocapdError
 from mocapd.storage import TooLarge, source_key
@@ -210,11 +210,11 @@ class JobService:
         if req.sourceDurationSec is not None or req.trimEndSec is not None:
             end = req.trimEndSec if req.trimEndSec is not None else req.sourceDurationSec
             estimate = credits_for_window(trim_start, float(end))  # type: ignore[arg-type]
-        check_account_can_start(self._account_state(s, acct, plan, "api"), estimate, "create")
+        check_account_can_start(self._account_state(s, acct, plan, Channel.API), estimate, "create")
         now = _now()
         job_id = "mocap_" + secrets.token_hex(12)
         job = Job(
-            id=job_id, account_id=acct.id, channel="api", status=JobStatus.DRAFT, stage=JobStage.AWAITING_UPLOAD,
+            id=job_id, account_id=acct.id, channel=Channel.API, status=JobStatus.DRAFT, stage=JobStage.AWAITING_UPLOAD,
             progress=0.0, title=req.title, target_ids=targets, export_fps=int(fps), mocap_type=mocap_type,
             trim_start_s=trim_start, trim_end_s=req.trimEndSec, focal_length_px=req.focalLengthPx,
             camera_fov_deg=req.cameraFovDeg, subject_height_m=req.subjectHeightM, source_filename=filename,
@@ -226,7 +226,7 @@ class JobService:
             billed_seconds=0, held_credits=0, charged_credits=0, refunded_credits=0,
         )
         s.add(job)
-        add_event(s, job, "job.created", "Job created; waiting for the upload.")
+        mark_created(s, job, "Job created; waiting for the upload.")
         url, expires_at = self.upload_url(job)
         return {
             "jobId": job_id, "status": "draft", "mocapType": mocap_type, "exportFps": int(fps), "targetIds": targets,
@@ -261,7 +261,7 @@ class JobService:
             job.upload_bytes, job.upload_sha256 = nbytes, sha256
             job.stage = JobStage.UPLOADED
             job.updated_at = _now()
-            add_event(s, job, "upload.received", f"Received {nbytes} bytes.", {"bytes": nbytes, "sha256": sha256})
+            record_note(s, job, EventType.UPLOAD_RECEIVED, f"Received {nbytes} bytes.", {"bytes": nbytes, "sha256": sha256})
 
     # ---------------------------------------------------------------- complete-upload
     def complete_upload(self, account_id: str, job_id: str) -> dict[str, Any]:
@@ -285,21 +285,12 @@ class JobService:
                 if job.status != JobStatus.DRAFT:
                     return self._poll_payload(s, job)
                 price = self._price(s, job, facts)
-                window, credits, acct, plan = price.window, price.credits, price.account, price.plan
+                window, credits, plan = price.window, price.credits, price.plan
                 check_account_can_start(price.account_state, credits, "validation")
-                now = _now()
                 job.upload_bytes, job.upload_sha256, job.source_facts = nbytes, sha, facts
                 job.trim_start_s, job.trim_end_s = window.start_s, window.end_s
-                ledger.place_hold(s, account_id=acct.id, channel=job.channel, job_id=job.id, amount=credits)
-                job.billed_seconds = job.held_credits = credits
-                job.status, job.stage, job.progress = JobStatus.QUEUED, JobStage.QUEUED, 0.0
-                job.queued_at = job.updated_at = now
-                job.run_after = None
-                job.queue_weight = plan.queue_weight
-                job.purge_after = None
-                add_event(s, job, "job.admitted", f"Admitted: {credits} credits held.",
-                          {"heldVCredits": credits, "durationSec": round(window.duration_s, 3)})
-                add_event(s, job, "job.queued", "Waiting for a worker.")
+                mark_admitted(s, job, credits=credits, queue_weight=plan.queue_weight,
+                              admitted={"heldVCredits": credits, "durationSec": round(window.duration_s, 3)})
                 return self._poll_payload(s, job)
         except MocapdError as exc:
             return self._reject(account_id, job_id, exc)
@@ -414,10 +405,10 @@ class JobService:
             if job.status == JobStatus.DRAFT and job.stage == JobStage.VALIDATING:
                 if exc.code in _RETRY_LATER:
                     job.stage = JobStage.UPLOADED
-                    add_event(s, job, "validation.deferred", exc.message, {"code": exc.code})
+                    record_note(s, job, EventType.VALIDATION_DEFERRED, exc.message, {"code": exc.code})
                 elif exc.code in _RETRY_UPLOAD:
                     job.stage = JobStage.AWAITING_UPLOAD
-                    add_event(s, job, "validation.upload_rejected", exc.message, {"code": exc.code})
+                    record_note(s, job, EventType.VALIDATION_UPLOAD_REJECTED, exc.message, {"code": exc.code})
                 else:
                     _, plan = self._plan(s, account_id)
                     mark_failed(s, job, code=exc.code, message=exc.message, stage="validation",

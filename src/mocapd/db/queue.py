@@ -39,14 +39,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from mocapd.db.engine import Database
-from mocapd.db.events import add_event
-from mocapd.db.models import Account, Artifact, Job, JobEvent, Plan
-from mocapd.db.transitions import mark_canceled, mark_completed, mark_failed
-from mocapd.domain.jobs import JobStage, JobStatus
+from mocapd.db.events import record_note, record_transition
+from mocapd.db.models import Account, Artifact, Job, Plan
+from mocapd.db.transitions import mark_canceled, mark_completed, mark_failed, mark_requeued
+from mocapd.domain.jobs import TERMINAL_STATUSES, EventType, JobStage, JobStatus
 
 __all__ = [
     "ArtifactRecord",
@@ -214,7 +214,6 @@ def _runnable(t: Any, now: Any) -> ColumnElement[bool]:
 class _ClaimSql:
     look: Any  # SELECT id ... LIMIT 1 (no lock)
     take: Any  # UPDATE ... WHERE id = (SELECT ... [FOR UPDATE SKIP LOCKED]) AND status = 'queued' RETURNING *
-    event: Any  # INSERT INTO job_events
 
 
 @functools.cache
@@ -252,11 +251,7 @@ def _claim_sql(dialect: str) -> _ClaimSql:
         )
         .returning(*t.c)
     )
-    return _ClaimSql(
-        look=select(t.c.id).where(_runnable(t, now)).limit(1),
-        take=take,
-        event=insert(JobEvent.__table__),
-    )
+    return _ClaimSql(look=select(t.c.id).where(_runnable(t, now)).limit(1), take=take)
 
 
 def claim(db: Database, worker_id: str, lease_s: float, *, now: datetime | None = None) -> ClaimedJob | None:
@@ -277,20 +272,10 @@ def claim(db: Database, worker_id: str, lease_s: float, *, now: datetime | None 
         ).first()
         if row is None:  # another claimer took it between our look and our lock
             return None
-        # the job.started event, as mocapd.db.events.add_event writes it (seq already bumped above)
-        s.execute(
-            sql.event,
-            {
-                "job_id": row.id,
-                "seq": row.event_seq,
-                "type": "job.started",
-                "status": row.status,
-                "stage": row.stage,
-                "progress": 0.0,
-                "message": f"Attempt {row.attempts} of {row.max_attempts} started.",
-                "data": {"attempt": row.attempts, "worker": worker_id},
-                "created_at": now,
-            },
+        record_transition(  # the statement above already advanced event_seq
+            s, row, JobStatus.QUEUED, JobStatus.PROCESSING, EventType.JOB_STARTED,
+            f"Attempt {row.attempts} of {row.max_attempts} started.", {"attempt": row.attempts, "worker": worker_id},
+            seq=row.event_seq, now=now,
         )
         return _snapshot(row)
 
@@ -339,7 +324,7 @@ def report_progress(
         job.progress = max(float(job.progress or 0.0), min(1.0, max(0.0, float(progress))))
         job.updated_at = now
         if changed:
-            add_event(s, job, "job.stage", message or f"Stage {stage.value} started.", {"stage": stage.value})
+            record_note(s, job, EventType.JOB_STAGE, message or f"Stage {stage.value} started.", {"stage": stage.value})
         return True
 
 
@@ -396,16 +381,10 @@ def fail(
         return True
 
 
-def _requeue(s: Session, job: Job, *, now: datetime, delay_s: float, event: str, message: str, data: dict[str, Any]) -> None:
-    job.status = JobStatus.QUEUED.value
-    job.stage = JobStage.QUEUED.value
-    job.progress = 0.0
-    job.lease_owner = None
-    job.lease_expires_at = None
-    job.heartbeat_at = None
-    job.run_after = now + timedelta(seconds=delay_s)
-    job.updated_at = now
-    add_event(s, job, event, message, data)
+def _requeue(
+    s: Session, job: Job, *, now: datetime, delay_s: float, event: EventType, message: str, data: dict[str, Any]
+) -> None:
+    mark_requeued(s, job, run_after=now + timedelta(seconds=delay_s), event=event, message=message, data=data, now=now)
 
 
 def retry(
@@ -439,7 +418,7 @@ def retry(
             job,
             now=now,
             delay_s=delay,
-            event="job.retry_scheduled",
+            event=EventType.JOB_RETRY_SCHEDULED,
             message=f"Attempt {job.attempts} failed ({code}); retrying in {delay:.1f} s.",
             data={"code": code, "stage": stage, "attempt": job.attempts, "retryInSec": round(delay, 3), "detail": message},
         )
@@ -455,7 +434,7 @@ def hand_back(db: Database, job_id: str, lease_token: int, *, now: datetime | No
             return False
         job.attempts = max(0, job.attempts - 1)
         _requeue(
-            s, job, now=now, delay_s=0.0, event="job.requeued", message="The worker stopped; the job was handed back.",
+            s, job, now=now, delay_s=0.0, event=EventType.JOB_REQUEUED, message="The worker stopped; the job was handed back.",
             data={"reason": "worker_shutdown"},
         )
         return True
@@ -468,7 +447,7 @@ def cancel(db: Database, job_id: str) -> bool:
     False if the job was already terminal (or does not exist)."""
     with db.write() as s:
         job = s.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
-        if job is None or job.status in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED):
+        if job is None or job.status in TERMINAL_STATUSES:
             return False
         job.cancel_requested = True
         mark_canceled(s, job, retention_days=retention_days_of(s, job.account_id))
@@ -521,7 +500,7 @@ def reap(
                     job,
                     now=now,
                     delay_s=delay,
-                    event="job.retry_scheduled",
+                    event=EventType.JOB_RETRY_SCHEDULED,
                     message=f"The worker running attempt {job.attempts} was lost; retrying in {delay:.1f} s.",
                     data={"code": "runner_lost", "stage": job.stage, "attempt": job.attempts, "retryInSec": round(delay, 3)},
                 )

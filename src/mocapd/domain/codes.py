@@ -8,8 +8,64 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal, TypeGuard
 
-__all__ = ["CODES", "CodeInfo", "RetryFrom", "code_info"]
+__all__ = ["CODES", "CodeInfo", "ErrorCode", "RetryFrom", "UnknownErrorCode", "code_info", "is_error_code"]
+
+# Every code a client can see. A literal type, so `mypy --strict` rejects a misspelt code where an error is
+# raised; tests/unit/domain/test_rules.py checks that it and the table below name the same codes.
+ErrorCode = Literal[
+    "validation_error",
+    "export_fps_invalid",
+    "mocap_type_invalid",
+    "api_target_ids_required",
+    "api_target_unsupported",
+    "api_source_duration_invalid",
+    "api_trim_range_invalid",
+    "api_duration_limit_exceeded",
+    "api_file_size_limit_exceeded",
+    "api_concurrency_limit_exceeded",
+    "api_plan_inactive",
+    "insufficient_api_v_credits",
+    "idempotency_key_reused",
+    "idempotency_key_in_flight",
+    "upload_url_invalid",
+    "upload_url_expired",
+    "download_url_invalid",
+    "download_url_expired",
+    "upload_size_mismatch",
+    "upload_checksum_mismatch",
+    "draft_expired",
+    "job_not_awaiting_upload",
+    "upload_missing",
+    "source_unreadable",
+    "source_no_video_stream",
+    "source_unsupported",
+    "source_changed",
+    "no_person_detected",
+    "processing_failed",
+    "packaging_failed",
+    "runner_lost",
+    "runner_timeout",
+    "job_not_found",
+    "artifact_not_found",
+    "unauthorized",
+    "rate_limited",
+    "canceled",
+    "job_not_cancelable",
+    "range_not_satisfiable",
+    "payload_too_large",
+    "not_ready",
+    "internal_error",
+]
+
+
+class UnknownErrorCode(ValueError):
+    """An error raised with a code missing from `CODES`: a bug in our code, never the client's fault."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(f"{code!r} is not an error code in mocapd.domain.codes.CODES")
 
 
 class RetryFrom(StrEnum):
@@ -21,7 +77,7 @@ class RetryFrom(StrEnum):
 
 @dataclass(frozen=True)
 class CodeInfo:
-    code: str
+    code: ErrorCode
     http_status: int
     retryable: bool
     retry_from: RetryFrom
@@ -29,7 +85,7 @@ class CodeInfo:
     title: str
 
 
-def _c(code: str, status: int, retryable: bool, retry_from: RetryFrom, stage: str, title: str) -> CodeInfo:
+def _c(code: ErrorCode, status: int, retryable: bool, retry_from: RetryFrom, stage: str, title: str) -> CodeInfo:
     return CodeInfo(code, status, retryable, retry_from, stage, title)
 
 
@@ -88,8 +144,13 @@ CODES: dict[str, CodeInfo] = {
 }
 
 
+def is_error_code(code: str) -> TypeGuard[ErrorCode]:
+    return code in CODES
+
+
 def code_info(code: str) -> CodeInfo:
-    """The table row for ``code``; unknown codes are an internal error (a bug, never user input)."""
+    """The table row for ``code``, for showing a stored code (a job's ``error_code``): an unknown one reads
+    as ``internal_error``. Raising an unknown code is refused earlier, by `mocapd.errors.MocapdError`."""
     try:
         return CODES[code]
     except KeyError:

@@ -21,10 +21,10 @@ from sqlalchemy import delete, select
 from mocapd.config import Settings
 from mocapd.db import queue
 from mocapd.db.engine import Database
-from mocapd.db.events import add_event
 from mocapd.db.models import Job
 from mocapd.db.queue import lock_rows, retention_days_of
-from mocapd.domain.jobs import TERMINAL_STATUSES, JobStage, JobStatus
+from mocapd.db.transitions import mark_expired
+from mocapd.domain.jobs import TERMINAL_STATUSES, JobStatus
 from mocapd.storage.base import ObjectStore
 
 __all__ = ["HousekeepingReport", "expire_drafts", "purge_finished", "run_housekeeping"]
@@ -56,15 +56,14 @@ def expire_drafts(
             .limit(limit)
         )
         for job in s.scalars(lock_rows(s, q)).all():
-            job.status = JobStatus.FAILED.value
-            job.stage = JobStage.EXPIRED.value
-            job.error_code = DRAFT_EXPIRED_CODE
-            job.error_message = f"The upload was not completed within {draft_ttl_s / 3600:g} h; the draft expired."
-            job.error_stage = "upload"
-            job.updated_at = now
-            job.completed_at = now
-            job.purge_after = now + timedelta(days=retention_days_of(s, job.account_id))
-            add_event(s, job, "job.expired", job.error_message)
+            mark_expired(
+                s,
+                job,
+                code=DRAFT_EXPIRED_CODE,
+                message=f"The upload was not completed within {draft_ttl_s / 3600:g} h; the draft expired.",
+                retention_days=retention_days_of(s, job.account_id),
+                now=now,
+            )
             expired.append((job.id, job.source_key))
     for job_id, key in expired:  # after the commit: a crash here leaves objects the purge removes later
         try:

@@ -22,10 +22,10 @@ from sqlalchemy import select
 
 from mocapd.db.accounts import create_account, ensure_plans
 from mocapd.db.engine import Database
-from mocapd.db.events import add_event
-from mocapd.db.ledger import balance, grant, place_hold
+from mocapd.db.ledger import balance, grant
 from mocapd.db.migrate import upgrade
 from mocapd.db.models import Account, Job, JobEvent, LedgerEntry, Plan
+from mocapd.db.transitions import mark_admitted, mark_created
 from mocapd.domain.jobs import TERMINAL_STATUSES
 from mocapd.storage import LocalStore, source_key
 
@@ -74,7 +74,7 @@ def create_draft(db: Database, account_id: str, *, title: str | None = None, now
             event_seq=0,
         )
         s.add(job)
-        add_event(s, job, "job.created", "Job created.")
+        mark_created(s, job, "Job created.")
     return job_id
 
 
@@ -87,17 +87,10 @@ def admit(db: Database, job_id: str, *, seconds: int, max_attempts: int = 3, now
         weight = s.scalar(
             select(Plan.queue_weight).join(Account, Account.plan_name == Plan.name).where(Account.id == job.account_id)
         )
-        assert place_hold(s, account_id=job.account_id, channel=job.channel, job_id=job.id, amount=seconds)
-        job.held_credits = seconds
-        job.billed_seconds = seconds
         job.trim_end_s = float(seconds)
         job.source_facts = {"durationSec": float(seconds), "fps": 30.0, "width": 640, "height": 360, "rotation": 0}
-        job.status, job.stage = "queued", "queued"
-        job.queued_at = now
-        job.updated_at = now
-        job.queue_weight = int(weight or 1)
         job.max_attempts = max_attempts
-        add_event(s, job, "job.queued", "Admitted.")
+        mark_admitted(s, job, credits=seconds, queue_weight=int(weight or 1), admitted={"heldVCredits": seconds}, now=now)
 
 
 def admit_job(

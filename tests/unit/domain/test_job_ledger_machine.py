@@ -36,10 +36,9 @@ from sqlalchemy import select
 from mocapd.db import queue
 from mocapd.db.accounts import create_account, ensure_plans
 from mocapd.db.engine import Database
-from mocapd.db.events import add_event
-from mocapd.db.ledger import balance, grant, place_hold
+from mocapd.db.ledger import balance, grant
 from mocapd.db.models import Base, Job, JobEvent, LedgerEntry
-from mocapd.db.transitions import mark_failed
+from mocapd.db.transitions import mark_admitted, mark_created, mark_failed
 from mocapd.domain.jobs import JobStage
 
 LEASE_S = 30.0
@@ -127,7 +126,7 @@ class JobLedgerMachine(RuleBasedStateMachine):
                 created_at=self.now, updated_at=self.now, event_seq=0,
             )
             s.add(job)
-            add_event(s, job, "job.created")
+            mark_created(s, job, "Job created.")
         self.model[job_id] = ModelJob(account=acct.id, weight=acct.weight)
         acct.jobs.append(job_id)
         return job_id
@@ -153,12 +152,8 @@ class JobLedgerMachine(RuleBasedStateMachine):
                 mark_failed(s, job, code="insufficient_api_v_credits", message="no", stage="validation")
                 m.status = "failed"
                 return
-            assert place_hold(s, account_id=job.account_id, channel="api", job_id=job_id, amount=seconds)
-            job.held_credits = job.billed_seconds = seconds
-            job.status, job.stage = "queued", "queued"
-            job.queued_at = job.updated_at = self.now
-            job.queue_weight, job.max_attempts = m.weight, MAX_ATTEMPTS
-            add_event(s, job, "job.queued")
+            job.max_attempts = MAX_ATTEMPTS
+            mark_admitted(s, job, credits=seconds, queue_weight=m.weight, admitted={}, now=self.now)
         m.status, m.held, m.queued_at = "queued", seconds, self.now
 
     @rule(job_id=jobs)
