@@ -25,7 +25,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("package", ["domain", "pipeline", "robots", "formats"])
+@pytest.mark.parametrize("package", ["domain", "pipeline", "robots", "avatars", "formats"])
 def test_pure_packages_import_no_io_library(package: str) -> None:
     bad = []
     for path in sorted((SRC / package).rglob("*.py")):
@@ -52,7 +52,7 @@ def test_the_command_line_loads_no_heavy_module() -> None:
 # nothing of it; api uses db, storage, domain and the media probe, never motion code; client speaks HTTP
 # only. ``errors`` is the domain's exception type (it reads the code table), so the two count as one.
 _BASE = {"domain", "errors", "proc", "logs"}  # proc: process hygiene; logs: the log format
-_MOTION = ["media", "pipeline", "robots", "formats"]
+_MOTION = ["media", "pipeline", "robots", "avatars", "formats"]
 ALLOWED: dict[str, set[str]] = {
     "domain": {"errors"},
     "errors": {"domain"},
@@ -63,7 +63,8 @@ ALLOWED: dict[str, set[str]] = {
     "db": _BASE | {"config"},
     "storage": _BASE | {"config"},
     "worker": _BASE | {"config", "db", "storage", *_MOTION},
-    "api": _BASE | {"config", "db", "storage", "media"},
+    # api: the avatar reader too (mocapd.avatars minus its retargeting, see the test below)
+    "api": _BASE | {"config", "db", "storage", "media", "avatars"},
     "client": set(),
 }
 TOP_LEVEL = {"cli", "__main__", "__init__"}  # the command line may import everything (lazily)
@@ -152,3 +153,15 @@ def test_the_layer_check_refuses_an_upward_import_and_a_cycle() -> None:
     ]  # fmt: skip
     cycle = _cycle(imports)
     assert cycle is not None and {"formats", "pipeline"} <= set(cycle)
+
+
+def test_avatar_preparation_imports_no_motion_code() -> None:
+    """The API prepares uploaded characters with mocapd.avatars; only its retargeting may use motion code."""
+    bad = []
+    for path in sorted((SRC / "avatars").glob("*.py")):
+        if path.name == "retarget.py":
+            continue
+        for name in _imports(path):
+            if any(name == f or name.startswith(f + ".") for f in ("mocapd.pipeline", "mocapd.robots", "mocapd.formats")):
+                bad.append(f"{path.name}: {name}")
+    assert not bad, bad

@@ -129,6 +129,16 @@ CODES: dict[str, CodeInfo] = {
         _c("packaging_failed", 500, True, _R.NEW_JOB, "packaging", "Packaging failed"),
         _c("runner_lost", 500, True, _R.NEW_JOB, "processing", "The worker running the job was lost"),
         _c("runner_timeout", 500, True, _R.NEW_JOB, "processing", "The job took too long"),
+        # custom avatars (SPEC section 12)
+        _c("avatar_unreadable", 422, False, _R.NEW_JOB, "validation", "The file is not a readable character model"),
+        _c("avatar_format_unsupported", 422, False, _R.NEW_JOB, "validation", "The model format is not supported"),
+        _c("avatar_no_skeleton", 422, False, _R.NEW_JOB, "validation", "The model has no skeleton"),
+        _c("avatar_not_humanoid", 422, False, _R.NEW_JOB, "validation", "The skeleton is not a humanoid"),
+        _c("avatar_file_size_limit_exceeded", 413, False, _R.NEW_JOB, "upload", "The model file is too large"),
+        _c("avatar_mapping_invalid", 422, False, _R.NONE, "request", "The bone mapping is not valid"),
+        _c("avatar_not_found", 404, False, _R.NONE, "request", "No such avatar"),
+        _c("avatar_not_awaiting_upload", 409, False, _R.NONE, "upload", "The avatar no longer accepts uploads"),
+        _c("avatar_not_ready", 409, False, _R.NONE, "request", "The avatar is not ready"),
         # others
         _c("job_not_found", 404, False, _R.NONE, "request", "No such job"),
         _c("artifact_not_found", 404, False, _R.NONE, "request", "No such artifact"),

@@ -1,0 +1,372 @@
+"""glTF 2.0 (``.glb``, ``.gltf`` with embedded buffers) and VRM 0.x / 1.0 characters, read with pygltflib.
+
+pygltflib parses the JSON and the GLB container; accessor data is sliced out of the buffers here
+with numpy (pygltflib has no typed accessor reader), every offset and count checked against the
+buffer first, so a hostile file fails with `AvatarError` and never reads out of bounds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.avatars.errors import AvatarError
+from mocapd.avatars.rig import MAX_BONES, MAX_VERTICES, Rig, RigMesh, top_influences
+
+__all__ = ["read_gltf"]
+
+FloatArray = NDArray[np.float64]
+
+_COMPONENTS = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
+_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_NORMALISED_MAX = {np.uint8: 255.0, np.uint16: 65535.0}
+_MAX_NODES = 200_000
+
+
+def _unreadable(msg: str) -> AvatarError:
+    return AvatarError("avatar_unreadable", msg)
+
+
+class _Buffers:
+    def __init__(self, gltf: Any, blob: bytes | None) -> None:
+        self.gltf = gltf
+        self.data: list[bytes] = []
+        for i, buf in enumerate(gltf.buffers or []):
+            uri = buf.uri
+            if uri is None:
+                if i != 0 or blob is None:
+                    raise _unreadable("a buffer has no data")
+                self.data.append(blob)
+            elif uri.startswith("data:"):
+                try:
+                    self.data.append(base64.b64decode(uri.split(",", 1)[1], validate=False))
+                except (ValueError, IndexError) as exc:
+                    raise _unreadable("a buffer's data URI is not valid base64") from exc
+            else:
+                raise AvatarError(
+                    "avatar_format_unsupported",
+                    "The .gltf file refers to external files; upload a .glb or a .gltf with embedded buffers.",
+                )
+
+    def accessor(self, index: int | None) -> NDArray[Any]:
+        """Accessor ``index`` as an (count, width) array (normalised integers scaled to [0, 1])."""
+        accessors = self.gltf.accessors or []
+        if index is None or not 0 <= index < len(accessors):
+            raise _unreadable("an accessor index is out of range")
+        acc = accessors[index]
+        dtype = _COMPONENTS.get(acc.componentType)
+        width = _WIDTH.get(acc.type)
+        if dtype is None or width is None or acc.count is None or acc.count < 0:
+            raise _unreadable("an accessor has an unknown type")
+        count = int(acc.count)
+        if count > 4 * MAX_VERTICES:
+            raise AvatarError("avatar_unreadable", "An accessor holds more elements than a character may have.")
+        if acc.bufferView is None:
+            return np.zeros((count, width), dtype=np.float64)
+        views = self.gltf.bufferViews or []
+        if not 0 <= acc.bufferView < len(views):
+            raise _unreadable("a bufferView index is out of range")
+        view = views[acc.bufferView]
+        if view.buffer is None or not 0 <= view.buffer < len(self.data):
+            raise _unreadable("a buffer index is out of range")
+        data = self.data[view.buffer]
+        item = np.dtype(dtype).itemsize
+        stride = view.byteStride or item * width
+        start = (view.byteOffset or 0) + (acc.byteOffset or 0)
+        view_end = (view.byteOffset or 0) + (view.byteLength or 0)
+        need = start + (stride * (count - 1) + item * width if count else 0)
+        if start < 0 or stride < item * width or need > view_end or view_end > len(data):
+            raise _unreadable("an accessor reaches past the end of its buffer")
+        raw = np.frombuffer(data, dtype=np.uint8, count=max(need - start, 0), offset=start)
+        if count == 0:
+            return np.zeros((0, width))
+        rows = np.lib.stride_tricks.as_strided(raw, shape=(count, item * width), strides=(stride, 1))
+        out = np.ascontiguousarray(rows).view(dtype).reshape(count, width)
+        if acc.normalized and dtype in _NORMALISED_MAX:
+            return out.astype(np.float64) / _NORMALISED_MAX[dtype]
+        return out
+
+
+def _quat_matrix(q: FloatArray) -> FloatArray:
+    x, y, z, w = q
+    n = float(np.sqrt(x * x + y * y + z * z + w * w))
+    if not np.isfinite(n) or n < 1e-9:
+        raise _unreadable("a node has an invalid rotation")
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def _node_matrix(node: Any) -> FloatArray:
+    if node.matrix is not None and len(node.matrix) == 16:
+        m = np.array(node.matrix, dtype=np.float64).reshape(4, 4).T  # glTF stores column-major
+    else:
+        m = np.eye(4)
+        t = np.array(node.translation if node.translation is not None else [0, 0, 0], dtype=np.float64)
+        r = np.array(node.rotation if node.rotation is not None else [0, 0, 0, 1], dtype=np.float64)
+        s = np.array(node.scale if node.scale is not None else [1, 1, 1], dtype=np.float64)
+        if t.shape != (3,) or r.shape != (4,) or s.shape != (3,):
+            raise _unreadable("a node's transform has the wrong size")
+        m[:3, :3] = _quat_matrix(r) * s[None, :]
+        m[:3, 3] = t
+    if not np.isfinite(m).all():
+        raise _unreadable("a node's transform is not a finite number")
+    return m
+
+
+def _vrm_humanoid(gltf: Any, node_names: list[str]) -> tuple[str, dict[str, str] | None]:
+    ext = gltf.extensions or {}
+
+    def name(i: Any) -> str | None:
+        return node_names[i] if isinstance(i, int) and 0 <= i < len(node_names) else None
+
+    if isinstance(ext.get("VRMC_vrm"), dict):
+        bones = (ext["VRMC_vrm"].get("humanoid") or {}).get("humanBones") or {}
+        table = {k: name(v.get("node")) for k, v in bones.items() if isinstance(v, dict)}
+        return "vrm1", {k: v for k, v in table.items() if v}
+    if isinstance(ext.get("VRM"), dict):
+        bones = (ext["VRM"].get("humanoid") or {}).get("humanBones") or []
+        table = {b.get("bone"): name(b.get("node")) for b in bones if isinstance(b, dict)}
+        return "vrm0", {k: v for k, v in table.items() if k and v}
+    return "gltf", None
+
+
+def _precheck(data: bytes, is_glb: bool) -> None:
+    """Refuse oversized scenes before pygltflib builds an object per element (which is slow). The GLB
+    container's first chunk is the JSON (12-byte header, then chunk length and type, per the glTF 2.0
+    spec); only those two integers are read here, the rest is left to pygltflib."""
+    try:
+        if is_glb:
+            if len(data) < 20:
+                raise _unreadable("The GLB file is truncated.")
+            length, kind = struct.unpack_from("<II", data, 12)
+            if kind != 0x4E4F534A or 20 + length > len(data):
+                raise _unreadable("The GLB file's JSON chunk is missing or truncated.")
+            doc = json.loads(data[20 : 20 + length])
+        else:
+            doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _unreadable("The file's JSON is not valid.") from exc
+    if not isinstance(doc, dict):
+        raise _unreadable("The file's JSON is not a glTF document.")
+    nodes = doc.get("nodes") or []
+    joints = sum(len(s.get("joints") or []) for s in doc.get("skins") or [] if isinstance(s, dict))
+    if not isinstance(nodes, list) or len(nodes) > _MAX_NODES:
+        raise _unreadable(f"The file has {len(nodes)} nodes; a character may have at most {_MAX_NODES}.")
+    if joints > MAX_BONES:
+        raise _unreadable(f"The skeleton has {joints} bones; at most {MAX_BONES} are supported.")
+
+
+def read_gltf(data: bytes, filename: str) -> Rig:
+    import pygltflib
+
+    is_glb = data[:4] == b"glTF"
+    _precheck(data, is_glb)
+    try:
+        if is_glb:
+            gltf = pygltflib.GLTF2.load_from_bytes(data)
+            blob = gltf.binary_blob()
+        else:
+            text = data.decode("utf-8")
+            gltf = pygltflib.GLTF2.from_json(text)
+            blob = None
+    except AvatarError:
+        raise
+    except Exception as exc:  # pygltflib raises a zoo of errors on malformed input
+        raise _unreadable(f"The file could not be read as glTF: {type(exc).__name__}.") from exc
+    version = str(getattr(gltf.asset, "version", "") or "")
+    if not version.startswith("2."):
+        raise AvatarError("avatar_format_unsupported", f"glTF version {version or '?'} is not supported; use glTF 2.0.")
+    nodes = gltf.nodes or []
+    if len(nodes) > _MAX_NODES:
+        raise AvatarError("avatar_unreadable", f"The file has {len(nodes)} nodes; a character may have at most {_MAX_NODES}.")
+    node_names = [n.name or f"node_{i}" for i, n in enumerate(nodes)]
+    kind, humanoid = _vrm_humanoid(gltf, node_names)
+    buffers = _Buffers(gltf, blob)
+
+    parent = np.full(len(nodes), -1, dtype=np.int64)
+    for i, n in enumerate(nodes):
+        for c in n.children or []:
+            if not isinstance(c, int) or not 0 <= c < len(nodes) or parent[c] >= 0 or c == i:
+                raise _unreadable("the node tree is not a tree")
+            parent[c] = i
+    local = np.stack([_node_matrix(n) for n in nodes]) if nodes else np.zeros((0, 4, 4))
+    world = np.empty_like(local)
+    done = np.zeros(len(nodes), dtype=bool)
+
+    def world_of(i: int) -> FloatArray:
+        chain = []
+        j = i
+        while j >= 0 and not done[j]:
+            chain.append(j)
+            if len(chain) > len(nodes):
+                raise _unreadable("the node tree has a cycle")
+            j = int(parent[j])
+        for k in reversed(chain):
+            p = int(parent[k])
+            world[k] = local[k] if p < 0 else world[p] @ local[k]
+            done[k] = True
+        return world[i]
+
+    for i in range(len(nodes)):
+        world_of(i)
+
+    skins = gltf.skins or []
+    joint_nodes: list[int] = []
+    bind_world: dict[int, FloatArray] = {}
+    for skin in skins:
+        joints = list(skin.joints or [])
+        if any(not isinstance(j, int) or not 0 <= j < len(nodes) for j in joints):
+            raise _unreadable("a skin names a node that does not exist")
+        ibm = None
+        if skin.inverseBindMatrices is not None:
+            ibm = buffers.accessor(skin.inverseBindMatrices).astype(np.float64)
+            if ibm.shape != (len(joints), 16):
+                raise _unreadable("a skin's inverse bind matrices do not match its joints")
+            if not np.isfinite(ibm).all():
+                raise _unreadable("a skin's inverse bind matrices are not finite numbers")
+        for k, j in enumerate(joints):
+            if j not in bind_world:
+                joint_nodes.append(j)
+                if ibm is not None:
+                    m = ibm[k].reshape(4, 4).T
+                    try:
+                        bind_world[j] = np.linalg.inv(m)
+                    except np.linalg.LinAlgError as exc:
+                        raise _unreadable("a skin's inverse bind matrix is singular") from exc
+                else:
+                    bind_world[j] = world[j]
+    if not joint_nodes:
+        raise AvatarError("avatar_no_skeleton", "The model has no skin: there is no skeleton to animate.")
+    if len(joint_nodes) > MAX_BONES:
+        raise AvatarError("avatar_unreadable", f"The skeleton has {len(joint_nodes)} bones; at most {MAX_BONES} are supported.")
+
+    # Bones: the skin joints, parents first (depth order), each parented to its nearest joint ancestor.
+    joint_set = set(joint_nodes)
+
+    def depth(i: int) -> int:
+        d = 0
+        while parent[i] >= 0:
+            i = int(parent[i])
+            d += 1
+        return d
+
+    order = sorted(joint_nodes, key=lambda i: (depth(i), joint_nodes.index(i)))
+    index = {n: b for b, n in enumerate(order)}
+    parents = np.full(len(order), -1, dtype=np.int64)
+    for b, n in enumerate(order):
+        p = int(parent[n])
+        while p >= 0 and p not in joint_set:
+            p = int(parent[p])
+        parents[b] = index[p] if p >= 0 else -1
+    bone_world = np.stack([bind_world[n] for n in order])  # (B, 4, 4)
+    # Inverse bind matrices may be relative to a space other than the scene (a skeleton authored Z-up
+    # under a rotating node): the root joint's scene transform times its inverse bind matrix maps
+    # that space into the scene, for the bones and the vertices alike.
+    bind_to_scene = world[order[0]] @ np.linalg.inv(bone_world[0])
+    if not np.allclose(bind_to_scene, np.eye(4), atol=1e-6) and np.isfinite(bind_to_scene).all():
+        bone_world = bind_to_scene[None] @ bone_world
+    else:
+        bind_to_scene = np.eye(4)
+    rest_local = np.empty_like(bone_world)
+    for b, p in enumerate(parents):
+        rest_local[b] = bone_world[b] if p < 0 else np.linalg.solve(bone_world[p], bone_world[b])
+    if not np.isfinite(rest_local).all():
+        raise _unreadable("the skeleton's transforms are not finite numbers")
+
+    warnings: list[str] = []
+    meshes: list[RigMesh] = []
+    total_vertices = 0
+    for ni, node in enumerate(nodes):
+        if node.mesh is None:
+            continue
+        if not 0 <= node.mesh < len(gltf.meshes or []):
+            raise _unreadable("a node names a mesh that does not exist")
+        mesh = gltf.meshes[node.mesh]
+        skin = skins[node.skin] if node.skin is not None and 0 <= node.skin < len(skins) else None
+        rigid_bone = None
+        if skin is None:
+            a = ni
+            while a >= 0 and a not in joint_set:
+                a = int(parent[a])
+            if a < 0:
+                warnings.append(f"mesh {mesh.name or ni!s} is not skinned or attached to a bone; left out")
+                continue
+            rigid_bone = index[a]
+        for prim in mesh.primitives or []:
+            if prim.mode not in (None, 4):
+                warnings.append(f"mesh {mesh.name or ni!s}: a primitive that is not triangles was left out")
+                continue
+            attrs = prim.attributes
+            if attrs.POSITION is None:
+                continue
+            pos = buffers.accessor(attrs.POSITION).astype(np.float64)
+            if pos.shape[1] != 3 or not np.isfinite(pos).all():
+                raise _unreadable("vertex positions are not finite 3D points")
+            total_vertices += len(pos)
+            if total_vertices > MAX_VERTICES:
+                raise _unreadable(f"The model has more than {MAX_VERTICES} vertices.")
+            nrm = None
+            if attrs.NORMAL is not None:
+                nrm = buffers.accessor(attrs.NORMAL).astype(np.float64)
+                if nrm.shape != pos.shape or not np.isfinite(nrm).all():
+                    nrm = None
+            if prim.indices is not None:
+                idx = buffers.accessor(prim.indices).astype(np.int64).reshape(-1)
+            else:
+                idx = np.arange(len(pos), dtype=np.int64)
+            idx = idx[: len(idx) - len(idx) % 3]
+            if idx.size and (idx.min() < 0 or idx.max() >= len(pos)):
+                raise _unreadable("a triangle index is out of range")
+            if skin is not None and attrs.JOINTS_0 is not None and attrs.WEIGHTS_0 is not None:
+                pos = pos @ bind_to_scene[:3, :3].T + bind_to_scene[:3, 3]
+                if nrm is not None:
+                    nrm = nrm @ np.linalg.inv(bind_to_scene[:3, :3])
+                sj = buffers.accessor(attrs.JOINTS_0).astype(np.int64)
+                sw = buffers.accessor(attrs.WEIGHTS_0).astype(np.float64)
+                skin_joints = list(skin.joints or [])
+                if sj.shape != (len(pos), 4) or sw.shape != (len(pos), 4):
+                    raise _unreadable("skin joints or weights do not match the vertices")
+                if sj.size and (sj.min() < 0 or sj.max() >= len(skin_joints)):
+                    raise _unreadable("a vertex names a skin joint that does not exist")
+                lookup = np.array([index[j] for j in skin_joints], dtype=np.int64)
+                joints, weights = top_influences(lookup[sj], np.where(np.isfinite(sw), sw, 0.0))
+            else:
+                b = rigid_bone if rigid_bone is not None else 0
+                joints = np.zeros((len(pos), 4), dtype=np.int64)
+                joints[:, 0] = b
+                weights = np.zeros((len(pos), 4))
+                weights[:, 0] = 1.0
+                # A rigid mesh is placed by its node; bring its vertices into the file frame.
+                m = world[ni]
+                pos = pos @ m[:3, :3].T + m[:3, 3]
+                if nrm is not None:
+                    nrm = nrm @ np.linalg.inv(m[:3, :3])
+            if prim.targets:
+                warnings.append(f"mesh {mesh.name or ni!s}: morph targets are not carried over")
+            meshes.append(
+                RigMesh(mesh.name or f"mesh_{ni}", pos, nrm, idx.reshape(-1, 3), joints, weights)
+            )
+    front = {"vrm0": "-z"}.get(kind, "+z")
+    return Rig(
+        format="vrm" if kind.startswith("vrm") else "gltf",
+        names=[node_names[n] for n in order],
+        parents=parents,
+        rest_local=rest_local,
+        unit_m=1.0,
+        up_axis="y",
+        front_axis=front,
+        meshes=meshes,
+        vrm_humanoid=humanoid,
+        warnings=warnings,
+    )

@@ -1,0 +1,165 @@
+"""A rigged character as read from a user's file: bones, rest pose, skinned meshes, units and axes.
+
+Everything is kept in the file's own world frame ("file frame": its units, its up axis, its facing),
+so that writers can give the user back their own bone names, hierarchy and local rest transforms.
+``Rig.to_norm`` maps the file frame to mocapd's frame (Z up, metres, the character faces -Y, its
+rest-pose ground at z = 0); it is a similarity (rotation, uniform scale, translation).
+
+Matrices are 4x4, column vectors (``p_world = M @ [p, 1]``). A bone's ``rest_local`` is relative to
+its parent bone (for a root bone: to the file's world, every non-bone ancestor folded in), and
+``rest_world`` is the product down the chain. The meshes' vertices are in the file frame at bind
+time, so a vertex deforms as ``sum_k w_k  W_k(t) inv(rest_world_k) v``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["MAX_BONES", "MAX_VERTICES", "RigMesh", "Rig", "compose_world", "load_rig", "save_rig"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+# Limits on what a character may hold: beyond them the file is refused, not read into memory.
+MAX_BONES = 2048
+MAX_VERTICES = 2_000_000
+MAX_SKIN_INFLUENCES = 4
+
+
+@dataclass
+class RigMesh:
+    """One skinned (or rigidly attached) mesh, vertices in the file frame at bind time."""
+
+    name: str
+    positions: FloatArray  # (V, 3)
+    normals: FloatArray | None  # (V, 3) or None
+    triangles: IntArray  # (T, 3)
+    joints: IntArray  # (V, 4) bone indices
+    weights: FloatArray  # (V, 4), rows sum to 1
+
+
+@dataclass
+class Rig:
+    format: str  # "fbx" | "gltf" | "vrm"
+    names: list[str]
+    parents: IntArray  # (B,), -1 for a root bone; parents come first
+    rest_local: FloatArray  # (B, 4, 4)
+    unit_m: float  # metres per file unit
+    up_axis: str  # "y" | "z" in the file frame
+    front_axis: str  # the file convention's facing: "+z", "-z", "+x", ...
+    meshes: list[RigMesh] = field(default_factory=list)
+    vrm_humanoid: dict[str, str] | None = None
+    to_norm: FloatArray = field(default_factory=lambda: np.eye(4))  # (4, 4) file -> mocapd frame
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_bones(self) -> int:
+        return len(self.names)
+
+    def rest_world(self) -> FloatArray:
+        return compose_world(self.parents, self.rest_local)
+
+    def children(self, b: int) -> list[int]:
+        return [int(c) for c in np.flatnonzero(self.parents == b)]
+
+    def is_ancestor(self, a: int, b: int) -> bool:
+        """True when bone ``a`` is ``b`` or one of its ancestors."""
+        while b >= 0:
+            if b == a:
+                return True
+            b = int(self.parents[b])
+        return False
+
+    def norm_positions(self) -> FloatArray:
+        """Rest joint positions in mocapd's frame (Z up, metres, facing -Y), (B, 3)."""
+        w = self.rest_world()
+        p = np.einsum("ij,bj->bi", self.to_norm, w[:, :, 3])
+        return p[:, :3]
+
+
+def compose_world(parents: IntArray, local: FloatArray) -> FloatArray:
+    """World matrices from local ones; ``local`` may carry leading frame axes: (..., B, 4, 4)."""
+    world = np.empty_like(local)
+    for b, p in enumerate(parents):
+        world[..., b, :, :] = local[..., b, :, :] if p < 0 else world[..., p, :, :] @ local[..., b, :, :]
+    return world
+
+
+def save_rig(rig: Rig) -> bytes:
+    """The prepared rig as one ``.npz`` (arrays plus a JSON header); no pickles, so loading is safe."""
+    header: dict[str, Any] = {
+        "format": rig.format,
+        "names": rig.names,
+        "unit_m": rig.unit_m,
+        "up_axis": rig.up_axis,
+        "front_axis": rig.front_axis,
+        "vrm_humanoid": rig.vrm_humanoid,
+        "warnings": rig.warnings,
+        "meshes": [{"name": m.name, "normals": m.normals is not None} for m in rig.meshes],
+    }
+    arrays: dict[str, NDArray[Any]] = {
+        "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+        "parents": rig.parents.astype(np.int64),
+        "rest_local": rig.rest_local,
+        "to_norm": rig.to_norm,
+    }
+    for i, m in enumerate(rig.meshes):
+        arrays[f"m{i}_positions"] = m.positions.astype(np.float32)
+        arrays[f"m{i}_triangles"] = m.triangles.astype(np.int32)
+        arrays[f"m{i}_joints"] = m.joints.astype(np.int32)
+        arrays[f"m{i}_weights"] = m.weights.astype(np.float32)
+        if m.normals is not None:
+            arrays[f"m{i}_normals"] = m.normals.astype(np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def load_rig(data: bytes) -> Rig:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        header = json.loads(bytes(z["header"]).decode())
+        meshes = []
+        for i, mh in enumerate(header["meshes"]):
+            meshes.append(
+                RigMesh(
+                    name=mh["name"],
+                    positions=z[f"m{i}_positions"].astype(np.float64),
+                    normals=z[f"m{i}_normals"].astype(np.float64) if mh["normals"] else None,
+                    triangles=z[f"m{i}_triangles"].astype(np.int64),
+                    joints=z[f"m{i}_joints"].astype(np.int64),
+                    weights=z[f"m{i}_weights"].astype(np.float64),
+                )
+            )
+        return Rig(
+            format=header["format"],
+            names=list(header["names"]),
+            parents=z["parents"].astype(np.int64),
+            rest_local=z["rest_local"].astype(np.float64),
+            unit_m=float(header["unit_m"]),
+            up_axis=header["up_axis"],
+            front_axis=header["front_axis"],
+            meshes=meshes,
+            vrm_humanoid=header["vrm_humanoid"],
+            to_norm=z["to_norm"].astype(np.float64),
+            warnings=list(header["warnings"]),
+        )
+
+
+def top_influences(joints: IntArray, weights: FloatArray) -> tuple[IntArray, FloatArray]:
+    """Keep the ``MAX_SKIN_INFLUENCES`` largest weights per vertex and renormalise, (V, 4) each."""
+    order = np.argsort(-weights, axis=1)[:, :MAX_SKIN_INFLUENCES]
+    j = np.take_along_axis(joints, order, axis=1)
+    w = np.take_along_axis(weights, order, axis=1)
+    if w.shape[1] < MAX_SKIN_INFLUENCES:
+        pad = MAX_SKIN_INFLUENCES - w.shape[1]
+        j = np.pad(j, ((0, 0), (0, pad)))
+        w = np.pad(w, ((0, 0), (0, pad)))
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
+    return j.astype(np.int64), w
