@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mocapd.domain.codes import ErrorCode
 from mocapd.errors import InputFault
 
 __all__ = ["AvatarError"]
@@ -10,5 +11,5 @@ __all__ = ["AvatarError"]
 class AvatarError(InputFault):
     """The uploaded character cannot become an avatar (the code says why)."""
 
-    def __init__(self, code: str, message: str, *, details: dict[str, object] | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, details: dict[str, object] | None = None) -> None:
         super().__init__(code, message, stage="validation", details=details)

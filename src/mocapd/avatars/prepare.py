@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from mocapd.avatars.errors import AvatarError
 from mocapd.avatars.mapping import MAPPABLE, auto_map, has_fingers, validate_mapping
 from mocapd.avatars.rig import Rig, load_rig, save_rig
+from mocapd.domain.codes import is_error_code
 
 __all__ = ["PreparedAvatar", "describe", "detect_format", "prepare_bytes", "prepare_file", "rest_pose_kind"]
 
@@ -215,7 +216,8 @@ def prepare_file(source: Path, filename: str, rig_out: Path, *, timeout_s: float
     if "error" in out:
         rig_out.unlink(missing_ok=True)
         err = out["error"]
-        raise AvatarError(err["code"], err["message"], details=err.get("details") or {})
+        code = err["code"] if is_error_code(err["code"]) else "avatar_unreadable"
+        raise AvatarError(code, err["message"], details=err.get("details") or {})
     return dict(out["facts"])
 
 

@@ -57,6 +57,15 @@ ErrorCode = Literal[
     "payload_too_large",
     "not_ready",
     "internal_error",
+    "avatar_unreadable",
+    "avatar_format_unsupported",
+    "avatar_no_skeleton",
+    "avatar_not_humanoid",
+    "avatar_file_size_limit_exceeded",
+    "avatar_mapping_invalid",
+    "avatar_not_found",
+    "avatar_not_awaiting_upload",
+    "avatar_not_ready",
 ]
 
 
