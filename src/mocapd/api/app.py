@@ -46,10 +46,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     app.add_middleware(GuardAndCount)
 
-    from mocapd.api import routes_account, routes_files, routes_jobs, routes_ops
+    from mocapd.api import routes_account, routes_files, routes_jobs, routes_ops, tus
 
     app.include_router(routes_jobs.router)
     app.include_router(routes_files.router)
+    app.include_router(tus.router)
     app.include_router(routes_account.router)
     app.include_router(routes_ops.router)
     return app

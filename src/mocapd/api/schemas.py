@@ -79,6 +79,7 @@ class CreateJobOut(_Out):
     targetIds: list[str]
     uploadUrl: str
     uploadUrlExpiresAt: str
+    tusUploadUrl: str
     sourceKey: str
     maxUploadBytes: int
 
@@ -87,6 +88,7 @@ class UploadUrlOut(_Out):
     jobId: str
     uploadUrl: str
     uploadUrlExpiresAt: str
+    tusUploadUrl: str
     maxUploadBytes: int
 
 

@@ -117,6 +117,12 @@ class JobService:
             url = f"{self.base_url}/uploads/{job.id}?expires={exp}&signature={sig}"
         return url, datetime.fromtimestamp(exp, UTC).isoformat().replace("+00:00", "Z")
 
+    def tus_upload_url(self, job: Job) -> str:
+        """The job's tus 1.0 creation endpoint, signed like the upload URL (served by the API in both
+        storage modes: in S3 mode it writes a multipart upload, so the client needs no S3 credentials)."""
+        exp, sig = self.state.signer.sign("upload", job.id, f"tus:{job.source_key}", self.settings.upload_url_ttl_s)
+        return f"{self.base_url}/uploads/{job.id}/tus?expires={exp}&signature={sig}"
+
     def _account_state(self, s: Session, acct: Account, plan: PlanLimits, channel: str) -> AccountState:
         bal = ledger.balance(s, acct.id, channel)
         return AccountState(plan=plan, active_jobs=active_job_count(s, acct.id), available_credits=bal.available)
@@ -179,6 +185,7 @@ class JobService:
                         job = s.get(Job, rec.job_id) if rec.job_id else None
                         if job is not None and job.status == JobStatus.DRAFT:
                             body["uploadUrl"], body["uploadUrlExpiresAt"] = self.upload_url(job)
+                            body["tusUploadUrl"] = self.tus_upload_url(job)
                         return CreateOutcome(rec.response_status or 201, body, True)
                     if rec.locked_until > now:
                         raise MocapdError(
@@ -230,7 +237,8 @@ class JobService:
         url, expires_at = self.upload_url(job)
         return {
             "jobId": job_id, "status": "draft", "mocapType": mocap_type, "exportFps": int(fps), "targetIds": targets,
-            "uploadUrl": url, "uploadUrlExpiresAt": expires_at, "sourceKey": job.source_key,
+            "uploadUrl": url, "uploadUrlExpiresAt": expires_at, "tusUploadUrl": self.tus_upload_url(job),
+            "sourceKey": job.source_key,
             "maxUploadBytes": plan.max_file_bytes,
         }
 
@@ -240,7 +248,8 @@ class JobService:
             if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD:
                 raise MocapdError("job_not_awaiting_upload", f"The job is {job.status}; it takes no upload.", job_id=job.id)
             url, exp = self.upload_url(job)
-            return {"jobId": job.id, "uploadUrl": url, "uploadUrlExpiresAt": exp, "maxUploadBytes": job.max_upload_bytes}
+            return {"jobId": job.id, "uploadUrl": url, "uploadUrlExpiresAt": exp, "tusUploadUrl": self.tus_upload_url(job),
+                    "maxUploadBytes": job.max_upload_bytes}
 
     # ---------------------------------------------------------------- upload (local store)
     def upload_target(self, job_id: str) -> Job:
@@ -262,6 +271,20 @@ class JobService:
             job.stage = JobStage.UPLOADED
             job.updated_at = _now()
             record_note(s, job, EventType.UPLOAD_RECEIVED, f"Received {nbytes} bytes.", {"bytes": nbytes, "sha256": sha256})
+
+    def forget_upload(self, job_id: str) -> None:
+        """A terminated upload leaves no bytes: the draft's source object goes and the job awaits an upload."""
+        with self.state.db.write() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD:
+                raise MocapdError("job_not_awaiting_upload", f"The job is {job.status}; its upload is kept.",
+                                  job_id=job.id)
+            self.state.store.delete(job.source_key)
+            job.upload_bytes = job.upload_sha256 = None
+            job.stage = JobStage.AWAITING_UPLOAD
+            job.updated_at = _now()
+            record_note(s, job, EventType.UPLOAD_TERMINATED, "The upload was terminated; its bytes were deleted.")
 
     # ---------------------------------------------------------------- complete-upload
     def complete_upload(self, account_id: str, job_id: str) -> dict[str, Any]:

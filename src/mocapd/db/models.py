@@ -31,6 +31,7 @@ __all__ = [
     "JobEvent",
     "LedgerEntry",
     "Plan",
+    "TusUpload",
     "UTCDateTime",
 ]
 
@@ -157,6 +158,9 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # provenance: "upload" (a video sent by the client) or "reexport" (the parent job's stored motion)
+    source_type: Mapped[str] = mapped_column(String(16), default="upload", server_default="upload")
+    parent_job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
     __table_args__ = (
         Index("ix_jobs_account_created", "account_id", "created_at", "id"),
@@ -222,3 +226,22 @@ class Artifact(Base):
     content_type: Mapped[str] = mapped_column(String(80))
     target_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TusUpload(Base):
+    """The one resumable (tus) upload of a draft job: its declared length, the committed offset (bytes
+    durable in the store), where the bytes are (``store_state``, the store's own bookkeeping) and the
+    fenced lock one PATCH at a time holds."""
+
+    __tablename__ = "tus_uploads"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(String(40), unique=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    upload_metadata: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    store_state: Mapped[dict[str, object]] = mapped_column(JSON)
+    lock_token: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    lock_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -71,6 +71,7 @@ class EventType(StrEnum):
     JOB_EXPIRED = "job.expired"  # draft -> failed (stage expired)
     # notes (the status stays)
     UPLOAD_RECEIVED = "upload.received"
+    UPLOAD_TERMINATED = "upload.terminated"  # a resumable upload terminated: its bytes are gone
     JOB_ADMITTED = "job.admitted"  # the credit hold, written with the admission's job.queued
     JOB_STAGE = "job.stage"
     VALIDATION_DEFERRED = "validation.deferred"

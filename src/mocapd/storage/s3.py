@@ -290,6 +290,46 @@ class S3Store:
             raise self._fault("delete_prefix", prefix, exc) from exc
         return n
 
+    # ------------------------------------------------------------------ multipart (resumable uploads)
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call("put_object", key, Bucket=self.bucket, Key=self._k(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        body = self._call("get_object", key, Bucket=self.bucket, Key=self._k(key))["Body"]
+        try:
+            return bytes(body.read())
+        except Exception as exc:
+            raise self._fault("get_object", key, exc) from exc
+        finally:
+            body.close()
+
+    def create_multipart(self, key: str) -> str:
+        """Start a multipart upload to ``key``; its upload id."""
+        out = self._call("create_multipart_upload", key, Bucket=self.bucket, Key=self._k(key),
+                         ContentType="application/octet-stream")
+        return str(out["UploadId"])
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Upload part ``number`` (1-based; every part but the last at least 5 MiB); its ETag. The same
+        number uploaded again replaces the part."""
+        out = self._call("upload_part", key, Bucket=self.bucket, Key=self._k(key), UploadId=upload_id,
+                         PartNumber=int(number), Body=data)
+        return str(out["ETag"])
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Join ``parts`` ((number, ETag), in order) into the object ``key``; parts not listed are dropped."""
+        self._call("complete_multipart_upload", key, Bucket=self.bucket, Key=self._k(key), UploadId=upload_id,
+                   MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]})
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload (its parts are deleted); an unknown or finished upload is not an error."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._k(key), UploadId=upload_id)
+        except Exception as exc:
+            if _s3_code(exc) in _NOT_FOUND | {"NoSuchUpload"}:
+                return
+            raise self._fault("abort_multipart_upload", key, exc) from exc
+
     def ping(self) -> None:
         """Raise `SystemFault` unless the bucket is reachable with these credentials."""
         self._call("head_bucket", None, Bucket=self.bucket)

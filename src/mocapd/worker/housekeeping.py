@@ -2,7 +2,8 @@
 
 - reap: `mocapd.db.queue.reap` (expired leases back to the queue with backoff, or ``runner_lost``).
 - expire drafts: a draft never completed within ``draft_ttl_s`` (24 h) becomes ``failed`` with stage
-  ``expired``; its uploaded object is deleted. Drafts hold no credits, so nothing is settled.
+  ``expired``; its uploaded object is deleted, and so is an unfinished resumable upload (in S3 mode its
+  multipart upload is aborted). Drafts hold no credits, so nothing is settled.
 - purge: a finished job past ``purge_after`` (set at its terminal move from the plan's retention) has
   its objects deleted (``jobs/{id}/`` and the source key), then its row (events and artifact rows
   cascade). Ledger entries are kept: the ledger is append-only.
@@ -21,11 +22,12 @@ from sqlalchemy import delete, select
 from mocapd.config import Settings
 from mocapd.db import queue
 from mocapd.db.engine import Database
-from mocapd.db.models import Job
+from mocapd.db.models import Job, TusUpload
 from mocapd.db.queue import lock_rows, retention_days_of
 from mocapd.db.transitions import mark_expired
 from mocapd.domain.jobs import TERMINAL_STATUSES, JobStatus
 from mocapd.storage.base import ObjectStore
+from mocapd.storage.resumable import abort_upload
 
 __all__ = ["HousekeepingReport", "expire_drafts", "purge_finished", "run_housekeeping"]
 
@@ -48,6 +50,7 @@ def expire_drafts(
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=draft_ttl_s)
     expired: list[tuple[str, str]] = []
+    resumable: list[dict[str, object]] = []
     with db.write() as s:
         q = (
             select(Job)
@@ -65,6 +68,14 @@ def expire_drafts(
                 now=now,
             )
             expired.append((job.id, job.source_key))
+            tus = s.get(TusUpload, job.id)
+            if tus is not None and tus.completed_at is None:
+                resumable.append(dict(tus.store_state))
+    for state in resumable:
+        try:
+            abort_upload(store, state)
+        except Exception as exc:
+            log.warning("could not abort the resumable upload under %s: %s", state.get("prefix"), exc)
     for job_id, key in expired:  # after the commit: a crash here leaves objects the purge removes later
         try:
             store.delete_prefix(key)

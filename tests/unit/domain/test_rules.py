@@ -38,7 +38,8 @@ def test_every_spec_code_is_in_the_one_table() -> None:
         assert info.code == code and 400 <= info.http_status < 600 and isinstance(info.retry_from, RetryFrom)
     assert code_info("no_such_code").code == "internal_error"
     assert code_info("unauthorized").http_status == 401 and code_info("job_not_found").http_status == 404
-    assert {c.http_status for c in CODES.values()} <= {401, 402, 403, 404, 409, 410, 413, 416, 422, 429, 500, 503}
+    assert {c.http_status for c in CODES.values()} <= {400, 401, 402, 403, 404, 409, 410, 412, 413, 415, 416, 422,
+                                                     423, 429, 460, 500, 503}
 
 
 def test_terminal_states_are_final_and_every_stage_has_a_status() -> None:
