@@ -18,6 +18,8 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     public_url: str | None = None  # base URL for signed links; default: the request's own base URL
+    allowed_hosts: str | None = None  # without public_url: host names (comma-separated) links may name
+    metrics_token: str | None = None  # bearer token for /metrics; without it /metrics answers loopback only
     secret: str | None = None  # signing key for URLs; default: generated once into data_dir
     upload_url_ttl_s: int = 3600
     download_url_ttl_s: int = 3600
@@ -69,6 +71,8 @@ _ENV = {
     "s3_endpoint_url": ("MOCAPD_S3_ENDPOINT_URL", str),
     "s3_region": ("MOCAPD_S3_REGION", str),
     "public_url": ("MOCAPD_PUBLIC_URL", str),
+    "allowed_hosts": ("MOCAPD_ALLOWED_HOSTS", str),
+    "metrics_token": ("MOCAPD_METRICS_TOKEN", str),
     "secret": ("MOCAPD_SECRET", str),
     "upload_url_ttl_s": ("MOCAPD_UPLOAD_URL_TTL", int),
     "download_url_ttl_s": ("MOCAPD_DOWNLOAD_URL_TTL", int),

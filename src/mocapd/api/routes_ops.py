@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select, text
 
+from mocapd.api.schemas import Problem
 from mocapd.api.state import AppState, get_state
 from mocapd.db.models import Job
+from mocapd.errors import MocapdError
 
 router = APIRouter(tags=["operations"])
 State = Annotated[AppState, Depends(get_state)]
@@ -40,7 +44,35 @@ def readyz(state: State) -> Response:
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_metrics_access(request: Request, state: State) -> None:
+    """/metrics counts every account's jobs: with MOCAPD_METRICS_TOKEN it takes that bearer token from
+    anywhere; without it, it answers only clients on this machine (loopback)."""
+    token = state.settings.metrics_token
+    if token:
+        auth = request.headers.get("authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise MocapdError("unauthorized", "/metrics needs the metrics token: Authorization: Bearer <token>.",
+                              headers={"WWW-Authenticate": "Bearer"})
+    elif not _loopback(request):
+        raise MocapdError("unauthorized", "/metrics answers only this machine unless MOCAPD_METRICS_TOKEN is set.",
+                          headers={"WWW-Authenticate": "Bearer"})
+
+
+_METRICS_401 = {401: {"model": Problem, "description": "Not from this machine, or without the metrics token",
+                      "content": {"application/problem+json": {}}}}
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics", responses=_METRICS_401,
+            dependencies=[Depends(require_metrics_access)])
 def metrics(state: State) -> PlainTextResponse:
     lines = [
         "# HELP mocapd_up 1 while the API process runs.",

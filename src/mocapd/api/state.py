@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,8 +28,43 @@ class AppState:
     request_seconds: Counter[str] = field(default_factory=Counter)
 
     def base_url(self, request: Request) -> str:
-        """Base of the links we sign: MOCAPD_PUBLIC_URL, else the URL the client reached us at."""
-        return (self.settings.public_url or str(request.base_url)).rstrip("/")
+        """Base of the links we sign: MOCAPD_PUBLIC_URL, else the URL the client reached us at.
+
+        Without MOCAPD_PUBLIC_URL the ``Host`` header names the host, and anyone can send any ``Host``: it is
+        taken only when it is a loopback name or address, the address the connection arrived on, or one
+        of MOCAPD_ALLOWED_HOSTS; otherwise the links name the address the connection arrived on.
+        """
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        base = request.base_url
+        if self._host_allowed(base.hostname or "", request):
+            return str(base).rstrip("/")
+        server = request.scope.get("server")
+        if not server:
+            return "http://127.0.0.1"
+        host, port = server[0], server[1]
+        if ":" in str(host):
+            host = f"[{host}]"
+        default = {"http": 80, "https": 443}.get(base.scheme)
+        netloc = f"{host}" if port in (None, default) else f"{host}:{port}"
+        return f"{base.scheme}://{netloc}{request.scope.get('root_path', '')}".rstrip("/")
+
+    def _host_allowed(self, host: str, request: Request) -> bool:
+        host = host.strip("[]").lower().rstrip(".")
+        if not host:
+            return False
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        allowed = {h.strip().lower().rstrip(".") for h in (self.settings.allowed_hosts or "").split(",") if h.strip()}
+        if host in allowed:
+            return True
+        server = request.scope.get("server")
+        if server and host == str(server[0]).lower():
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
 
 async def get_state(request: Request) -> AppState:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from mocapd.db.accounts import revoke_key
 from mocapd.db.models import Artifact, Job
@@ -162,7 +163,9 @@ def test_ops_endpoints(api: Api) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     assert api.client.get("/readyz").json()["status"] == "ok"
     api.client.get("/api/v1/account", headers=api.headers())
-    m = api.client.get("/metrics").text
+    assert api.client.get("/metrics").status_code == 401  # the test client is not on this machine's loopback
+    local = TestClient(api.client.app, base_url="http://testserver", client=("127.0.0.1", 50000))
+    m = local.get("/metrics").text
     assert 'mocapd_http_requests_total{route="/api/v1/account",method="GET",status="200"}' in m
     assert 'mocapd_jobs{status="draft"}' in m
     doc = api.client.get("/openapi.json").json()
