@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -59,13 +59,50 @@ def _fail(exc: MocapdError) -> None:
     raise typer.Exit(2)
 
 
+def _refuse(reason: str) -> NoReturn:
+    """Stop with one line on standard error (no traceback) and exit status 2."""
+    typer.echo(f"error: {reason}", err=True)
+    raise typer.Exit(2)
+
+
 def _admin_db(settings: Settings):  # type: ignore[no-untyped-def]
+    """The database, migrated to the newest schema; a database that cannot be reached or set up stops
+    the command with one line saying what to create or fix."""
+    from mocapd.db.diagnose import explain_database_error
     from mocapd.db.engine import Database
     from mocapd.db.migrate import upgrade
 
-    db = Database(settings.resolved_database_url)
-    upgrade(db)
+    url = settings.resolved_database_url
+    db = None
+    try:
+        db = Database(url)
+        upgrade(db)
+    except Exception as exc:
+        if db is not None:
+            db.dispose()
+        reason = explain_database_error(exc, url)
+        if reason is None:
+            raise
+        _refuse(reason)
     return db
+
+
+def _check_service(settings: Settings, *, signs_links: bool) -> None:
+    """Before a service process starts: what cannot work is refused now, in one line, rather than met
+    by the first request (a missing bucket or missing credentials), or by the other replicas (links
+    signed with a secret only this one knows)."""
+    from mocapd.storage import open_store
+
+    if signs_links and not settings.embedded and not settings.secret:
+        _refuse("MOCAPD_SECRET is not set: with PostgreSQL or S3 configured, every API replica must sign links "
+                "with the same secret; set MOCAPD_SECRET to one random value on all of them (for example the "
+                "output of: python3 -c 'import secrets; print(secrets.token_hex(32))')")
+    try:
+        open_store(settings).ping()
+    except (ValueError, OSError) as exc:
+        _refuse(f"storage: {exc}")
+    except MocapdError as exc:
+        _refuse(f"storage: {exc.message}")
 
 
 def bootstrap_dev_account(settings: Settings) -> str | None:
@@ -120,6 +157,7 @@ def serve(
     """Run the API and a supervised pool of workers on one machine (SQLite + a local folder by default)."""
     settings = _settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _check_service(settings, signs_links=True)
     key = bootstrap_dev_account(settings)
     if key:
         typer.echo("Created the development account 'dev' with "
@@ -144,6 +182,7 @@ def api(data_dir: DataDir = None, host: Host = "0.0.0.0", port: Port = 8000, api
     """Run only the HTTP API (scale-out: any number of replicas behind a load balancer)."""
     settings = _settings(data_dir)
     _admin_db(settings).dispose()
+    _check_service(settings, signs_links=True)
     _run_api(settings, host, port, api_processes)
 
 
@@ -157,6 +196,7 @@ def worker(
 
     settings = _settings(data_dir)
     _admin_db(settings).dispose()
+    _check_service(settings, signs_links=False)
     run_workers(settings, concurrency)
 
 

@@ -45,6 +45,12 @@ class Settings:
             return self.storage_url
         return f"file://{(self.data_dir / 'objects').resolve()}"
 
+    @property
+    def embedded(self) -> bool:
+        """The embedded default: a SQLite file and a local folder, one machine. Otherwise (PostgreSQL or
+        S3 configured) processes on several machines share the state, and must share MOCAPD_SECRET."""
+        return self.resolved_database_url.startswith("sqlite") and not self.resolved_storage_url.startswith("s3:")
+
     def signing_secret(self) -> bytes:
         """The URL-signing key: MOCAPD_SECRET, else one generated once and kept in the data directory."""
         if self.secret:

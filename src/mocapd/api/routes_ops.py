@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 
 from mocapd.api.schemas import Problem
 from mocapd.api.state import AppState, get_state
+from mocapd.db.diagnose import explain_database_error
 from mocapd.db.models import Job
 from mocapd.errors import MocapdError
 
@@ -34,10 +35,12 @@ def readyz(state: State) -> Response:
             s.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # report, never raise: this endpoint is for load balancers
-        checks["database"] = f"error: {type(exc).__name__}"
+        checks["database"] = f"error: {explain_database_error(exc, state.settings.resolved_database_url) or type(exc).__name__}"
     try:
         state.store.ping()
         checks["storage"] = "ok"
+    except MocapdError as exc:  # the store says what is wrong in words
+        checks["storage"] = f"error: {exc.message}"
     except Exception as exc:
         checks["storage"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+from mocapd.errors import SystemFault
 from mocapd.storage.base import StoredObject, TooLarge
 
 __all__ = ["LocalStore"]
@@ -131,6 +132,11 @@ class LocalStore:
         return 0
 
     def ping(self) -> None:
-        probe = self._tmp()
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        """Raise `SystemFault` unless a file can be written in the store's folder."""
+        try:
+            probe = self._tmp()
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise SystemFault("internal_error", f"the storage folder {self.root} is not writable ({exc.strerror or exc})"
+                              ) from exc

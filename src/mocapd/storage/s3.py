@@ -331,5 +331,43 @@ class S3Store:
             raise self._fault("abort_multipart_upload", key, exc) from exc
 
     def ping(self) -> None:
-        """Raise `SystemFault` unless the bucket is reachable with these credentials."""
-        self._call("head_bucket", None, Bucket=self.bucket)
+        """Raise `SystemFault` unless the bucket is reachable with these credentials; its message says
+        in words what is wrong (no credentials, no such bucket, refused credentials, another region,
+        an unreachable endpoint), for the start-up check and ``/readyz``."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except SystemFault:
+            raise
+        except Exception as exc:
+            raise SystemFault("internal_error", self.explain(exc),
+                              details={"operation": "head_bucket", "s3Code": _s3_code(exc), "bucket": self.bucket}) from exc
+
+    def explain(self, exc: BaseException) -> str:
+        """One line saying what a failed call on the bucket means and what to do about it."""
+        from botocore.exceptions import (
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        code = _s3_code(exc)
+        where = self.endpoint_url or "AWS"
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return ("no S3 credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, "
+                    "or run on a machine with an instance role)")
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            create = f"aws s3 mb s3://{self.bucket}" + (f" --endpoint-url {self.endpoint_url}" if self.endpoint_url else "")
+            return (f"the bucket '{self.bucket}' does not exist at {where}: create it (for example `{create}`) "
+                    "or fix the bucket in MOCAPD_STORAGE_URL")
+        if code in ("301", "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+            return (f"the bucket '{self.bucket}' is in another region than {self.region or 'the default one'}: "
+                    "set MOCAPD_S3_REGION to the bucket's region")
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+                    "ExpiredToken", "AllAccessDisabled"):
+            return (f"{where} refused these S3 credentials for the bucket '{self.bucket}' ({code}): check "
+                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and that they may read and write the bucket")
+        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+            return f"cannot reach the S3 endpoint {where}: check MOCAPD_S3_ENDPOINT_URL and the network ({exc})"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"the bucket '{self.bucket}' at {where} cannot be used ({code or type(exc).__name__}: {first})"
