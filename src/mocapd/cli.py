@@ -121,6 +121,7 @@ def bootstrap_dev_account(settings: Settings) -> str | None:
                 return None
             acct = create_account(s, "dev", "starter")
             grant(s, acct.id, settings.dev_account_credits, "api", reason="development account")
+            grant(s, acct.id, settings.dev_account_credits, "studio", reason="development account")
             return create_key(s, acct)
     finally:
         db.dispose()

@@ -76,7 +76,8 @@ async def create_job(
     raw = json.loads(await request.body())
     from starlette.concurrency import run_in_threadpool
 
-    out = await run_in_threadpool(_svc(state, request).create, principal.account_id, body, raw, idempotency_key)
+    out = await run_in_threadpool(_svc(state, request).create, principal.account_id, body, raw, idempotency_key,
+                                   principal.channel)
     headers = {"Idempotent-Replayed": "true"} if out.replayed else None
     return _data(out.body, out.status_code, headers)
 

@@ -128,7 +128,9 @@ class JobService:
         return AccountState(plan=plan, active_jobs=active_job_count(s, acct.id), available_credits=bal.available)
 
     # ---------------------------------------------------------------- create
-    def create(self, account_id: str, req: CreateJobIn, raw: dict[str, Any], idem_key: str | None) -> CreateOutcome:
+    def create(
+        self, account_id: str, req: CreateJobIn, raw: dict[str, Any], idem_key: str | None, channel: str = "api"
+    ) -> CreateOutcome:
         if idem_key is not None:
             idem_key = idem_key.strip().strip('"')
             if not (1 <= len(idem_key) <= 255):
@@ -139,7 +141,7 @@ class JobService:
                 return replay
         try:
             with self.state.db.write() as s:
-                body = self._create_in(s, account_id, req)
+                body = self._create_in(s, account_id, req, channel)
                 if idem_key is not None:
                     rec = s.get(IdempotencyRecord, (account_id, idem_key))
                     if rec is not None:
@@ -200,7 +202,7 @@ class JobService:
                 continue  # a concurrent first request inserted the key: look again
         raise MocapdError("idempotency_key_in_flight", "Retry shortly.", stage="create")
 
-    def _create_in(self, s: Session, account_id: str, req: CreateJobIn) -> dict[str, Any]:
+    def _create_in(self, s: Session, account_id: str, req: CreateJobIn, channel: str = "api") -> dict[str, Any]:
         acct, plan = self._plan(s, account_id)
         if req.sourceType is not None and req.sourceType != "upload":
             raise MocapdError("validation_error", "sourceType must be 'upload'.", stage="create")
@@ -221,7 +223,7 @@ class JobService:
         now = _now()
         job_id = "mocap_" + secrets.token_hex(12)
         job = Job(
-            id=job_id, account_id=acct.id, channel=Channel.API, status=JobStatus.DRAFT, stage=JobStage.AWAITING_UPLOAD,
+            id=job_id, account_id=acct.id, channel=Channel(channel), status=JobStatus.DRAFT, stage=JobStage.AWAITING_UPLOAD,
             progress=0.0, title=req.title, target_ids=targets, export_fps=int(fps), mocap_type=mocap_type,
             trim_start_s=trim_start, trim_end_s=req.trimEndSec, focal_length_px=req.focalLengthPx,
             camera_fov_deg=req.cameraFovDeg, subject_height_m=req.subjectHeightM, source_filename=filename,

@@ -32,6 +32,7 @@ __all__ = [
     "LedgerEntry",
     "Plan",
     "TusUpload",
+    "StudioSession",
     "UTCDateTime",
 ]
 
@@ -245,3 +246,17 @@ class TusUpload(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StudioSession(Base):
+    """A Studio sign-in: an API key exchanged for a cookie. Only hashes are stored (the cookie's
+    token); signing out or revoking the key ends it."""
+
+    __tablename__ = "studio_sessions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

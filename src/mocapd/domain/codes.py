@@ -169,6 +169,7 @@ CODES: dict[str, CodeInfo] = {
         _c("job_not_found", 404, False, _R.NONE, "request", "No such job"),
         _c("artifact_not_found", 404, False, _R.NONE, "request", "No such artifact"),
         _c("unauthorized", 401, False, _R.NONE, "request", "A valid API key is required"),
+        _c("studio_csrf_rejected", 403, False, _R.NONE, "request", "The request did not come from a Studio page"),
         _c("rate_limited", 429, True, _R.NONE, "request", "Too many requests"),
         _c("canceled", 409, False, _R.NEW_JOB, "canceled", "The job was canceled"),
         _c("job_not_cancelable", 409, False, _R.NONE, "request", "The job has already finished"),
