@@ -162,7 +162,8 @@ def serve(
     key = bootstrap_dev_account(settings)
     if key:
         typer.echo("Created the development account 'dev' with "
-                   f"{settings.dev_account_credits} API credits. Its API key (shown once):")
+                   f"{settings.dev_account_credits} API and {settings.dev_account_credits} Studio credits. "
+                   "Its API key (shown once; sign in to the Studio at /studio with it):")
         typer.echo(key)
     n = workers if workers is not None else (os.cpu_count() or 1)
     supervisor = None

@@ -630,6 +630,7 @@ async function pageJob(jobId) {
   const up = uploads.get(job.id);
   if (up) watch(up);
   draw();
+  performance.mark('studio:job-status'); // the job's state is on screen (bench/studio.py reads it)
   focusHeading();
   if (job.status === 'completed') { resultsShown = true; await showResults(job, results); }
   every(1500, async () => { if (!TERMINAL.has(job.status) || !resultsShown) await refresh(); });
@@ -646,7 +647,7 @@ async function showResults(job, holder) {
   const glbName = byName['motion.glb'] ? 'motion.glb' : (files.find((f) => f.name.endsWith('.glb')) || {}).name;
   if (glbName) {
     const canvas = h('canvas', { testid: 'job-viewer', 'aria-label': '3D view of the captured motion; drag to orbit, scroll to zoom' });
-    const video = h('video', { muted: true, playsinline: true, preload: 'auto', 'aria-label': 'The source with the detected skeleton' });
+    const video = h('video', { muted: true, playsinline: true, preload: 'metadata', 'aria-label': 'The source with the detected skeleton' });
     if (result.previewVideoUrl) video.src = result.previewVideoUrl;
     const glbChoice = h('select', { id: 'viewer-glb', 'aria-label': 'Model to show' },
       files.filter((f) => f.name.endsWith('.glb')).map((f) => h('option', { value: f.name, selected: f.name === glbName }, f.name)));

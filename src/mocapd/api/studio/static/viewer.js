@@ -88,6 +88,10 @@ export class Viewer {
       if (this.onFrame) this.onFrame(t);
       this.controls.update();
       this.renderer.render(this.scene, this.camera);
+      if (this.mixer && !this.drewModel) {
+        this.drewModel = true;
+        performance.mark('studio:viewer-first-frame'); // the loaded figure is drawn (bench/studio.py reads it)
+      }
       this.raf = requestAnimationFrame(loop);
     };
     this.raf = requestAnimationFrame(loop);
