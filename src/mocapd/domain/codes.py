@@ -73,6 +73,7 @@ ErrorCode = Literal[
     "avatar_not_found",
     "avatar_not_awaiting_upload",
     "avatar_not_ready",
+    "studio_csrf_rejected",
 ]
 
 
