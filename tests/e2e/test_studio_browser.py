@@ -147,6 +147,21 @@ def test_a_person_captures_a_clip_in_the_studio(studio: dict[str, Any]) -> None:
     assert {"queued", "processing", "completed"} <= set(seen) or {"processing", "completed"} <= set(seen), seen
     assert max(heights) - min(heights) <= 2, f"the status panel changed height while the job ran: {heights}"
 
+    # the page uploaded through the resumable (tus) endpoint, not a plain PUT
+    from sqlalchemy import select
+
+    from mocapd.config import Settings
+    from mocapd.db.engine import Database
+    from mocapd.db.models import TusUpload
+
+    db = Database(Settings(data_dir=studio["data"]).resolved_database_url)
+    try:
+        with db.read() as s:
+            tus_row = s.scalar(select(TusUpload).where(TusUpload.job_id == job_id))
+    finally:
+        db.dispose()
+    assert tus_row is not None and tus_row.completed_at is not None and tus_row.offset == tus_row.length
+
     # the viewer shows the animated figure: its pixels change between two moments of playback
     page.wait_for_selector("[data-testid=job-viewer][data-loaded=true]", timeout=60_000)
     page.get_by_test_id("viewer-play").click()
