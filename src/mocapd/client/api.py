@@ -23,6 +23,7 @@ from mocapd.client.retry import parse_retry_after
 __all__ = ["NOT_GIVEN", "DownloadHead", "MocapdClient", "NotGiven", "Response", "repr_digest_sha256"]
 
 API = "/api/v1"
+_TUS = {"Tus-Resumable": "1.0.0"}
 _GATEWAY = {502, 503, 504}
 
 
@@ -222,6 +223,64 @@ class MocapdClient:
             return Response(r.status_code, {"bytes": total, "sha256": None}, None)
         payload = r.json()
         return Response(r.status_code, payload.get("data") if isinstance(payload, dict) else None, None)
+
+    # ------------------------------------------------------------------ resumable upload (tus 1.0)
+    def tus_create(self, tus_url: str, length: int, *, filename: str | None = None,
+                   job_id: str | None = None) -> str:
+        """POST the job's tus creation URL for an upload of ``length`` bytes; the upload's own URL. Safe to
+        repeat: a new upload replaces the job's previous one (none of whose bytes then count)."""
+        headers = {**_TUS, "Upload-Length": str(length)}
+        if filename:
+            headers["Upload-Metadata"] = "filename " + base64.b64encode(filename.encode()).decode()
+        r = self._send("POST", tus_url, safe=True, job_id=job_id, auth=False, headers=headers)
+        self._check(r, safe=True, job_id=job_id)
+        location = r.headers.get("location")
+        if not location:
+            raise TransportError("the upload endpoint answered without a Location", retry_safe=True,
+                                 maybe_applied=True, status=r.status_code, job_id=job_id)
+        return str(httpx.URL(tus_url).join(location))
+
+    def tus_offset(self, upload_url: str, *, job_id: str | None = None) -> tuple[int, int]:
+        """HEAD the upload: (the server's committed offset, the upload's length)."""
+        r = self._send("HEAD", upload_url, safe=True, job_id=job_id, auth=False, headers=dict(_TUS))
+        if r.status_code >= 400:
+            code = {404: "upload_not_found", 403: "upload_url_invalid", 410: "upload_not_found"}.get(r.status_code)
+            if code is None:
+                self._check(r, safe=True, job_id=job_id)
+            raise ApiError(r.status_code, code or f"http_{r.status_code}", "The resumable upload is gone.",
+                           job_id=job_id, retry_from="upload")
+        try:
+            return int(r.headers["upload-offset"]), int(r.headers.get("upload-length", "-1"))
+        except (KeyError, ValueError) as exc:
+            raise TransportError("the upload endpoint answered HEAD without Upload-Offset", retry_safe=True,
+                                 maybe_applied=False, job_id=job_id) from exc
+
+    def tus_patch(self, upload_url: str, source: Path, offset: int, length: int, *, job_id: str | None = None,
+                  on_progress: Callable[[int, int], None] | None = None, chunk_bytes: int = 1 << 20) -> int:
+        """PATCH ``length`` bytes of ``source`` from ``offset``; the server's offset afterwards. A cut
+        connection loses nothing the server received: HEAD tells where to go on from."""
+        total = source.stat().st_size
+
+        def body(f: IO[bytes]) -> Iterator[bytes]:
+            f.seek(offset)
+            left, sent = length, offset
+            while left > 0 and (chunk := f.read(min(chunk_bytes, left))):
+                left -= len(chunk)
+                sent += len(chunk)
+                yield chunk
+                if on_progress is not None:
+                    on_progress(sent, total)
+
+        headers = {**_TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+                   "Content-Length": str(length)}
+        with open(source, "rb") as f:
+            r = self._send("PATCH", upload_url, safe=True, job_id=job_id, auth=False, content=body(f), headers=headers)
+        self._check(r, safe=True, job_id=job_id)
+        try:
+            return int(r.headers["upload-offset"])
+        except (KeyError, ValueError) as exc:
+            raise TransportError("the upload endpoint answered PATCH without Upload-Offset", retry_safe=True,
+                                 maybe_applied=True, job_id=job_id) from exc
 
     def complete_upload(self, job_id: str) -> Response:
         return self._json("POST", f"{API}/mocap/jobs/{job_id}/complete-upload", safe=True, job_id=job_id)

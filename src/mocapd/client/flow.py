@@ -5,7 +5,9 @@ Each stage retries in its own way (SPEC section 11):
 - create: repeated with the record's ``Idempotency-Key``, so a lost answer can never make a second job;
 - upload: the whole file is sent again (a repeated PUT replaces the bytes); an expired or invalid URL
   is replaced through ``POST .../upload-url``; ``job_not_awaiting_upload`` means the job was already
-  admitted, so the flow moves on;
+  admitted, so the flow moves on. Files of ``tus_min_bytes`` and more go by the job's resumable (tus
+  1.0) endpoint instead: the upload's URL is saved in the record before the first byte, and every retry,
+  in this process or after a restart, asks the server its offset and sends only the rest;
 - complete-upload: repeated (it is idempotent); a timeout is never taken as a failure;
 - polling: the same job is polled after timeouts, dropped connections and 5xx/429, with exponential
   backoff and full jitter, never sooner than ``Retry-After``; the next poll time is kept in the record;
@@ -55,6 +57,9 @@ TERMINAL = frozenset({"completed", "failed", "canceled"})
 _URL_CODES = {"upload_url_expired", "upload_url_invalid"}
 _LINK_CODES = {"download_url_expired", "download_url_invalid"}
 _UPLOAD_URL_MARGIN_S = 30.0  # re-issue an upload URL that expires within this many seconds
+TUS_MIN_BYTES = 8 << 20  # files from this size up go by the resumable (tus) endpoint when the server offers one
+TUS_CHUNK_BYTES = 64 << 20  # bytes per PATCH (the server also commits its offset within a PATCH)
+_GONE_CODES = {"upload_not_found", "upload_url_invalid", "upload_url_expired", "upload_checksum_mismatch"}
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,13 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        tus_min_bytes: int = TUS_MIN_BYTES,
+        tus_chunk_bytes: int = TUS_CHUNK_BYTES,
     ) -> None:
         self.client = client
         self.records = records
+        self.tus_min_bytes = tus_min_bytes
+        self.tus_chunk_bytes = tus_chunk_bytes
         self.reporter: Reporter = reporter if reporter is not None else NullReporter()
         self.policy = policy or RetryPolicy()
         self.sleep = sleep
@@ -251,6 +260,7 @@ class JobRunner:
         record.job_id = str(data["jobId"])
         record.upload_url = data.get("uploadUrl")
         record.upload_url_expires_at = data.get("uploadUrlExpiresAt")
+        record.tus_url = data.get("tusUploadUrl")
         record.job_status = data.get("status", "draft")
         if not record.out_dir:  # default folder: ./JOB_ID where the command ran, whoever resumes it
             record.out_dir = str(Path(record.work_dir or Path.cwd()) / record.job_id)
@@ -280,6 +290,8 @@ class JobRunner:
         if size != record.source_bytes:
             raise SourceChanged(f"{source} has {size} bytes; the job was created for {record.source_bytes}",
                                 job_id=job_id)
+        if (record.tus_url or record.tus_upload_url) and size >= self.tus_min_bytes:
+            return self._upload_tus(record, source)
         reissues = 0
         bad_digests = 0
         while True:
@@ -292,6 +304,7 @@ class JobRunner:
                     raise
                 record.upload_url = resp.data["uploadUrl"]
                 record.upload_url_expires_at = resp.data.get("uploadUrlExpiresAt")
+                record.tus_url = resp.data.get("tusUploadUrl") or record.tus_url
                 self.records.save(record)
             url = record.upload_url
             assert url is not None
@@ -323,6 +336,87 @@ class JobRunner:
             record.stage = RecordStage.UPLOADED
             self.records.save(record)
             return
+
+    def _upload_tus(self, record: ResumeRecord, source: Path) -> None:
+        """The resumable way: the upload's URL is in the record before a byte is sent, and every attempt
+        (after a timeout, a cut connection, a killed process) asks the server its offset and sends only
+        the rest. The server records size and SHA-256 when the last byte lands; they are checked here."""
+        assert record.job_id is not None
+        job_id, size = record.job_id, record.source_bytes
+        fresh_uploads = 0
+        while True:
+            if not record.tus_upload_url:
+                if fresh_uploads > self.policy.max_upload_url_reissues:
+                    raise ClientError(f"job {job_id}: the resumable upload kept disappearing", job_id=job_id)
+                fresh_uploads += 1
+                if not record.tus_url or fresh_uploads > 1:
+                    try:
+                        resp = self._retrying("upload-url", lambda: self.client.reissue_upload_url(job_id), record)
+                    except ApiError as exc:
+                        if exc.code == "job_not_awaiting_upload":
+                            return self._past_upload(record)
+                        raise
+                    record.upload_url = resp.data["uploadUrl"]
+                    record.upload_url_expires_at = resp.data.get("uploadUrlExpiresAt")
+                    record.tus_url = resp.data.get("tusUploadUrl")
+                    if not record.tus_url:  # the server no longer offers it: a plain PUT
+                        self.records.save(record)
+                        return self._upload_put_fallback(record)
+                tus_url = record.tus_url
+                assert tus_url is not None
+                try:
+                    record.tus_upload_url = self._retrying(
+                        "upload", lambda u=tus_url: self.client.tus_create(u, size, filename=source.name, job_id=job_id),
+                        record)
+                except ApiError as exc:
+                    if exc.code in _GONE_CODES:
+                        continue
+                    return self._upload_refused(record, exc)
+                self.records.save(record)  # the upload's URL is on disk before its first byte is sent
+            url = record.tus_upload_url
+
+            def step(url: str = url) -> int:
+                offset, length = self.client.tus_offset(url, job_id=job_id)
+                if length != size:
+                    raise ApiError(409, "upload_not_found", "The upload on the server has another length.",
+                                   job_id=job_id)
+                if offset >= size:
+                    return offset
+                return self.client.tus_patch(url, source, offset, min(self.tus_chunk_bytes, size - offset),
+                                             job_id=job_id, on_progress=self.reporter.upload)
+
+            try:
+                while self._retrying("upload", step, record) < size:
+                    pass
+            except ApiError as exc:
+                if exc.code in _GONE_CODES:  # terminated, replaced, expired or discarded: start a new one
+                    record.tus_upload_url = None
+                    self.records.save(record)
+                    continue
+                return self._upload_refused(record, exc)
+            job = self._retrying("upload", lambda: self.client.get_job(job_id), record).data.get("job") or {}
+            got = job.get("source") or {}
+            if job.get("status") == "draft" and (got.get("sha256") != record.source_sha256 or got.get("bytes") != size):
+                raise IntegrityError(f"the server recorded {got.get('bytes')} bytes with SHA-256 {got.get('sha256')}, "
+                                     f"not {size} / {record.source_sha256}", job_id=job_id)
+            record.stage = RecordStage.UPLOADED
+            self.records.save(record)
+            return
+
+    def _upload_refused(self, record: ResumeRecord, exc: ApiError) -> None:
+        if exc.code == "job_not_awaiting_upload":
+            return self._past_upload(record)
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise exc
+        raise self._rejected(record, exc, job_failed=False) from exc
+
+    def _upload_put_fallback(self, record: ResumeRecord) -> None:
+        record.tus_upload_url = None
+        min_bytes, self.tus_min_bytes = self.tus_min_bytes, record.source_bytes + 1
+        try:
+            return self._upload(record)
+        finally:
+            self.tus_min_bytes = min_bytes
 
     def _past_upload(self, record: ResumeRecord) -> None:
         """The job no longer takes uploads (already admitted, or finished): complete-upload tells us how."""

@@ -11,7 +11,7 @@ Stages (``last good stage``), in order:
 | stage | known | next step |
 |---|---|---|
 | ``creating`` | request, key, source digest | create (replayed by the key: never a second job) |
-| ``uploading`` | job id, upload URL | PUT the whole file (a repeated PUT replaces the bytes) |
+| ``uploading`` | job id, upload URL (and tus URLs) | PUT the whole file (a repeated PUT replaces the bytes); a large file goes by tus: HEAD the upload for the server's offset, PATCH the rest |
 | ``uploaded`` | server's size and SHA-256 match ours | complete-upload (idempotent) |
 | ``admitted`` | the job is queued | poll |
 | ``finished`` | terminal status (and error) | download and verify artifacts (if completed) |
@@ -73,6 +73,8 @@ class ResumeRecord:
     job_id: str | None = None
     upload_url: str | None = None
     upload_url_expires_at: str | None = None
+    tus_url: str | None = None  # the job's resumable-upload (tus) creation URL
+    tus_upload_url: str | None = None  # the resumable upload under way: the server keeps its offset
     job_status: str | None = None
     job_stage: str | None = None
     progress: float = 0.0
