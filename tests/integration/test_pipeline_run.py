@@ -13,13 +13,14 @@ import pytest
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.settings import JobSettings
+from mocapd.worker.processor import ProcessResult
 from mocapd.worker.produce import produce
 from tests.conftest import shared_file
 
 pytestmark = pytest.mark.slow
 
 
-def _run(source: Path, settings: JobSettings, out_dir: Path) -> tuple[object, list[tuple[str, float]]]:
+def _run(source: Path, settings: JobSettings, out_dir: Path) -> tuple[ProcessResult, list[tuple[str, float]]]:
     calls: list[tuple[str, float]] = []
     out = produce(source, settings, out_dir, lambda stage, fraction: calls.append((stage, fraction)))
     return out, calls
@@ -29,11 +30,17 @@ def test_full_body_with_both_targets_on_cam01(tmp_path: Path) -> None:
     source = shared_file("pose2sim_balancing/cam01.mp4")
     settings = JobSettings(("default", "unitree_g1"), 30, "full_body", 0.5, 1.5, focal_length_px=1681.0)
     out, calls = _run(source, settings, tmp_path)
-    names = sorted(p.name for p in out.files)
-    assert names == [
-        "g1_motion.csv", "g1_motion.json", "motion.bvh", "motion.fbx", "motion.glb", "preview.mp4", "quality.json"
-    ]  # fmt: skip
-    assert all(p.parent == tmp_path and p.stat().st_size > 0 for p in out.files)
+    described = [(f.path.name, f.target_id, f.content_type) for f in out.files]
+    assert described == [
+        ("motion.fbx", "default", "application/octet-stream"),
+        ("motion.bvh", "default", "text/plain; charset=utf-8"),
+        ("motion.glb", "default", "model/gltf-binary"),
+        ("g1_motion.json", "unitree_g1", "application/json"),
+        ("g1_motion.csv", "unitree_g1", "text/csv; charset=utf-8"),
+        ("preview.mp4", None, "video/mp4"),
+        ("quality.json", None, "application/json"),
+    ]
+    assert all(f.path.parent == tmp_path and f.path.stat().st_size > 0 for f in out.files)
     quality = json.loads((tmp_path / "quality.json").read_text())
     assert quality["frames"]["total"] == 60  # 1 s at the source's 60 fps
     assert quality["frames"]["withPerson"] == 60
@@ -63,7 +70,7 @@ def test_upper_body_with_the_robot_target(tmp_path: Path) -> None:
     source = shared_file("pose2sim_balancing/cam02.mp4")  # the VP9 view
     settings = JobSettings(("default", "unitree_g1"), 24, "upper_body", 0.0, 0.5)
     out, _ = _run(source, settings, tmp_path)
-    names = {p.name for p in out.files}
+    names = {f.path.name for f in out.files}
     assert {"g1_motion.json", "g1_motion.csv", "motion.fbx", "preview.mp4", "quality.json"} <= names
     assert out.manifest["camera"]["focalSource"] == "default_diagonal"
     assert out.manifest["targets"]["unitree_g1"]["frameCount"] == 12

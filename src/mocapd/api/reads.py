@@ -16,6 +16,7 @@ from mocapd.api.state import AppState
 from mocapd.db import ledger
 from mocapd.db.accounts import active_job_count, plan_limits
 from mocapd.db.models import Account, Artifact, Job, JobEvent, LedgerEntry, Plan
+from mocapd.domain.plans import ENABLED_TARGETS
 from mocapd.errors import MocapdError
 
 __all__ = ["account_payload", "find_job", "plausible_job_id", "decode_cursor", "encode_cursor", "events_page", "jobs_page", "ledger_page", "poll_payload"]
@@ -148,7 +149,7 @@ def account_payload(s: Session, account_id: str) -> dict[str, Any]:
             "maxActiveJobs": plan.max_active_jobs,
             "maxDurationSec": plan.max_duration_s,
             "maxFileBytes": plan.max_file_bytes,
-            "allowedTargets": [t for t in ("default", "unitree_g1") if plan.allows_target(t)],
+            "allowedTargets": [t for t in ENABLED_TARGETS if plan.allows_target(t)],
             "retentionDays": plan.retention_days,
             "queueWeight": plan.queue_weight,
             "active": plan.active,

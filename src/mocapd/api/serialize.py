@@ -8,10 +8,11 @@ from typing import Any
 from mocapd.api.signing import Signer
 from mocapd.db.models import Artifact, Job, JobEvent, LedgerEntry
 from mocapd.domain.codes import code_info
+from mocapd.domain.targets import JOB_FILES, TARGET_KINDS, resolve_target
 
-__all__ = ["RESULT_TYPES", "event_dict", "iso", "job_dict", "ledger_dict", "result_dict"]
+__all__ = ["event_dict", "iso", "job_dict", "ledger_dict", "result_dict"]
 
-RESULT_TYPES = {"default": ("fbx", "fbxUrl", "motion.fbx"), "unitree_g1": ("robot_motion_json", "motionJsonUrl", "g1_motion.json")}
+_URL_FIELDS = tuple(dict.fromkeys(k.url_field for k in TARGET_KINDS.values()))
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -109,19 +110,22 @@ def result_dict(
             files[a.name] = {"name": a.name, "url": url, "bytes": a.bytes, "sha256": a.sha256, "contentType": a.content_type}
     outputs: list[dict[str, Any]] = []
     if completed:
-        for target in job.target_ids:
-            result_type, url_field, main = RESULT_TYPES[target]
-            tfiles = [files[a.name] for a in artifacts if a.target_id == target]
-            outputs.append({"targetId": target, "resultType": result_type, url_field: urls.get(main), "files": tfiles})
+        for target_id in job.target_ids:
+            target = resolve_target(target_id)
+            if target is None:  # pragma: no cover - admission accepts only the catalogue's targets
+                raise ValueError(f"job {job.id} names target {target_id!r}, which the catalogue does not know")
+            tfiles = [files[a.name] for a in artifacts if a.target_id == target_id]
+            outputs.append({
+                "targetId": target_id, "resultType": target.kind.result_type,
+                target.kind.url_field: urls.get(target.main_file), "files": tfiles,
+            })  # fmt: skip
     data: dict[str, Any] = {
         "jobId": job.id,
         "status": job.status,
         "job": job_out,
         "outputs": outputs,
         "files": [files[a.name] for a in artifacts] if completed else [],
-        "previewVideoUrl": urls.get("preview.mp4"),
-        "manifestUrl": urls.get("manifest.json"),
-        "qualityUrl": urls.get("quality.json"),
+        **{f.url_field: urls.get(f.name) for f in JOB_FILES},
         "createdAt": job_out["createdAt"],
         "updatedAt": job_out["updatedAt"],
         "completedAt": job_out["completedAt"],
@@ -130,7 +134,7 @@ def result_dict(
         o = outputs[0]
         data["targetId"] = o["targetId"]
         data["resultType"] = o["resultType"]
-        for k in ("fbxUrl", "motionJsonUrl"):
+        for k in _URL_FIELDS:
             if k in o:
                 data[k] = o[k]
     return data

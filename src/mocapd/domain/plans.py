@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mocapd.domain.targets import enabled_target_ids
+
 __all__ = ["DEFAULT_PLANS", "ENABLED_TARGETS", "EXPORT_FPS_CHOICES", "MOCAP_TYPES", "PlanLimits"]
 
-ENABLED_TARGETS: tuple[str, ...] = ("default", "unitree_g1")
+ENABLED_TARGETS: tuple[str, ...] = enabled_target_ids()  # the catalogue's (`mocapd.domain.targets`)
 EXPORT_FPS_CHOICES: tuple[int, ...] = (24, 30, 60, 120)
 MOCAP_TYPES: tuple[str, ...] = ("full_body", "upper_body")
 

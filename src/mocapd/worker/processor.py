@@ -1,7 +1,8 @@
 """The one narrow interface between the worker and the motion pipeline.
 
-A `Processor` turns a local source video plus job settings into files in ``out_dir`` and a manifest
-dict. It reports progress through ``on_progress(stage, fraction)`` (stage one of ``preflight``,
+A `Processor` turns a local source video plus job settings into files in ``out_dir`` (each an
+`ArtifactFile`: path, target id, content type, as the catalogue `mocapd.domain.targets` lists them)
+and a manifest dict. It reports progress through ``on_progress(stage, fraction)`` (stage one of ``preflight``,
 ``processing``, ``packaging``; fraction 0..1 within that stage); ``on_progress`` raises to abort
 (cancel, lost lease, shutdown), so a processor must let exceptions from it propagate.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from mocapd.pipeline.settings import JobSettings
 
 __all__ = [
     "PROCESSOR_ENV",
+    "ArtifactFile",
     "PipelineProcessor",
     "ProcessRequest",
     "ProcessResult",
@@ -50,8 +52,18 @@ class ProcessRequest:
 
 
 @dataclass(frozen=True)
+class ArtifactFile:
+    path: Path
+    target_id: str | None  # None for a job-wide file (preview, quality report)
+    content_type: str
+
+
+@dataclass(frozen=True)
 class ProcessResult:
-    files: list[Path]  # every artifact except manifest.json, which the runner writes
+    # Every artifact except manifest.json, which the runner writes. A bare path is described by the
+    # catalogue from its name (`mocapd.domain.targets.describe_file`), for processors that write only
+    # the catalogue's files.
+    files: Sequence[ArtifactFile | Path]
     manifest: dict[str, Any]  # the pipeline's own manifest facts (camera choice, model, quality summary...)
 
 
@@ -65,8 +77,7 @@ class PipelineProcessor:
     def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult:
         from mocapd.worker.produce import produce  # heavy: mediapipe, mujoco, av
 
-        out = produce(request.source_path, request.settings, request.out_dir, on_progress)
-        return ProcessResult(files=list(out.files), manifest=dict(out.manifest))
+        return produce(request.source_path, request.settings, request.out_dir, on_progress)
 
 
 def load_processor(spec: str | None = None) -> Processor:

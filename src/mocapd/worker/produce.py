@@ -1,10 +1,12 @@
 """A job's products: the pipeline's `Analysis` turned into the files a job delivers.
 
-`produce` runs the motion pipeline (`mocapd.pipeline.run.analyse_video`), the robot step for a robot
-target, then packages: FBX, BVH, glTF, the robot motion, the preview video (from the preview-size
-frames kept while detecting), the quality report; and returns the pipeline's part of the manifest
-(source as decoded, camera, processing facts, targets). The runner adds the job, settings, billing and
-file list and writes ``manifest.json``.
+`produce` runs the motion pipeline (`mocapd.pipeline.run.analyse_video`), then each target's step (a
+robot target's retargeting, `mocapd.robots.registry`), then packages: every file the catalogue
+(`mocapd.domain.targets`) lists for the job's targets, by the writer it names
+(`mocapd.formats.writers`), the preview video (from the preview-size frames kept while detecting) and
+the quality report. It returns each file with its target and content type, and the pipeline's part of
+the manifest (source as decoded, camera, processing facts, targets); the runner adds the job,
+settings, billing and file list and writes ``manifest.json``.
 
 Progress: ``on_progress(stage, fraction)``, throttled; a callback that raises aborts the run.
 """
@@ -15,29 +17,25 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.domain.targets import DEFAULT_TARGET, PREVIEW_FILE, QUALITY_FILE, Target, produced_targets
+from mocapd.formats.writers import Take, writer_for
 from mocapd.pipeline.run import Analysis, Progress, StageCallback, analyse_video, preview_frames
 from mocapd.pipeline.settings import JobSettings
+from mocapd.robots.registry import robot_target
+from mocapd.worker.processor import ArtifactFile, ProcessResult
 
-__all__ = ["Products", "produce"]
+__all__ = ["produce"]
 
 FloatArray = NDArray[np.float64]
-_G1_TARGET = "unitree_g1"
 
 
-@dataclass
-class Products:
-    files: list[Path]  # written into out_dir
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-
-def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback) -> Products:
+def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback) -> ProcessResult:
     """Turn ``source`` into the job's artifacts in ``out_dir``.
 
     Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
@@ -49,46 +47,50 @@ def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: Sta
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mocapd-work-") as work_dir:
         a = analyse_video(Path(source), settings, progress, work_dir=Path(work_dir))
-        robot = None
-        if _G1_TARGET in settings.target_ids:
-            from mocapd.robots.retarget import retarget_to_g1
-
-            robot = retarget_to_g1(a.export, a.export_contacts, mocap_type=settings.mocap_type)
+        takes = [(target, _take(target, a, settings)) for target in produced_targets(settings.target_ids)]
         a.timings_s["processing"] = time.monotonic() - started
         progress("processing", 1.0, force=True)
-        files = _package(Path(source), settings, out_dir, progress, a, robot)
+        files = _package(Path(source), settings, out_dir, progress, a, takes)
     a.timings_s["total"] = time.monotonic() - started
-    manifest = _manifest(a, robot)
+    manifest = _manifest(a, takes)
     progress("packaging", 1.0, force=True)
-    return Products(files=files, manifest=manifest)
+    return ProcessResult(files=files, manifest=manifest)
+
+
+def _take(target: Target, a: Analysis, settings: JobSettings) -> Take:
+    """What the target's files are written from: the solved motion, and for a robot its retargeting."""
+    robot = robot_target(target.id)
+    if robot is not None:
+        return Take(target.id, a.export, robot.retarget(a.export, a.export_contacts, settings.mocap_type))
+    if target.id == DEFAULT_TARGET:
+        return Take(target.id, a.export)
+    raise ValueError(f"nothing produces target {target.id!r}")
 
 
 def _package(
-    source: Path, settings: JobSettings, out_dir: Path, progress: Progress, a: Analysis, robot: Any
-) -> list[Path]:
-    from mocapd.formats.bvh import write_bvh
-    from mocapd.formats.fbx import write_fbx
-    from mocapd.formats.gltf import write_glb
+    source: Path,
+    settings: JobSettings,
+    out_dir: Path,
+    progress: Progress,
+    a: Analysis,
+    takes: list[tuple[Target, Take]],
+) -> list[ArtifactFile]:
     from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview, preview_frame_step
     from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
 
     track, export = a.track, a.export
-    files: list[Path] = []
+    robot = next((take.robot for _, take in takes if take.robot is not None), None)
+    files: list[ArtifactFile] = []
 
-    def put(name: str, data: bytes) -> None:
+    def put(name: str, data: bytes, target_id: str | None, content_type: str) -> None:
         path = out_dir / name
         path.write_bytes(data)
-        files.append(path)
+        files.append(ArtifactFile(path, target_id, content_type))
 
     progress("packaging", 0.0, force=True)
-    put("motion.fbx", write_fbx(export))
-    put("motion.bvh", write_bvh(export))
-    put("motion.glb", write_glb(export))
-    if robot is not None:
-        from mocapd.formats.robot import write_g1_csv, write_g1_json
-
-        put("g1_motion.json", write_g1_json(robot))
-        put("g1_motion.csv", write_g1_csv(robot))
+    for target, take in takes:
+        for spec in target.files():
+            put(spec.name, writer_for(spec.writer)(take), target.id, spec.content_type)
     progress("packaging", 0.1, force=True)
 
     shown = preview_frames(a, source, settings.trim_end_s, preview_frame_step(a.fps))
@@ -99,7 +101,7 @@ def _package(
             yield rgb
 
     try:
-        preview_path = out_dir / "preview.mp4"
+        preview_path = out_dir / PREVIEW_FILE.name
         encode_preview(
             frames(),
             shown.landmarks_px,
@@ -109,7 +111,7 @@ def _package(
             robot=robot,
             max_height_px=PIPELINE_PREVIEW_HEIGHT_PX,
         )
-        files.append(preview_path)
+        files.append(ArtifactFile(preview_path, None, PREVIEW_FILE.content_type))
     finally:
         shown.close()
     progress("packaging", 0.9, force=True)
@@ -140,7 +142,8 @@ def _package(
             frame_times_s=track.time_s,
         )
     )
-    put("quality.json", json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode())
+    data = json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode()
+    put(QUALITY_FILE.name, data, None, QUALITY_FILE.content_type)
     return files
 
 
@@ -150,30 +153,32 @@ def _mean_angle_deg(rot: FloatArray) -> float:
     return round(float(np.degrees(np.nanmean(np.arccos(cos)))), 3)
 
 
-def _manifest(a: Analysis, robot: Any) -> dict[str, Any]:
+def _target_facts(take: Take, a: Analysis) -> dict[str, Any]:
+    if take.robot is not None:
+        return {"variant": take.robot.variant, "fps": take.robot.fps, "frameCount": take.robot.num_frames}
+    motion, solve_report = take.motion, a.solve_report
+    return {
+        "skeleton": list(motion.skeleton.names),
+        "fps": motion.fps,
+        "frameCount": motion.num_frames,
+        "boneLengthM": {k: round(float(v), 4) for k, v in solve_report.bone_length_m.items()},
+        "scale": round(float(solve_report.scale), 4),
+        "statureM": round(float(solve_report.stature_m), 4),
+    }
+
+
+def _manifest(a: Analysis, takes: list[tuple[Target, Take]]) -> dict[str, Any]:
     """The pipeline's part of ``manifest.json`` (the runner adds job, settings, billing and files)."""
-    info, fps, track, export, solve_report = a.info, a.fps, a.track, a.export, a.solve_report
+    info, fps, track = a.info, a.fps, a.track
     report = a.world_clean.report
     targets: dict[str, Any] = {
-        "default": {
-            "resultType": "fbx",
-            "files": ["motion.fbx", "motion.bvh", "motion.glb"],
-            "skeleton": list(export.skeleton.names),
-            "fps": export.fps,
-            "frameCount": export.num_frames,
-            "boneLengthM": {k: round(float(v), 4) for k, v in solve_report.bone_length_m.items()},
-            "scale": round(float(solve_report.scale), 4),
-            "statureM": round(float(solve_report.stature_m), 4),
+        target.id: {
+            "resultType": target.kind.result_type,
+            "files": [spec.name for spec in target.files()],
+            **_target_facts(take, a),
         }
+        for target, take in takes
     }
-    if robot is not None:
-        targets[_G1_TARGET] = {
-            "resultType": "robot_motion_json",
-            "files": ["g1_motion.json", "g1_motion.csv"],
-            "variant": robot.variant,
-            "fps": robot.fps,
-            "frameCount": robot.num_frames,
-        }
     return {
         "source": {
             "width": info.width_px,

@@ -21,7 +21,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,13 @@ from mocapd.db import queue
 from mocapd.db.engine import Database
 from mocapd.db.queue import ArtifactRecord, ClaimedJob
 from mocapd.domain.jobs import JobStage
+from mocapd.domain.targets import MANIFEST_FILE, describe_file
 from mocapd.errors import InputFault, MocapdError
 from mocapd.logs import log_event
 from mocapd.pipeline.settings import JobSettings
 from mocapd.storage import artifact_key
 from mocapd.storage.base import ObjectStore
-from mocapd.worker.processor import Processor, ProcessRequest
+from mocapd.worker.processor import ArtifactFile, Processor, ProcessRequest
 
 __all__ = [
     "Abort",
@@ -43,8 +44,6 @@ __all__ = [
     "LeaseState",
     "Outcome",
     "StageRunner",
-    "artifact_content_type",
-    "artifact_target_id",
 ]
 
 log = logging.getLogger("mocapd.worker")
@@ -55,15 +54,7 @@ STAGE_SPAN: dict[JobStage, tuple[float, float]] = {
     JobStage.PROCESSING: (0.1, 0.85),
     JobStage.PACKAGING: (0.85, 1.0),
 }
-_CONTENT_TYPES = {
-    ".fbx": "application/octet-stream",
-    ".bvh": "text/plain; charset=utf-8",
-    ".glb": "model/gltf-binary",
-    ".json": "application/json",
-    ".csv": "text/csv; charset=utf-8",
-    ".mp4": "video/mp4",
-}
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = MANIFEST_FILE.name
 
 
 class Outcome(StrEnum):
@@ -125,20 +116,6 @@ class LeaseState:
             raise Abort(AbortReason.CANCELED)
         if self.stopping.is_set() and not allow_stop:
             raise Abort(AbortReason.STOPPING)
-
-
-def artifact_content_type(name: str) -> str:
-    return _CONTENT_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
-
-
-def artifact_target_id(name: str) -> str | None:
-    """``default`` for the animation files, ``unitree_g1`` for robot motion, None for the rest."""
-    stem, suffix = Path(name).stem, Path(name).suffix.lower()
-    if stem == "motion" and suffix in (".fbx", ".bvh", ".glb"):
-        return "default"
-    if stem.startswith("g1_") and suffix in (".json", ".csv"):
-        return "unitree_g1"
-    return None
 
 
 class StageRunner:
@@ -253,27 +230,27 @@ class StageRunner:
         )
         result = self.processor.process(request, progress)
         progress("packaging", 0.0)
-        files = [Path(f) for f in result.files if Path(f).name != MANIFEST_NAME]
-        names = [f.name for f in files]
+        files = [f for f in _artifact_files(result.files, request.settings.target_ids) if f.path.name != MANIFEST_NAME]
+        names = [f.path.name for f in files]
         if len(set(names)) != len(names):
             raise MocapdError("packaging_failed", "The pipeline produced two files with one name.")
         records: list[ArtifactRecord] = []
-        for i, path in enumerate(files):
+        for i, file in enumerate(files):
             lease.check(lease_s=self.lease_s, allow_stop=True)  # a zombie must not overwrite a live attempt's files
-            records.append(self._upload(job, path))
+            records.append(self._upload(job, file))
             progress("packaging", (i + 1) / (len(files) + 1))
         manifest_path = tmp / MANIFEST_NAME
         manifest_path.write_bytes(_manifest_bytes(job, request, result.manifest, records))
         lease.check(lease_s=self.lease_s, allow_stop=True)
-        records.append(self._upload(job, manifest_path))
+        records.append(self._upload(job, ArtifactFile(manifest_path, None, MANIFEST_FILE.content_type)))
         lease.check(lease_s=self.lease_s, allow_stop=True)
         if not queue.finish(self.db, job.id, job.lease_token, records):
             return Outcome.LOST
         return Outcome.COMPLETED
 
-    def _upload(self, job: ClaimedJob, path: Path) -> ArtifactRecord:
+    def _upload(self, job: ClaimedJob, file: ArtifactFile) -> ArtifactRecord:
+        path, ctype = file.path, file.content_type
         key = artifact_key(job.id, path.name)
-        ctype = artifact_content_type(path.name)
         try:
             stored = self.store.put_file(key, path, ctype)
         except Exception as exc:
@@ -284,8 +261,20 @@ class StageRunner:
             bytes=stored.bytes,
             sha256=stored.sha256,
             content_type=ctype,
-            target_id=artifact_target_id(path.name),
+            target_id=file.target_id,
         )
+
+
+def _artifact_files(files: Sequence[ArtifactFile | Path], target_ids: tuple[str, ...]) -> list[ArtifactFile]:
+    """The processor's files as records; a bare path is described by the catalogue from its name."""
+    out = []
+    for f in files:
+        if isinstance(f, ArtifactFile):
+            out.append(ArtifactFile(Path(f.path), f.target_id, f.content_type))
+        else:
+            target_id, content_type = describe_file(Path(f).name, target_ids)
+            out.append(ArtifactFile(Path(f), target_id, content_type))
+    return out
 
 
 def _check_source(job: ClaimedJob, path: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from mocapd.db.queue import retry_delay_s
 from mocapd.worker.processor import PROCESSOR_ENV, PipelineProcessor, load_processor
-from mocapd.worker.runner import Abort, AbortReason, LeaseState, artifact_content_type, artifact_target_id
+from mocapd.domain.targets import describe_file
+from mocapd.worker.runner import Abort, AbortReason, LeaseState
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 5, 12])
@@ -83,8 +84,8 @@ def test_lease_state_reasons_in_priority_order() -> None:
     ],
 )
 def test_artifact_targets_and_content_types(name: str, target: str | None, ctype: str) -> None:
-    assert artifact_target_id(name) == target
-    assert artifact_content_type(name) == ctype
+    """A processor that returns bare paths has them described by the catalogue."""
+    assert describe_file(name, ("default", "unitree_g1")) == (target, ctype)
 
 
 def test_default_processor_is_the_pipeline() -> None:
