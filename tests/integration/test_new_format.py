@@ -55,7 +55,11 @@ def test_a_registered_writer_delivers_its_file_in_the_result(pelvis_format: None
         path = store.path(source_key(job_id))
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared_file("pose2sim_balancing/cam01.mp4"), path)
-        admit(db, job_id, seconds=1)  # the window 0..1 s
+        admit(db, job_id, seconds=1)
+        with db.write() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            job.trim_end_s = 0.5  # the window 0..0.5 s
         claimed = queue.claim(db, "w1", lease_s=600.0)
         assert claimed is not None and claimed.id == job_id
         runner = StageRunner(db, store, PipelineProcessor(), lease_s=600.0, retry_backoff_s=0.0, job_timeout_s=600.0)
@@ -72,4 +76,4 @@ def test_a_registered_writer_delivers_its_file_in_the_result(pelvis_format: None
     assert output["targetId"] == "default"
     assert [f["name"] for f in output["files"]] == ["motion.bvh", "motion.fbx", "motion.glb", "pelvis.tsv"]
     stored = store.path(f"jobs/{job_id}/artifacts/pelvis.tsv").read_text().splitlines()
-    assert len(stored) == 30 and all(0.5 < float(line.split("\t")[1]) < 1.3 for line in stored)  # 1 s at 30 fps
+    assert len(stored) == 15 and all(0.5 < float(line.split("\t")[1]) < 1.3 for line in stored)  # 0.5 s at 30 fps
