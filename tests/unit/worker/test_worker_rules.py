@@ -10,8 +10,8 @@ import types
 import pytest
 
 from mocapd.db.queue import retry_delay_s
-from mocapd.worker.processor import PROCESSOR_ENV, PipelineProcessor, load_processor
 from mocapd.domain.targets import describe_file
+from mocapd.worker.processor import PROCESSOR_ENV, PipelineProcessor, load_processor
 from mocapd.worker.runner import Abort, AbortReason, LeaseState
 
 
