@@ -9,8 +9,8 @@ Records made with `log_event` carry their fields; any other record has its text 
     ts=2026-12-06T02:41:07.120Z level=info logger=mocapd.worker event=claim job=mocap_ab12 attempt=1 worker=h:42:9f
 
 A value with a space, a quote, an ``=`` or a line break is written as a JSON string, so a record is one
-line whatever it carries. An exception is shown as ``error="Type: message"`` on the same line; its
-traceback follows only at the debug level.
+line whatever it carries. An exception is shown as ``error="Type: message"`` and its traceback as one
+quoted ``traceback=`` value on the same line; at the debug level the traceback follows as plain lines.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class KeyValueFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             pairs.append(("error", f"{type(exc).__name__}: {exc}".strip().rstrip(":")))
+            if not self.tracebacks:  # kept, as one quoted value, so the record stays one line
+                pairs.append(("traceback", self.formatException(record.exc_info)))
         line = " ".join(f"{k}={_value(v)}" for k, v in pairs)
         if self.tracebacks and record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

@@ -3,6 +3,7 @@ at the level MOCAPD_LOG_LEVEL sets (the command configures logging in every work
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -29,7 +30,8 @@ def _fields(line: str) -> dict[str, str]:
     m = LINE.match(line)
     assert m, f"not one key=value record: {line!r}"
     out = {"level": m.group(1), "logger": m.group(2)}
-    out.update({k: v.strip('"') for k, v in re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', m.group(3))})
+    out.update({k: json.loads(v) if v.startswith('"') else v
+                for k, v in re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', m.group(3))})
     return out
 
 
@@ -84,7 +86,8 @@ def test_the_worker_logs_claim_stage_retry_and_finish_with_the_job_id(tmp_path: 
     assert stages == ["preflight", "processing", "packaging"]
     retry = next(r for r in mine if r["event"] == "retry")
     assert retry["level"] == "warning" and retry["stage"] == "processing" and retry["code"] == "processing_failed"
-    assert "simulated crash" in retry["error"]
+    assert retry["error"] == "RuntimeError: simulated crash in the solver"
+    assert retry["traceback"].startswith("Traceback (most recent call last)") and "probe_processor.py" in retry["traceback"]
     finish = [r for r in mine if r["event"] == "finish"]
     assert [(r["attempt"], r["outcome"]) for r in finish] == [("1", "requeued"), ("2", "completed")]
     assert all(r["worker"] for r in mine if r["event"] in ("claim", "finish"))
