@@ -137,10 +137,15 @@ def _read_scene(scene: Any) -> Rig:
             world[b] = to_world[n]
     if not np.isfinite(world).all():
         raise AvatarError("avatar_unreadable", "The skeleton's transforms are not finite numbers.")
+    # The node the root bones hang from (an armature null), kept as a node of its own when shared.
+    holders = {int(parent_of[n]) for b, n in enumerate(bones) if parents[b] < 0}
+    root_parent, root_parent_name = np.eye(4), "Armature"
+    if len(holders) == 1 and (h := holders.pop()) >= 0:
+        root_parent, root_parent_name = to_world[h], str(nodes[h].name) or "Armature"
     rest_local = np.empty_like(world)
     for b, p in enumerate(parents):
         try:
-            rest_local[b] = world[b] if p < 0 else np.linalg.solve(world[p], world[b])
+            rest_local[b] = np.linalg.solve(root_parent, world[b]) if p < 0 else np.linalg.solve(world[p], world[b])
         except np.linalg.LinAlgError as exc:
             raise AvatarError("avatar_unreadable", "A bone's transform is singular.") from exc
 
@@ -221,4 +226,6 @@ def _read_scene(scene: Any) -> Rig:
         front_axis=front_axis,
         meshes=meshes,
         warnings=warnings,
+        root_parent=root_parent,
+        root_parent_name=root_parent_name,
     )

@@ -278,9 +278,14 @@ def read_gltf(data: bytes, filename: str) -> Rig:
         bone_world = bind_to_scene[None] @ bone_world
     else:
         bind_to_scene = np.eye(4)
+    holders = {int(parent[n]) for b, n in enumerate(order) if parents[b] < 0}
+    root_parent, root_parent_name = np.eye(4), "Armature"
+    if len(holders) == 1 and (h := holders.pop()) >= 0 and abs(np.linalg.det(world[h][:3, :3])) > 1e-12:
+        root_parent, root_parent_name = world[h], node_names[h]
     rest_local = np.empty_like(bone_world)
     for b, p in enumerate(parents):
-        rest_local[b] = bone_world[b] if p < 0 else np.linalg.solve(bone_world[p], bone_world[b])
+        rest_local[b] = (np.linalg.solve(root_parent, bone_world[b]) if p < 0
+                         else np.linalg.solve(bone_world[p], bone_world[b]))
     if not np.isfinite(rest_local).all():
         raise _unreadable("the skeleton's transforms are not finite numbers")
 
@@ -369,4 +374,6 @@ def read_gltf(data: bytes, filename: str) -> Rig:
         meshes=meshes,
         vrm_humanoid=humanoid,
         warnings=warnings,
+        root_parent=root_parent,
+        root_parent_name=root_parent_name,
     )

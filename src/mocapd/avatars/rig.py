@@ -6,7 +6,8 @@ so that writers can give the user back their own bone names, hierarchy and local
 rest-pose ground at z = 0); it is a similarity (rotation, uniform scale, translation).
 
 Matrices are 4x4, column vectors (``p_world = M @ [p, 1]``). A bone's ``rest_local`` is relative to
-its parent bone (for a root bone: to the file's world, every non-bone ancestor folded in), and
+its parent bone (for a root bone: to ``root_parent``, the world transform of the node the skeleton
+hangs from, when all roots share one; otherwise the file's world, ancestors folded in), and
 ``rest_world`` is the product down the chain. The meshes' vertices are in the file frame at bind
 time, so a vertex deforms as ``sum_k w_k  W_k(t) inv(rest_world_k) v``.
 """
@@ -56,6 +57,10 @@ class Rig:
     meshes: list[RigMesh] = field(default_factory=list)
     vrm_humanoid: dict[str, str] | None = None
     to_norm: FloatArray = field(default_factory=lambda: np.eye(4))  # (4, 4) file -> mocapd frame
+    # The world transform of the (non-bone) node the root bones hang from, e.g. an "Armature" null;
+    # root bones' ``rest_local`` is relative to it. Writers keep it as a node of its own.
+    root_parent: FloatArray = field(default_factory=lambda: np.eye(4))  # (4, 4)
+    root_parent_name: str = "Armature"
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -63,7 +68,8 @@ class Rig:
         return len(self.names)
 
     def rest_world(self) -> FloatArray:
-        return compose_world(self.parents, self.rest_local)
+        """Rest world matrices of the bones in the file frame, (B, 4, 4)."""
+        return self.root_parent @ compose_world(self.parents, self.rest_local)
 
     def children(self, b: int) -> list[int]:
         return [int(c) for c in np.flatnonzero(self.parents == b)]
@@ -101,6 +107,7 @@ def save_rig(rig: Rig) -> bytes:
         "front_axis": rig.front_axis,
         "vrm_humanoid": rig.vrm_humanoid,
         "warnings": rig.warnings,
+        "root_parent_name": rig.root_parent_name,
         "meshes": [{"name": m.name, "normals": m.normals is not None} for m in rig.meshes],
     }
     arrays: dict[str, NDArray[Any]] = {
@@ -108,6 +115,7 @@ def save_rig(rig: Rig) -> bytes:
         "parents": rig.parents.astype(np.int64),
         "rest_local": rig.rest_local,
         "to_norm": rig.to_norm,
+        "root_parent": rig.root_parent,
     }
     for i, m in enumerate(rig.meshes):
         arrays[f"m{i}_positions"] = m.positions.astype(np.float32)
@@ -147,6 +155,8 @@ def load_rig(data: bytes) -> Rig:
             meshes=meshes,
             vrm_humanoid=header["vrm_humanoid"],
             to_norm=z["to_norm"].astype(np.float64),
+            root_parent=z["root_parent"].astype(np.float64),
+            root_parent_name=str(header["root_parent_name"]),
             warnings=list(header["warnings"]),
         )
 
@@ -163,3 +173,52 @@ def top_influences(joints: IntArray, weights: FloatArray) -> tuple[IntArray, Flo
     total = w.sum(axis=1, keepdims=True)
     w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
     return j.astype(np.int64), w
+
+
+def yup_rotation(up_axis: str) -> FloatArray:
+    """The rotation (3, 3) taking a file whose up axis is ``up_axis`` ("+y", "-z", ...) to Y up."""
+    axis, sign = up_axis[-1], (-1.0 if up_axis.startswith("-") else 1.0)
+    if axis == "y":
+        r = np.eye(3)
+    elif axis == "z":
+        r = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])  # (x, y, z) -> (x, z, -y)
+    else:
+        r = np.array([[0, 1.0, 0], [-1.0, 0, 0], [0, 0, 1.0]])  # x up -> y up
+    if sign < 0:
+        r = np.diag([1.0, -1.0, -1.0]) @ r
+    return r
+
+
+def decompose(m: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Translation (..., 3), rotation as wxyz quaternion (..., 4) and scale (..., 3) of affine matrices
+    (..., 4, 4) without shear; a mirroring scale is put on X."""
+    t = m[..., :3, 3]
+    basis = m[..., :3, :3]
+    s = np.linalg.norm(basis, axis=-2)  # column norms (..., 3)
+    r = basis / np.maximum(s, 1e-300)[..., None, :]
+    neg = np.linalg.det(r) < 0
+    s = np.where(neg[..., None], s * np.array([-1.0, 1.0, 1.0]), s)
+    r = np.where(neg[..., None, None], r * np.array([-1.0, 1.0, 1.0])[None, :], r)
+    # orthonormalise (polar) against rounding before taking the quaternion
+    u, _, vt = np.linalg.svd(r)
+    r = u @ vt
+    return t, quat_from_matrix(r), s
+
+
+def quat_from_matrix(r: FloatArray) -> FloatArray:
+    """wxyz unit quaternions (..., 4) of rotation matrices (..., 3, 3) (Shepperd's method)."""
+    m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
+    tr = m00 + m11 + m22
+    cands = np.stack(
+        [
+            np.stack([1 + tr, r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1),
+            np.stack([r[..., 2, 1] - r[..., 1, 2], 1 + m00 - m11 - m22, r[..., 0, 1] + r[..., 1, 0], r[..., 0, 2] + r[..., 2, 0]], -1),
+            np.stack([r[..., 0, 2] - r[..., 2, 0], r[..., 0, 1] + r[..., 1, 0], 1 - m00 + m11 - m22, r[..., 1, 2] + r[..., 2, 1]], -1),
+            np.stack([r[..., 1, 0] - r[..., 0, 1], r[..., 0, 2] + r[..., 2, 0], r[..., 1, 2] + r[..., 2, 1], 1 - m00 - m11 + m22], -1),
+        ],
+        axis=-2,
+    )  # (..., 4, 4)
+    pick = np.argmax(np.stack([tr, m00, m11, m22], -1), axis=-1)
+    q = np.take_along_axis(cands, pick[..., None, None], axis=-2)[..., 0, :]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)

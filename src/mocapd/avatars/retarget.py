@@ -1,0 +1,352 @@
+"""Retargeting a solved motion of the default skeleton onto a prepared avatar.
+
+Everything happens in mocapd's frame (Z up, metres, facing -Y; `Rig.to_norm` takes the avatar there),
+so the avatar's units, up axis, facing and bone axes do not matter:
+
+* **Rotations.** The default skeleton's rest orientations are the identity, so a joint's world
+  rotation ``G_j(t)`` is its turn away from the T-pose. A mapped avatar bone gets the world rotation
+  ``G_j(t) · D_b · M_b``, where ``M_b`` is the bone's own rest orientation (any local axes, any scale)
+  and ``D_b`` the rest-pose alignment: for arms and legs, the shortest arc turning the avatar's rest
+  bone direction (to the next mapped joint) onto the default skeleton's (an A-pose arm is raised to
+  the T-pose first, its twist kept); for the feet, the turn about the vertical that points the toes
+  the same way; the identity for pelvis, spine, neck and head (the avatar's own posture is kept).
+  Hands and toes take their parent limb's alignment.
+* **Positions.** Bone lengths are the avatar's own: positions follow from its hierarchy. The pelvis
+  is placed at the source pelvis scaled by the ratio of leg lengths (hip to ankle), so strides fit
+  the avatar. A mapped bone that hangs elsewhere in the avatar's tree than its default parent (an IK
+  foot bone under the root) follows that parent's bone rigidly.
+* **Unmapped bones** (twist, helper, finger, hair bones) keep their rest transform relative to their
+  parent.
+* **Feet.** With the pipeline's foot contacts: the root is moved vertically so that a foot in
+  contact has its rest-pose ankle height (the sole on z = 0), interpolated between contacts; the
+  horizontal drift of the feet in contact is taken off the root (the avatar's stride is its own);
+  then each foot in contact is pinned to the mean of its positions over that contact with an analytic
+  two-bone IK (thigh, calf; knee kept in its bending plane), blended in and out over a few frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.avatars.rig import Rig
+from mocapd.pipeline.contacts import FootContacts
+from mocapd.pipeline.skeleton import Motion
+
+__all__ = ["AvatarAnimation", "retarget_to_avatar"]
+
+FloatArray = NDArray[np.float64]
+
+_LIMB_NEXT = {
+    "clavicle_l": "upperarm_l", "upperarm_l": "lowerarm_l", "lowerarm_l": "hand_l",
+    "clavicle_r": "upperarm_r", "upperarm_r": "lowerarm_r", "lowerarm_r": "hand_r",
+    "thigh_l": "calf_l", "calf_l": "foot_l", "thigh_r": "calf_r", "calf_r": "foot_r",
+}  # fmt: skip
+_INHERIT = {"hand_l": "lowerarm_l", "hand_r": "lowerarm_r", "ball_l": "foot_l", "ball_r": "foot_r"}
+_BLEND_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class AvatarAnimation:
+    """The avatar's bones animated: local transforms in the file frame, world ones in mocapd's."""
+
+    rig: Rig
+    fps: float
+    local: FloatArray  # (F, B, 4, 4) relative to the parent bone (roots: to rig.root_parent), file frame
+    world_norm: FloatArray  # (F, B, 4, 4) mocapd frame
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.local.shape[0])
+
+
+def _quat_matrix(q: FloatArray) -> FloatArray:
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
+        ],
+        axis=-2,
+    )
+
+
+def arc(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Rotation matrices (..., 3, 3) turning directions ``a`` onto ``b`` by the shortest arc."""
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    c = np.sum(a * b, axis=-1)
+    v = np.cross(a, b)
+    # antiparallel: turn by pi about any axis perpendicular to a
+    perp = np.cross(a, np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
+    q = np.concatenate([(1.0 + c)[..., None], v], axis=-1)
+    flip = (1.0 + c) < 1e-9
+    q = np.where(flip[..., None], np.concatenate([np.zeros_like(c)[..., None], perp], axis=-1), q)
+    return _quat_matrix(q)
+
+
+def _yaw_arc(a: FloatArray, b: FloatArray) -> FloatArray:
+    a2 = np.array([a[0], a[1], 0.0])
+    b2 = np.array([b[0], b[1], 0.0])
+    if np.linalg.norm(a2) < 1e-9 or np.linalg.norm(b2) < 1e-9:
+        return np.eye(3)
+    return arc(a2, b2)
+
+
+def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
+class _Solver:
+    def __init__(self, motion: Motion, rig: Rig, mapping: dict[str, str]) -> None:
+        self.rig = rig
+        self.motion = motion
+        index = {n: b for b, n in enumerate(rig.names)}
+        self.bone = {k: index[v] for k, v in mapping.items() if v in index}
+        self.joint = {k: motion.skeleton.index(k) for k in self.bone}
+        self.to_norm = rig.to_norm
+        self.local_rest = rig.rest_local  # (B, 4, 4) file frame
+        self.top = rig.to_norm @ rig.root_parent  # (4, 4) roots' parent in mocapd's frame
+        self.rest = self.top @ _compose(rig.parents, rig.rest_local)  # (B, 4, 4) mocapd frame
+        pos, q = motion.world_transforms()
+        self.src_pos = pos  # (F, J, 3)
+        self.src_rot = _quat_matrix(q)  # (F, J, 3, 3)
+        self.align = self._alignments()
+        self.attach: dict[int, tuple[int, FloatArray]] = {}
+        for k, b in self.bone.items():
+            p = _mapped_parent(k, self.bone)
+            if p is not None and not rig.is_ancestor(self.bone[p], b):
+                pb = self.bone[p]
+                self.attach[b] = (pb, np.linalg.solve(self.rest[pb], self.rest[b][:, 3]))
+        self.scale = self._leg_ratio()
+        self.order = self._order()
+
+    def _order(self) -> list[int]:
+        """Bones parents first, and a bone that follows another (``attach``) after that one."""
+        done: list[int] = []
+        seen: set[int] = set()
+        pending = list(range(self.rig.num_bones))
+        while pending:
+            rest = []
+            for b in pending:
+                p = int(self.rig.parents[b])
+                a = self.attach.get(b, (-1, None))[0]
+                if (p < 0 or p in seen) and (a < 0 or a in seen):
+                    done.append(b)
+                    seen.add(b)
+                else:
+                    rest.append(b)
+            if len(rest) == len(pending):  # a cycle through attachments: drop them
+                self.attach.clear()
+                return list(range(self.rig.num_bones))
+            pending = rest
+        return done
+
+    def _rest_pos(self, key: str) -> FloatArray:
+        return self.rest[self.bone[key], :3, 3]
+
+    def _alignments(self) -> dict[str, FloatArray]:
+        sk_rest = self.motion.skeleton.rest_positions_m()
+        d: dict[str, FloatArray] = {}
+        for k in self.bone:
+            if k in _LIMB_NEXT:
+                nxt = _LIMB_NEXT[k]
+                if nxt not in self.bone:
+                    continue
+                a = self._rest_pos(nxt) - self._rest_pos(k)
+                b = sk_rest[self.motion.skeleton.index(nxt)] - sk_rest[self.motion.skeleton.index(k)]
+                d[k] = arc(a, b)
+            elif k.startswith("foot_"):
+                ball = "ball_" + k[-1]
+                if ball in self.bone:
+                    a = self._rest_pos(ball) - self._rest_pos(k)
+                    b = sk_rest[self.motion.skeleton.index(ball)] - sk_rest[self.motion.skeleton.index(k)]
+                    d[k] = _yaw_arc(a, b)
+        for k, parent in _INHERIT.items():
+            if k in self.bone and parent in d:
+                d[k] = d[parent]
+        for k, nxt in _LIMB_NEXT.items():  # a limb bone whose next joint is unmapped: its parent's turn
+            if k in self.bone and k not in d and nxt not in self.bone:
+                d[k] = np.eye(3)
+        return d
+
+    def _leg_ratio(self) -> float:
+        sk = self.motion.skeleton
+        ratios = []
+        for s in ("l", "r"):
+            avatar = np.linalg.norm(self._rest_pos(f"calf_{s}") - self._rest_pos(f"thigh_{s}")) + np.linalg.norm(
+                self._rest_pos(f"foot_{s}") - self._rest_pos(f"calf_{s}")
+            )
+            source = np.linalg.norm(sk.rest_offsets_m[sk.index(f"calf_{s}")]) + np.linalg.norm(
+                sk.rest_offsets_m[sk.index(f"foot_{s}")]
+            )
+            ratios.append(avatar / max(source, 1e-9))
+        return float(np.mean(ratios))
+
+    def pose(self, pelvis_pos: FloatArray, overrides: dict[int, FloatArray] | None = None) -> FloatArray:
+        """World matrices (F, B, 4, 4) in mocapd's frame; ``overrides`` replace mapped bones' 3x3 parts."""
+        overrides = overrides or {}
+        nf = self.src_pos.shape[0]
+        nb = self.rig.num_bones
+        world = np.empty((nf, nb, 4, 4))
+        by_bone = {b: k for k, b in self.bone.items()}
+        pelvis = self.bone["pelvis"]
+        for b in self.order:
+            p = int(self.rig.parents[b])
+            base = (world[:, p] if p >= 0 else self.top[None]) @ self.local_rest[b]  # (F or 1, 4, 4)
+            k = by_bone.get(b)
+            if k is not None:
+                m = np.array(np.broadcast_to(base, (nf, 4, 4)))
+                if b in overrides:
+                    m[:, :3, :3] = overrides[b]
+                else:
+                    turn = self.src_rot[:, self.joint[k]] @ self.align.get(k, np.eye(3))  # (F, 3, 3)
+                    m[:, :3, :3] = turn @ self.rest[b, :3, :3]
+                if b == pelvis:
+                    m[:, :3, 3] = pelvis_pos
+                elif b in self.attach:
+                    a, offset = self.attach[b]
+                    m[:, :3, 3] = (world[:, a] @ offset)[:, :3]
+                world[:, b] = m
+            else:
+                world[:, b] = np.broadcast_to(base, (nf, 4, 4))
+        return world
+
+
+def _mapped_parent(key: str, bone: dict[str, int]) -> str | None:
+    from mocapd.avatars.mapping import DEFAULT_PARENTS
+
+    p = DEFAULT_PARENTS[key]
+    while p is not None and p not in bone:
+        p = DEFAULT_PARENTS[p]
+    return p
+
+
+def _compose(parents: NDArray[np.int64], local: FloatArray) -> FloatArray:
+    world = np.empty_like(local)
+    for b, p in enumerate(parents):
+        world[b] = local[b] if p < 0 else world[p] @ local[b]
+    return world
+
+
+def _interpolate(values: FloatArray, known: NDArray[np.bool_]) -> FloatArray:
+    idx = np.arange(len(values))
+    if not known.any():
+        return np.zeros_like(values)
+    return np.interp(idx, idx[known], values[known])
+
+
+def _smooth(x: FloatArray, frames: int) -> FloatArray:
+    if frames <= 1 or len(x) < 3:
+        return x
+    k = np.ones(frames) / frames
+    pad = frames // 2
+    return np.convolve(np.pad(x, (pad, frames - 1 - pad), mode="edge"), k, mode="valid")
+
+
+def _two_bone_ik(
+    hip: FloatArray, knee: FloatArray, ankle: FloatArray, target: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Turns (N, 3, 3) for the thigh and then the calf that put the ankle on ``target``, the knee kept
+    in its bending plane (the thigh turns by the first, the calf by the second after the first)."""
+    a = np.linalg.norm(knee - hip, axis=1)
+    b = np.linalg.norm(ankle - knee, axis=1)
+    v = target - hip
+    dist = np.linalg.norm(v, axis=1)
+    u = v / np.maximum(dist, 1e-12)[:, None]
+    length = np.clip(dist, np.abs(a - b) + 1e-6, a + b - 1e-6)
+    rel = knee - hip
+    p = rel - np.sum(rel * u, axis=1, keepdims=True) * u
+    pn = np.linalg.norm(p, axis=1)
+    p = np.where((pn > 1e-9)[:, None], p / np.maximum(pn, 1e-12)[:, None], np.array([0.0, -1.0, 0.0]))
+    cos_a = np.clip((a**2 + length**2 - b**2) / (2 * a * length), -1.0, 1.0)
+    sin_a = np.sqrt(1.0 - cos_a**2)
+    knee_new = hip + a[:, None] * (cos_a[:, None] * u + sin_a[:, None] * p)
+    ankle_new = hip + length[:, None] * u
+    t1 = arc(knee - hip, knee_new - hip)
+    calf_dir = np.einsum("nij,nj->ni", t1, ankle - knee)
+    t2 = arc(calf_dir, ankle_new - knee_new)
+    return t1, t2
+
+
+def retarget_to_avatar(
+    motion: Motion, rig: Rig, mapping: dict[str, str], contacts: FootContacts | None = None
+) -> AvatarAnimation:
+    """``motion`` (the default skeleton) performed by the avatar ``rig`` (see the module doc)."""
+    s = _Solver(motion, rig, mapping)
+    pelvis_pos = s.src_pos[:, s.motion.skeleton.index("pelvis")] * s.scale  # (F, 3)
+    world = s.pose(pelvis_pos)
+    nf = world.shape[0]
+    feet = [(side, s.bone[f"thigh_{side}"], s.bone[f"calf_{side}"], s.bone[f"foot_{side}"]) for side in ("l", "r")]
+    rest_h = {side: float(s.rest[f, 2, 3]) for side, _, _, f in feet}
+    if contacts is not None and contacts.num_frames == nf:
+        contact = contacts.per_foot  # (F, 2) left, right
+    else:
+        contact = np.zeros((nf, 2), dtype=bool)
+    # 1. vertical: a foot in contact stands at its rest-pose height
+    dz = np.zeros(nf)
+    known = contact.any(axis=1)
+    for i, (side, _, _, f) in enumerate(feet):
+        gap = rest_h[side] - world[:, f, 2, 3]
+        dz = np.where(contact[:, i] & ~(contact[:, 1 - i]), gap, dz)
+    both = contact.all(axis=1)
+    dz = np.where(both, np.mean([rest_h[sd] - world[:, f, 2, 3] for sd, _, _, f in feet], axis=0), dz)
+    if known.any():
+        dz = _smooth(_interpolate(dz, known), 3)
+    else:  # no contact known: the lowest foot of the clip at its rest height
+        dz = np.full(nf, min(rest_h[sd] - float(world[:, f, 2, 3].min()) for sd, _, _, f in feet))
+    pelvis_pos = pelvis_pos + np.stack([np.zeros(nf), np.zeros(nf), dz], axis=1)
+    world = s.pose(pelvis_pos)
+    # 2. horizontal: the avatar's strides differ from the source's; the drift of the feet in contact
+    # is taken off the root (accumulated), so a planted foot needs little leg correction
+    if contact.any():
+        step = np.zeros((nf, 2))
+        for i, (_, _, _, f) in enumerate(feet):
+            d = np.diff(world[:, f, :2, 3], axis=0)  # (F-1, 2)
+            both = contact[1:, i] & contact[:-1, i]
+            step[1:] += np.where(both[:, None], d, 0.0)
+        count = np.zeros(nf)
+        count[1:] = (contact[1:] & contact[:-1]).sum(axis=1)
+        drift = np.cumsum(step / np.maximum(count, 1)[:, None], axis=0)
+        pelvis_pos = pelvis_pos - np.concatenate([drift, np.zeros((nf, 1))], axis=1)
+        world = s.pose(pelvis_pos)
+    # 3. pin each foot in contact to the mean of its positions over that contact
+    overrides: dict[int, FloatArray] = {}
+    for i, (side, thigh, calf, foot) in enumerate(feet):
+        ankle = world[:, foot, :3, 3]
+        correction = np.zeros((nf, 3))
+        weight = np.zeros(nf)
+        for start, end in _runs(contact[:, i]):
+            target = np.array([*ankle[start:end, :2].mean(axis=0), rest_h[side]])
+            correction[start:end] = target - ankle[start:end]
+            weight[start:end] = 1.0
+            for k in range(1, _BLEND_FRAMES + 1):  # ramp out after lift-off and in before touch-down
+                w = 1.0 - k / (_BLEND_FRAMES + 1)
+                if end - 1 + k < nf and weight[end - 1 + k] < w:
+                    correction[end - 1 + k] = correction[end - 1] * w
+                    weight[end - 1 + k] = w
+                if start - k >= 0 and weight[start - k] < w:
+                    correction[start - k] = correction[start] * w
+                    weight[start - k] = w
+        active = weight > 0
+        if not active.any():
+            continue
+        hip, knee = world[active, thigh, :3, 3], world[active, calf, :3, 3]
+        t1, t2 = _two_bone_ik(hip, knee, ankle[active], ankle[active] + correction[active])
+        thigh_m = np.array(world[:, thigh, :3, :3])
+        calf_m = np.array(world[:, calf, :3, :3])
+        thigh_m[active] = t1 @ thigh_m[active]
+        calf_m[active] = t2 @ t1 @ calf_m[active]
+        overrides[thigh], overrides[calf] = thigh_m, calf_m
+    if overrides:
+        world = s.pose(pelvis_pos, overrides)
+    # file frame locals
+    inv_top = np.linalg.inv(s.top)
+    local = np.empty_like(world)
+    for b, p in enumerate(rig.parents):
+        local[:, b] = (inv_top[None] @ world[:, b]) if p < 0 else np.linalg.solve(world[:, p], world[:, b])
+    return AvatarAnimation(rig, motion.fps, local, world)

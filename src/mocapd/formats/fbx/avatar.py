@@ -1,0 +1,260 @@
+"""An animated avatar -> binary FBX 7.4: the user's own skeleton, mesh and skin, one take.
+
+Built on the same encoder and document pieces as the default skeleton's FBX (``scene.py``); what
+differs is that the rest pose is the user's:
+
+* ``GlobalSettings``: Y up, front +Z, and ``UnitScaleFactor`` = the source file's unit in
+  centimetres, so positions keep the file's units (a centimetre FBX stays in centimetres, a glTF
+  character is written in metres).
+* A ``Null`` model named after the node the skeleton hangs from (``Rig.root_parent``, e.g. the
+  armature) carries that node's transform, turned Y up when the source was not; under it one
+  ``LimbNode`` per bone with its own name and local rest transform (translation, rotation, scale).
+* One ``Mesh`` model + ``Geometry`` per mesh at the scene root (vertices in the output frame,
+  triangles, per-vertex normals), each with a ``Skin`` deformer and one ``Cluster`` per bone that
+  deforms it (``Indexes``/``Weights``; ``TransformLink`` = the bone's rest global matrix,
+  ``Transform`` = its inverse, the mesh sitting at the identity); a ``BindPose`` of the rest pose.
+* One ``AnimationStack``/``AnimationLayer`` ``Take 001``: ``R`` curves (XYZ Euler degrees,
+  unwrapped) on the bones whose rotation changes and ``T`` curves on those whose position changes,
+  one linear key per frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.avatars.retarget import AvatarAnimation
+from mocapd.avatars.rig import Rig, compose_world, decompose, yup_rotation
+from mocapd.formats.avatar_gltf import vertex_normals
+from mocapd.formats.fbx.encode import FBX_VERSION, FbxNode, Int64, encode_fbx
+from mocapd.formats.fbx.euler import matrix_from_quat_wxyz, unwrapped_euler_xyz_rad
+from mocapd.formats.fbx.scene import (
+    _SEP,
+    TAKE_NAME,
+    _attribute,
+    _connections,
+    _curve,
+    _definitions,
+    _global_settings,
+    _header_nodes,
+    _Ids,
+    _ktimes,
+    _p,
+    _props70,
+)
+
+__all__ = ["write_avatar_fbx"]
+
+FloatArray = NDArray[np.float64]
+
+_CHANGING = 1e-6
+
+
+def _flat(m: FloatArray) -> NDArray[np.float64]:
+    """A 4x4 matrix as FBX stores it (column by column)."""
+    return np.ascontiguousarray(m.T).reshape(16).astype(np.float64)
+
+
+def _model(uid: Int64, name: str, kind: str, t: FloatArray, r_deg: FloatArray, s: FloatArray) -> FbxNode:
+    node = FbxNode("Model", [uid, name + _SEP + "Model", kind])
+    node.add("Version", 232)
+    node.children.append(
+        _props70(
+            _p("RotationOrder", "enum", "", "", 0),
+            _p("InheritType", "enum", "", "", 1),
+            _p("DefaultAttributeIndex", "int", "Integer", "", 0),
+            _p("Lcl Translation", "Lcl Translation", "", "A", *map(float, t)),
+            _p("Lcl Rotation", "Lcl Rotation", "", "A", *map(float, r_deg)),
+            _p("Lcl Scaling", "Lcl Scaling", "", "A", *map(float, s)),
+        )
+    )
+    node.add("Shading", True)
+    node.add("Culling", "CullingOff")
+    return node
+
+
+def _euler_deg(q_wxyz: FloatArray) -> FloatArray:
+    """Unwrapped XYZ Euler degrees (F, B, 3) of wxyz quaternions (F, B, 4)."""
+    return np.degrees(unwrapped_euler_xyz_rad(matrix_from_quat_wxyz(q_wxyz)))
+
+
+def _global_settings_units(fps: float, stop: int, unit_cm: float) -> FbxNode:
+    node = _global_settings(fps, stop)
+    for child in node.children:
+        if child.name == "Properties70":
+            for p in child.children:
+                if p.props and p.props[0] in ("UnitScaleFactor", "OriginalUnitScaleFactor"):
+                    p.props[4] = float(unit_cm)
+    return node
+
+
+def _geometry(uid: Int64, name: str, positions: FloatArray, triangles: NDArray[np.int64]) -> FbxNode:
+    geo = FbxNode("Geometry", [uid, name + _SEP + "Geometry", "Mesh"])
+    geo.children.append(_props70())
+    geo.add("GeometryVersion", 124)
+    geo.add("Vertices", positions.reshape(-1).astype(np.float64))
+    index = triangles.astype(np.int32).copy()
+    index[:, 2] = -index[:, 2] - 1  # the last corner of each polygon is stored as -(i + 1)
+    geo.add("PolygonVertexIndex", index.reshape(-1))
+    normals = geo.add("LayerElementNormal", 0)
+    normals.add("Version", 101)
+    normals.add("Name", "")
+    normals.add("MappingInformationType", "ByVertice")
+    normals.add("ReferenceInformationType", "Direct")
+    normals.add("Normals", vertex_normals(positions, triangles).reshape(-1).astype(np.float64))
+    layer = geo.add("Layer", 0)
+    layer.add("Version", 100)
+    element = layer.add("LayerElement")
+    element.add("Type", "LayerElementNormal")
+    element.add("TypedIndex", 0)
+    return geo
+
+
+def write_avatar_fbx(anim: AvatarAnimation) -> bytes:
+    """Binary FBX 7.4 of ``anim`` (see the module doc)."""
+    return encode_fbx(build_avatar_document(anim), FBX_VERSION)
+
+
+def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
+    rig: Rig = anim.rig
+    nb = rig.num_bones
+    nf = anim.num_frames
+    if nf < 1:
+        raise ValueError("cannot write an FBX of an animation with no frames")
+    if not np.isfinite(anim.local).all():
+        raise ValueError("animation has non-finite values")
+    up = np.eye(4)
+    up[:3, :3] = yup_rotation(rig.up_axis)
+    top = up @ rig.root_parent  # (4, 4) the armature node in the output frame
+    rest_global = top[None] @ compose_world(rig.parents, rig.rest_local)  # (B, 4, 4)
+    t_rest, q_rest, s_rest = decompose(rig.rest_local)
+    r_rest = _euler_deg(q_rest[None])[0]  # (B, 3)
+    t_anim, q_anim, _ = decompose(anim.local)  # (F, B, 3), (F, B, 4)
+    r_anim = _euler_deg(np.concatenate([q_rest[None], q_anim], axis=0))[1:]  # unwrapped from the rest angles
+    times = _ktimes(nf, anim.fps)
+    stop = int(times[-1])
+    scale = max(float(np.abs(rig.rest_local[:, :3, 3]).max()), 1e-9)
+
+    ids = _Ids()
+    doc_id, arm_id, arm_attr = ids(), ids(), ids()
+    bone_ids = [ids() for _ in range(nb)]
+    attr_ids = [ids() for _ in range(nb)]
+    links: list[tuple[Int64, Int64, str | None]] = [(arm_id, Int64(0), None), (arm_attr, arm_id, None)]
+    objects = FbxNode("Objects")
+    at, aq, a_s = decompose(top)
+    objects.children.append(_attribute(arm_attr, rig.root_parent_name, "Null", 0.0))
+    objects.children.append(_model(arm_id, rig.root_parent_name, "Null", at, _euler_deg(aq[None, None])[0, 0], a_s))
+    size = float(max(np.linalg.norm(t_rest, axis=1).max(), 1e-6))
+    for b, name in enumerate(rig.names):
+        objects.children.append(_attribute(attr_ids[b], name, "LimbNode", size))
+        objects.children.append(_model(bone_ids[b], name, "LimbNode", t_rest[b], r_rest[b], s_rest[b]))
+        p = int(rig.parents[b])
+        links.append((bone_ids[b], arm_id if p < 0 else bone_ids[p], None))
+        links.append((attr_ids[b], bone_ids[b], None))
+
+    mesh_ids: list[Int64] = []
+    num_clusters = 0
+    for mesh in rig.meshes:
+        model_id, geo_id, skin_id = ids(), ids(), ids()
+        mesh_ids.append(model_id)
+        positions = mesh.positions @ up[:3, :3].T
+        objects.children.append(_model(model_id, mesh.name, "Mesh", np.zeros(3), np.zeros(3), np.ones(3)))
+        objects.children.append(_geometry(geo_id, mesh.name, positions, mesh.triangles))
+        skin = FbxNode("Deformer", [skin_id, mesh.name + _SEP + "Deformer", "Skin"])
+        skin.add("Version", 101)
+        skin.add("Link_DeformAcuracy", 50.0)
+        objects.children.append(skin)
+        links += [(model_id, Int64(0), None), (geo_id, model_id, None), (skin_id, geo_id, None)]
+        for b in np.unique(mesh.joints[mesh.weights > 0]):
+            rows, cols = np.nonzero((mesh.joints == b) & (mesh.weights > 0))
+            cluster_id = ids()
+            cluster = FbxNode("Deformer", [cluster_id, rig.names[b] + _SEP + "SubDeformer", "Cluster"])
+            cluster.add("Version", 100)
+            cluster.add("UserData", "", "")
+            cluster.add("Indexes", rows.astype(np.int32))
+            cluster.add("Weights", mesh.weights[rows, cols].astype(np.float64))
+            cluster.add("Transform", _flat(np.linalg.inv(rest_global[b])))
+            cluster.add("TransformLink", _flat(rest_global[b]))
+            objects.children.append(cluster)
+            num_clusters += 1
+            links += [(cluster_id, skin_id, None), (bone_ids[int(b)], cluster_id, None)]
+
+    pose_id, stack_id, layer_id = ids(), ids(), ids()
+    pose = FbxNode("Pose", [pose_id, "BindPose" + _SEP + "Pose", "BindPose"])
+    pose.add("Type", "BindPose")
+    pose.add("Version", 100)
+    entries = [(arm_id, top), *zip(bone_ids, rest_global, strict=True), *((m, np.eye(4)) for m in mesh_ids)]
+    pose.add("NbPoseNodes", len(entries))
+    for uid, matrix in entries:
+        pn = pose.add("PoseNode")
+        pn.add("Node", uid)
+        pn.add("Matrix", _flat(matrix))
+    objects.children.append(pose)
+
+    stack = FbxNode("AnimationStack", [stack_id, TAKE_NAME + _SEP + "AnimStack", ""])
+    stack.children.append(
+        _props70(
+            _p("LocalStart", "KTime", "Time", "", Int64(0)),
+            _p("LocalStop", "KTime", "Time", "", Int64(stop)),
+            _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
+            _p("ReferenceStop", "KTime", "Time", "", Int64(stop)),
+        )
+    )
+    objects.children.append(stack)
+    objects.children.append(FbxNode("AnimationLayer", [layer_id, "BaseLayer" + _SEP + "AnimLayer", ""]))
+    links.append((layer_id, stack_id, None))
+    num_curve_nodes = 0
+    for b in range(nb):
+        channels = []
+        if np.abs(t_anim[:, b] - t_rest[b]).max() > _CHANGING * scale:
+            channels.append(("T", "Lcl Translation", t_anim[:, b]))
+        if np.abs(np.abs(np.sum(q_anim[:, b] * q_rest[b], axis=1)) - 1.0).max() > _CHANGING:
+            channels.append(("R", "Lcl Rotation", r_anim[:, b]))
+        for short, prop, values in channels:
+            node_id = ids()
+            cn = FbxNode("AnimationCurveNode", [node_id, short + _SEP + "AnimCurveNode", ""])
+            cn.children.append(_props70(*(_p(f"d|{ax}", "Number", "", "A", float(values[0, k])) for k, ax in enumerate("XYZ"))))
+            objects.children.append(cn)
+            num_curve_nodes += 1
+            links += [(node_id, layer_id, None), (node_id, bone_ids[b], prop)]
+            for k, ax in enumerate("XYZ"):
+                curve_id = ids()
+                objects.children.append(_curve(curve_id, times, values[:, k]))
+                links.append((curve_id, node_id, f"d|{ax}"))
+
+    document = FbxNode("Document", [doc_id, "", "Scene"])
+    document.children.append(
+        _props70(_p("SourceObject", "object", "", ""), _p("ActiveAnimStackName", "KString", "", "", TAKE_NAME))
+    )
+    document.add("RootNode", Int64(0))
+    documents = FbxNode("Documents")
+    documents.add("Count", 1)
+    documents.children.append(document)
+    counts = {
+        "GlobalSettings": 1,
+        "NodeAttribute": nb + 1,
+        "Model": nb + 1 + len(rig.meshes),
+        "Geometry": len(rig.meshes),
+        "Deformer": len(rig.meshes) + num_clusters,
+        "Pose": 1,
+        "AnimationStack": 1,
+        "AnimationLayer": 1,
+        "AnimationCurveNode": num_curve_nodes,
+        "AnimationCurve": 3 * num_curve_nodes,
+    }
+    takes = FbxNode("Takes")
+    takes.add("Current", TAKE_NAME)
+    take = takes.add("Take", TAKE_NAME)
+    take.add("FileName", TAKE_NAME.replace(" ", "_") + ".tak")
+    take.add("LocalTime", Int64(0), Int64(stop))
+    take.add("ReferenceTime", Int64(0), Int64(stop))
+    return [
+        *_header_nodes(),
+        _global_settings_units(anim.fps, stop, rig.unit_m * 100.0),
+        documents,
+        FbxNode("References"),
+        _definitions(counts),
+        objects,
+        _connections(iter(links)),
+        takes,
+    ]

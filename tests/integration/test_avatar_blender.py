@@ -1,0 +1,78 @@
+"""Every shared rig, animated by a CMU take and written as FBX, imported by Blender (``bpy``): one
+armature with the avatar's own bone names, its meshes bound to it by an Armature modifier and vertex
+groups named after the bones, the take at its length and rate, and on every frame the bones where
+our forward kinematics puts them (so the feet stand where the retargeting put them: on the ground)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mocapd.avatars.prepare import prepare_bytes
+from mocapd.avatars.retarget import retarget_to_avatar
+from mocapd.avatars.rig import yup_rotation
+from mocapd.formats.fbx.avatar import write_avatar_fbx
+from mocapd.pipeline.contacts import detect_contacts
+from mocapd.pipeline.resample import resample_motion
+from mocapd.pipeline.skeleton import Motion
+from tests.conftest import shared_file
+from tests.support.cmu import cmu_motion
+from tests.support.rigs import RIGS, rig_bytes
+
+bpy = pytest.importorskip("bpy", reason="bpy (Blender as a module) is in the dev extra")
+
+_FRAMES = 45
+_ZUP_FROM_YUP = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # Blender's import of a Y-up file
+
+
+def _short_take() -> Motion:
+    m = resample_motion(cmu_motion(shared_file("bvh/cmu_131_01.bvh")), 30.0)
+    return Motion(m.skeleton, m.fps, m.local_translation_m[60 : 60 + _FRAMES], m.local_quat_wxyz[60 : 60 + _FRAMES])
+
+
+@pytest.mark.parametrize("name", RIGS)
+def test_blender_imports_the_avatar_fbx(name: str, tmp_path: Path) -> None:
+    prepared = prepare_bytes(rig_bytes(name), name)
+    rig, mapping = prepared.rig, prepared.facts["mapping"]
+    motion = _short_take()
+    anim = retarget_to_avatar(motion, rig, mapping, detect_contacts(motion))
+    path = tmp_path / f"avatar_{Path(name).stem}.fbx"
+    path.write_bytes(write_avatar_fbx(anim))
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.import_scene.fbx(filepath=str(path)) == {"FINISHED"}
+    scene = bpy.context.scene
+    (arm,) = [o for o in scene.objects if o.type == "ARMATURE"]
+    meshes = [o for o in scene.objects if o.type == "MESH"]
+    assert {b.name for b in arm.pose.bones} == set(rig.names)
+    assert len(meshes) == len(rig.meshes)
+    for obj in meshes:
+        mods = [m for m in obj.modifiers if m.type == "ARMATURE"]
+        assert mods and mods[0].object == arm
+        groups = {g.name for g in obj.vertex_groups}
+        assert groups and groups <= set(rig.names)
+    first, last = (int(round(v)) for v in arm.animation_data.action.frame_range)
+    assert last - first + 1 == _FRAMES and scene.render.fps == 30
+
+    # expected bone heads in Blender's frame: mocapd frame -> file frame -> the FBX's Y-up -> Z-up metres
+    to_file = np.linalg.inv(rig.to_norm)
+    file_pos = np.einsum("ij,fbj->fbi", to_file, anim.world_norm[:, :, :, 3])[..., :3]  # (F, B, 3)
+    expected = np.einsum("ij,fbj->fbi", rig.unit_m * _ZUP_FROM_YUP @ yup_rotation(rig.up_axis), file_pos)
+    order = [rig.names.index(b.name) for b in arm.pose.bones]
+    tol = 1e-3 * max(prepared.facts["heightM"], 1.0)
+    for k, frame in enumerate(range(first, last + 1, 4)):
+        scene.frame_set(frame)
+        world = np.array(arm.matrix_world)
+        heads = np.array([tuple(b.head) for b in arm.pose.bones]) @ world[:3, :3].T + world[:3, 3]
+        err = np.linalg.norm(heads - expected[4 * k, order], axis=1)
+        assert err.max() < tol, (frame, arm.pose.bones[int(err.argmax())].name, float(err.max()))
+    # the skin follows the bones: the evaluated mesh moves with the animation
+    scene.frame_set(first)
+    dg = bpy.context.evaluated_depsgraph_get()
+    v0 = np.array([tuple(v.co) for v in meshes[0].evaluated_get(dg).to_mesh().vertices])
+    scene.frame_set(last)
+    dg = bpy.context.evaluated_depsgraph_get()
+    v1 = np.array([tuple(v.co) for v in meshes[0].evaluated_get(dg).to_mesh().vertices])
+    assert np.abs(v1 - v0).max() > 0.01 * prepared.facts["heightM"]

@@ -1,0 +1,124 @@
+"""A CMU take (known motion) solved onto the default skeleton and retargeted onto every shared rig:
+bone directions follow the source, feet stand on the ground and stay still in contact, unmapped
+bones keep their rest pose, and both writers' files read back (GLB: pygltflib's validator and our
+reader; FBX: ufbx through our reader)."""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pygltflib
+import pytest
+
+from mocapd.avatars.prepare import PreparedAvatar, prepare_bytes
+from mocapd.avatars.read_fbx import read_fbx
+from mocapd.avatars.read_gltf import read_gltf
+from mocapd.avatars.retarget import AvatarAnimation, retarget_to_avatar
+from mocapd.formats.avatar_gltf import write_avatar_glb
+from mocapd.formats.fbx.avatar import write_avatar_fbx
+from mocapd.pipeline.contacts import FootContacts, detect_contacts
+from mocapd.pipeline.resample import resample_motion
+from mocapd.pipeline.skeleton import Motion
+from tests.conftest import shared_file
+from tests.support.cmu import cmu_motion
+from tests.support.rigs import RIGS, rig_bytes
+
+ARMS_AND_TORSO = {"clavicle_l": "upperarm_l", "upperarm_l": "lowerarm_l", "lowerarm_l": "hand_l",
+                  "clavicle_r": "upperarm_r", "upperarm_r": "lowerarm_r", "lowerarm_r": "hand_r",
+                  "pelvis": "spine_03", "spine_03": "head"}
+LEGS = {"thigh_l": "calf_l", "calf_l": "foot_l", "thigh_r": "calf_r", "calf_r": "foot_r"}
+HUMAN_M = 1.75  # tolerances in centimetres are for a human of this height, scaled to the rig's
+
+
+@lru_cache(maxsize=1)
+def _source() -> tuple[Motion, FootContacts]:
+    motion = resample_motion(cmu_motion(shared_file("bvh/cmu_131_03.bvh")), 30.0)  # start, hop, stop
+    return motion, detect_contacts(motion)
+
+
+@lru_cache(maxsize=8)
+def _retargeted(name: str) -> tuple[PreparedAvatar, AvatarAnimation]:
+    prepared = prepare_bytes(rig_bytes(name), name)
+    motion, contacts = _source()
+    return prepared, retarget_to_avatar(motion, prepared.rig, prepared.facts["mapping"], contacts)
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    cos = np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+@pytest.mark.parametrize("name", RIGS)
+def test_bones_follow_the_source_and_feet_stay_planted(name: str) -> None:
+    prepared, anim = _retargeted(name)
+    motion, contacts = _source()
+    rig, mapping = prepared.rig, prepared.facts["mapping"]
+    ix = {n: i for i, n in enumerate(rig.names)}
+    pos = anim.world_norm[:, :, :3, 3]  # (F, B, 3) mocapd frame
+    src = motion.world_positions_m()
+    sk = motion.skeleton
+    for k, nxt in {**ARMS_AND_TORSO, **LEGS}.items():  # every mapped bone, every frame, within 20 degrees
+        if k in mapping and nxt in mapping:
+            ang = _angle_deg(pos[:, ix[mapping[nxt]]] - pos[:, ix[mapping[k]]],
+                             src[:, sk.index(nxt)] - src[:, sk.index(k)])
+            assert ang.max() < 20.0, (k, float(ang.max()))
+    scale = prepared.facts["heightM"] / HUMAN_M
+    rest = (rig.to_norm @ rig.rest_world())[:, :3, 3]
+    for i, side in enumerate("lr"):
+        foot = ix[mapping[f"foot_{side}"]]
+        c = contacts.per_foot[:, i]
+        assert c.sum() > 10
+        height_err = np.abs(pos[c, foot, 2] - rest[foot, 2])
+        assert height_err.max() < 0.01 * scale, height_err.max()
+        both = c[1:] & c[:-1]
+        slide = np.linalg.norm(np.diff(pos[:, foot, :2], axis=0), axis=1)[both] * motion.fps
+        assert slide.mean() < 0.02 * scale, slide.mean()
+    unmapped = [b for b in range(rig.num_bones) if rig.names[b] not in set(mapping.values())]
+    assert unmapped or name == "rigged_figure.glb"  # its 19 joints are all mapped
+    for b in unmapped:  # unmapped bones keep their rest transform relative to their parent
+        if int(rig.parents[b]) >= 0:
+            assert np.allclose(anim.local[:, b], rig.rest_local[b], atol=1e-6 * max(1.0, np.abs(rig.rest_local[b]).max()))
+    assert np.isfinite(anim.local).all()
+
+
+@pytest.mark.parametrize("name", RIGS)
+def test_glb_validates_and_reads_back(name: str) -> None:
+    prepared, anim = _retargeted(name)
+    data = write_avatar_glb(anim)
+    gltf = pygltflib.GLTF2.load_from_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the validator announces itself as provisional
+        from pygltflib.validator import validate
+
+        validate(gltf)
+    back = read_gltf(data, "out.glb")
+    assert back.names == prepared.rig.names and len(back.meshes) == len(prepared.rig.meshes)
+    assert sum(len(m.positions) for m in back.meshes) == sum(len(m.positions) for m in prepared.rig.meshes)
+    (animation,) = gltf.animations
+    assert animation.name == "Take 001" and len(animation.channels) >= 15
+    times = gltf.accessors[animation.samplers[0].input]
+    assert times.count == anim.num_frames and times.max[0] == pytest.approx((anim.num_frames - 1) / anim.fps)
+    # the rest pose survives the trip: same bone positions (glTF frame, metres) as the rig's own
+    rest_back = back.rest_world()[:, :3, 3]
+    rest = (np.diag([1.0, 1.0, 1.0, 1.0]) @ prepared.rig.rest_world())[:, :3, 3]
+    if prepared.rig.format != "fbx" and prepared.rig.up_axis[-1] == "y":
+        assert np.allclose(rest_back, rest, atol=1e-4 * prepared.facts["heightM"])
+
+
+@pytest.mark.parametrize("name", RIGS)
+def test_fbx_reads_back_with_names_mesh_and_skin(name: str) -> None:
+    prepared, anim = _retargeted(name)
+    data = write_avatar_fbx(anim)
+    back = read_fbx(data, "out.fbx")
+    rig = prepared.rig
+    assert back.names == rig.names and back.unit_m == pytest.approx(rig.unit_m)
+    assert [int(p) for p in back.parents] == [int(p) for p in rig.parents]
+    assert len(back.meshes) == len(rig.meshes)
+    for m0, m1 in zip(rig.meshes, back.meshes, strict=True):
+        assert len(m1.positions) == len(m0.positions)
+        assert np.allclose(np.sort(m1.weights, axis=1), np.sort(m0.weights, axis=1), atol=1e-5)
+    again = prepare_bytes(data, "out.fbx").facts
+    assert again["mapping"] == prepared.facts["mapping"]
+    assert again["heightM"] == pytest.approx(prepared.facts["heightM"], rel=1e-3)
