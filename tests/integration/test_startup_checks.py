@@ -195,3 +195,47 @@ def test_readyz_says_in_words_what_broke(tmp_path: Path, endpoint: str, monkeypa
             checks = ready.json()["checks"]
             assert checks["storage"].startswith(f"error: the bucket '{bucket}' does not exist at {endpoint}")
             assert checks["database"].startswith(f"error: the database '{name}' does not exist on 127.0.0.1:5432")
+
+
+# ---------------------------------------------------------------------------------------------- at run time
+
+
+def _key(db_url: str) -> str:
+    from mocapd.db.accounts import create_account, create_key
+    from mocapd.db.engine import Database
+    from mocapd.db.ledger import grant
+
+    db = Database(db_url)
+    try:
+        with db.write() as s:
+            acct = create_account(s, f"rt-{secrets.token_hex(3)}", "starter")
+            grant(s, acct.id, 100, "api", reason="test")
+            return create_key(s, acct)
+    finally:
+        db.dispose()
+
+
+def test_a_bucket_gone_after_start_is_not_taken_for_a_missing_upload(tmp_path: Path, endpoint: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    set_aws_env(monkeypatch)
+    bucket = make_bucket(endpoint)
+    settings = Settings(data_dir=tmp_path, storage_url=f"s3://{bucket}/m", s3_endpoint_url=endpoint,
+                        s3_region="us-east-1", secret="s")
+    with TestClient(create_app(settings)) as client:
+        h = {"Authorization": f"Bearer {_key(settings.resolved_database_url)}"}
+        body = {"sourceFilename": "a.mp4", "targetIds": ["default"]}
+        job = client.post("/api/v1/mocap/jobs", json=body, headers=h).json()["data"]["jobId"]
+        boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1").delete_bucket(Bucket=bucket)
+        r = client.post(f"/api/v1/mocap/jobs/{job}/complete-upload", headers=h)
+        assert r.status_code == 500 and r.json()["code"] == "internal_error", r.text
+        assert f"the bucket '{bucket}' does not exist at {endpoint}" in r.json()["detail"]
+        assert r.json()["retryable"] is True
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    with TestClient(create_app(settings)) as client:  # credentials gone: the create says so
+        h = {"Authorization": f"Bearer {_key(settings.resolved_database_url)}"}
+        r = client.post("/api/v1/mocap/jobs", json=body, headers=h)
+        assert r.status_code == 500 and "no S3 credentials were found" in r.json()["detail"], r.text

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ __all__ = ["S3Store"]
 CHUNK = 1 << 20
 _OPERATIONS = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+           "AllAccessDisabled"}
 
 
 def _s3_code(exc: BaseException) -> str | None:
@@ -61,6 +64,7 @@ class S3Store:
         self._client: Any = None
         self._client_pid = -1
         self._lock = threading.Lock()
+        self._bucket_seen_s = -float("inf")
 
     def __repr__(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
@@ -103,11 +107,31 @@ class S3Store:
         code = _s3_code(exc)
         what = f"object storage {operation}" + (f" of {key!r}" if key is not None else "")
         reason = code or type(exc).__name__
+        cause = self._store_level_cause(exc)  # missing credentials, refused credentials... said in words
         return SystemFault(
             "internal_error",
-            f"{what} failed ({reason}).",
+            f"{what} failed ({reason})" + (f": {cause}." if cause else "."),
             details={"operation": operation, "key": key, "s3Code": code, "bucket": self.bucket},
         )
+
+    def _store_level_cause(self, exc: BaseException) -> str | None:
+        """`explain` for errors about the store as a whole (never about one object: a 404 on an object
+        names no bucket problem)."""
+        from botocore.exceptions import BotoCoreError
+
+        code = _s3_code(exc)
+        if code == "NoSuchBucket" or (code is None and isinstance(exc, BotoCoreError)) or code in _DENIED:
+            return self.explain(exc)
+        return None
+
+    def _bucket_exists_or_fault(self) -> None:
+        """After a 404 on an object (a HEAD's 404 says nothing about why): raise `SystemFault` in words if
+        the bucket itself is gone, rather than let a missing bucket pass for a missing object. A bucket
+        seen within the last minute is taken as still there."""
+        if time.monotonic() - self._bucket_seen_s < 60.0:
+            return
+        self.ping()
+        self._bucket_seen_s = time.monotonic()
 
     def _call(self, operation: str, key: str | None, **kw: Any) -> Any:
         try:
@@ -218,6 +242,7 @@ class S3Store:
             raise
         except Exception as exc:
             if _s3_code(exc) in _NOT_FOUND:
+                self._bucket_exists_or_fault()
                 return None
             raise self._fault("head_object", key, exc) from exc
         return int(head["ContentLength"])
@@ -363,8 +388,7 @@ class S3Store:
         if code in ("301", "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
             return (f"the bucket '{self.bucket}' is in another region than {self.region or 'the default one'}: "
                     "set MOCAPD_S3_REGION to the bucket's region")
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
-                    "ExpiredToken", "AllAccessDisabled"):
+        if code in _DENIED:
             return (f"{where} refused these S3 credentials for the bucket '{self.bucket}' ({code}): check "
                     "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and that they may read and write the bucket")
         if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
