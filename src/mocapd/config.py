@@ -32,6 +32,8 @@ class Settings:
     idempotency_ttl_s: int = 24 * 3600
     job_timeout_s: float = 3600.0
     dev_account_credits: int = 600
+    probe_slots: int = 2  # uploads probed at once per API process (each in a child process)
+    probe_wait_s: float = 30.0  # longer than this for a slot: 503 validation_busy
 
     @property
     def resolved_database_url(self) -> str:
@@ -90,6 +92,8 @@ _ENV = {
     "draft_ttl_s": ("MOCAPD_DRAFT_TTL", int),
     "job_timeout_s": ("MOCAPD_JOB_TIMEOUT", float),
     "dev_account_credits": ("MOCAPD_DEV_CREDITS", int),
+    "probe_slots": ("MOCAPD_PROBE_SLOTS", int),
+    "probe_wait_s": ("MOCAPD_PROBE_WAIT_SECONDS", float),
 }
 
 

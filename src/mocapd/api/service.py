@@ -42,7 +42,7 @@ __all__ = ["CreateOutcome", "JobService"]
 
 _ACCEPTING_UPLOAD = {JobStage.AWAITING_UPLOAD, JobStage.UPLOADING, JobStage.UPLOADED}
 # Rejections that leave the job a draft, so the client can call complete-upload again later.
-_RETRY_LATER = {"api_concurrency_limit_exceeded", "insufficient_api_v_credits"}
+_RETRY_LATER = {"api_concurrency_limit_exceeded", "insufficient_api_v_credits", "validation_busy"}
 _RETRY_UPLOAD = {"upload_missing", "upload_size_mismatch", "upload_checksum_mismatch"}
 
 
@@ -386,14 +386,14 @@ class JobService:
         if job.claimed_bytes is not None and size != job.claimed_bytes:
             raise MocapdError("upload_size_mismatch", f"Uploaded {size} bytes; sourceBytes said {job.claimed_bytes}.",
                               stage="validation")
-        from mocapd.media.probe import probe_video
-
+        probes = self.state.probes
+        assert probes is not None
         if store.kind == "local":
             path = store.path(job.source_key)  # type: ignore[attr-defined]
             stored = store.hash_object(job.source_key) if job.upload_sha256 is None else None
             sha = stored.sha256 if stored else job.upload_sha256
             self._check_sha(job, sha)  # type: ignore[arg-type]
-            facts = probe_video(path).to_wire()
+            facts = probes.probe(path)
             return facts, size, sha  # type: ignore[return-value]
         # S3: the object came straight from the client. One streamed GET gives the bytes that are probed,
         # their size and their SHA-256 (one version of the object, even if it is replaced meanwhile).
@@ -413,7 +413,7 @@ class JobService:
             if fetched.bytes == 0:
                 raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
             self._check_sha(job, fetched.sha256)
-            facts = probe_video(path).to_wire()
+            facts = probes.probe(path)
             return facts, fetched.bytes, fetched.sha256
 
     @staticmethod

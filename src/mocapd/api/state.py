@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from mocapd.api.probing import ProbeGate
 from mocapd.api.signing import Signer
 from mocapd.config import Settings
 from mocapd.db.engine import Database
@@ -26,6 +27,11 @@ class AppState:
     started_at: float = field(default_factory=time.time)
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     request_seconds: Counter[str] = field(default_factory=Counter)
+    probes: ProbeGate | None = None  # made from the settings when None
+
+    def __post_init__(self) -> None:
+        if self.probes is None:
+            self.probes = ProbeGate(self.settings.probe_slots, self.settings.probe_wait_s)
 
     def base_url(self, request: Request) -> str:
         """Base of the links we sign: MOCAPD_PUBLIC_URL, else the URL the client reached us at.

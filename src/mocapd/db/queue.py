@@ -335,8 +335,10 @@ def finish(
     artifacts: Sequence[ArtifactRecord],
     *,
     now: datetime | None = None,
+    charged_credits: int | None = None,
 ) -> bool:
-    """Register every artifact and complete the job, capturing its hold, in one fenced transaction."""
+    """Register every artifact and complete the job, capturing ``charged_credits`` of its hold (all of
+    it when None) and releasing the rest, in one fenced transaction."""
     now = now or _now()
     with db.write() as s:
         job = _fenced(s, job_id, lease_token)
@@ -356,7 +358,7 @@ def finish(
                     created_at=now,
                 )
             )
-        mark_completed(s, job, retention_days=retention_days_of(s, job.account_id))
+        mark_completed(s, job, retention_days=retention_days_of(s, job.account_id), charged=charged_credits)
         return True
 
 

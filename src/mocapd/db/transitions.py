@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mocapd.db.events import record_note, record_transition
-from mocapd.db.ledger import place_hold, settle_hold
+from mocapd.db.ledger import append_entry, place_hold, settle_hold
 from mocapd.db.models import Job
+from mocapd.domain.credits import EntryType, unused_hold_key
 from mocapd.domain.jobs import EventType, InvalidTransition, JobStage, JobStatus, check_transition
 
 __all__ = [
@@ -146,20 +147,43 @@ def mark_canceled(session: Session, job: Job, *, retention_days: int = 7) -> Non
                       "Canceled at the client's request.", now=now)
 
 
-def mark_completed(session: Session, job: Job, *, retention_days: int) -> None:
+def mark_completed(session: Session, job: Job, *, retention_days: int, charged: int | None = None) -> None:
+    """Complete the job and capture ``charged`` credits of its hold (all of it when None; never more).
+
+    A capture smaller than the hold (the video held less than its header said) comes with the release
+    of the rest, under its own unique key, in the same transaction: both are written once or not at all.
+    """
     before, now = _move(job, JobStatus.COMPLETED, JobStage.COMPLETED, EventType.JOB_COMPLETED)
     job.progress = 1.0
     _end(job, now, retention_days)
+    held = int(job.held_credits or 0)
+    amount = held if charged is None else max(0, min(held, int(charged)))
+    reason = "captured: job completed"
+    if amount < held:
+        reason = f"captured: job completed, {amount} of the {held} credits held"
     if settle_hold(
         session,
         account_id=job.account_id,
         channel=job.channel,
         job_id=job.id,
-        amount=job.held_credits,
+        amount=amount,
         capture=True,
         lease_token=job.lease_token,
-        reason="captured: job completed",
+        reason=reason,
     ):
-        job.charged_credits = job.held_credits
+        job.charged_credits = amount
+        if amount < held:
+            append_entry(
+                session,
+                account_id=job.account_id,
+                channel=job.channel,
+                type=EntryType.RELEASE,
+                amount=held - amount,
+                job_id=job.id,
+                key=unused_hold_key(job.id),
+                lease_token=job.lease_token,
+                reason=f"released: the job processed {amount} s of video, {held - amount} s fewer than held",
+            )
+            job.refunded_credits = held - amount
     record_transition(session, job, before, JobStatus.COMPLETED, EventType.JOB_COMPLETED,
                       "All artifacts are ready.", now=now)

@@ -149,6 +149,7 @@ CODES: dict[str, CodeInfo] = {
         _c("source_unreadable", 422, False, _R.NEW_JOB, "validation", "The file is not a readable video"),
         _c("source_no_video_stream", 422, False, _R.NEW_JOB, "validation", "The file has no video stream"),
         _c("source_unsupported", 422, False, _R.NEW_JOB, "validation", "The video cannot be decoded"),
+        _c("validation_busy", 503, True, _R.COMPLETE_UPLOAD, "validation", "Busy checking other uploads"),
         # worker
         _c("source_changed", 422, False, _R.NEW_JOB, "preflight", "The source changed after it was admitted"),
         _c("no_person_detected", 422, False, _R.NEW_JOB, "preflight", "No person was found in the video"),

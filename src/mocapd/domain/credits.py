@@ -6,7 +6,16 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Balance", "Channel", "EntryType", "balance_of", "credits_for_window", "entry_key"]
+__all__ = [
+    "Balance",
+    "Channel",
+    "EntryType",
+    "balance_of",
+    "capture_for",
+    "credits_for_window",
+    "entry_key",
+    "unused_hold_key",
+]
 
 
 class Channel(StrEnum):
@@ -30,6 +39,16 @@ def credits_for_window(trim_start_s: float, trim_end_s: float) -> int:
     """
     seconds = max(0.0, trim_end_s - trim_start_s)
     return max(1, math.ceil(seconds - 1e-6))
+
+
+def capture_for(held: int, processed_s: float | None) -> int:
+    """What a completed job is charged: the seconds of video it processed (decoded timestamps of the
+    admitted window, ``ceil``, at least 1), never more than ``held``. The hold may rest on a duration
+    header that overstates the video (an MKV whose header says 600 s holding 1.67 s is charged 2).
+    ``processed_s`` None (a processor that does not report it): the hold."""
+    if processed_s is None or not math.isfinite(processed_s):
+        return held
+    return min(held, credits_for_window(0.0, processed_s))
 
 
 @dataclass(frozen=True)
@@ -56,3 +75,8 @@ def entry_key(kind: str, job_id: str) -> str:
     if kind in (EntryType.CAPTURE, EntryType.RELEASE):
         return f"settle:{job_id}"
     raise ValueError(f"no unique key for {kind}")
+
+
+def unused_hold_key(job_id: str) -> str:
+    """The release of the part of a hold a completed job did not use (written with its capture, once)."""
+    return f"settle-rest:{job_id}"

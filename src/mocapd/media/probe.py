@@ -1,5 +1,12 @@
 """Probe an uploaded file with PyAV: container, video stream, a decodable first frame, duration,
-frame rate, size and rotation. Used at admission; every failure becomes an `InputFault`."""
+frame rate, size and rotation. Used at admission; every failure becomes an `InputFault`.
+
+Frame sizes are checked before any frame is decoded: FFmpeg decodes frames while it opens some files
+(H.264: up to 7, to learn the stream's reorder delay), so the decoders get ``max_pixels``
+(`DECODER_OPTIONS`) and refuse a larger frame before allocating it, then the size the stream headers
+give is checked. The API runs this module as a child process (``python -m``, see `main`), so a hostile
+file costs the child's memory, not the API's.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,13 @@ from typing import Any
 
 from mocapd.errors import InputFault
 
-__all__ = ["SourceFacts", "probe_video"]
+__all__ = ["DECODER_OPTIONS", "MAX_PIXELS", "SourceFacts", "main", "probe_video"]
 
 # Refuse absurd frame sizes before decoding anything (a hostile header can claim 65535 x 65535).
 MAX_PIXELS = 8192 * 8192
+# Given to `av.open` (the decoders it opens to read stream facts) and to every decoder: FFmpeg refuses
+# a frame of more pixels before allocating it (a 16384x8192 H.264 file took 1.2 GB to open without it).
+DECODER_OPTIONS = {"max_pixels": str(MAX_PIXELS)}
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ def probe_video(path: Path) -> SourceFacts:
     import av  # heavy: imported where used
 
     try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore")
+        container = av.open(str(path), mode="r", metadata_errors="ignore", options=dict(DECODER_OPTIONS))
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise InputFault("source_unreadable", "The file is not a video container mocapd can read.") from exc
     with container:
@@ -75,16 +85,21 @@ def probe_video(path: Path) -> SourceFacts:
             raise InputFault("source_unsupported", "The video codec is not supported.")
         if (cc.width or 0) * (cc.height or 0) > MAX_PIXELS:
             raise InputFault("source_unsupported", f"Frames of {cc.width}x{cc.height} are too large.")
+        cc.options = {**cc.options, **DECODER_OPTIONS}  # the decoder about to open refuses larger frames
         stream.thread_type = "AUTO"
         first = None
         try:
             for frame in container.decode(stream):
                 first = frame
                 break
+        except av.error.ArgumentError as exc:  # EINVAL: the decoder refused the frame's size (max_pixels)
+            raise InputFault("source_unsupported", "The first video frame is too large or malformed.") from exc
         except (av.error.FFmpegError, ValueError) as exc:
             raise InputFault("source_unsupported", "The first video frame cannot be decoded.") from exc
         if first is None:
             raise InputFault("source_unsupported", "The video stream holds no decodable frame.")
+        if first.width * first.height > MAX_PIXELS:
+            raise InputFault("source_unsupported", f"Frames of {first.width}x{first.height} are too large.")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         duration_s = 0.0
@@ -112,3 +127,38 @@ def probe_video(path: Path) -> SourceFacts:
             frame_count=frames,
             has_audio=has_audio,
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mocapd.media.probe PATH``: one JSON line on stdout, ``{"facts": {...}}`` or
+    ``{"fault": {"code", "message"}}``; exit status 0 either way (anything else is a crash).
+
+    ``--max-memory-mb`` caps the process's address space first, so even a decoder bug cannot take
+    more than that."""
+    import argparse
+    import json
+    import resource
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m mocapd.media.probe")
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--max-memory-mb", type=int, default=0)
+    args = parser.parse_args(argv)
+    from mocapd.proc import die_with_parent
+
+    die_with_parent()
+    if args.max_memory_mb > 0:
+        limit = args.max_memory_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        out: dict[str, Any] = {"facts": probe_video(args.path).to_wire()}
+    except InputFault as exc:
+        out = {"fault": {"code": exc.code, "message": exc.message}}
+    except MemoryError:
+        out = {"fault": {"code": "source_unsupported", "message": "The video needs too much memory to decode."}}
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

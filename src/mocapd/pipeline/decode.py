@@ -9,6 +9,11 @@ the clip length. Frame times come from the presentation timestamps (``time_s = (
 Every PyAV/FFmpeg error is converted here into ``InputFault("source_unreadable")`` (the file is
 not a video container we can open) or ``InputFault("source_unsupported")`` (no decodable video
 stream), with ``raise ... from exc``.
+
+Every frame is held to the admission's pixel limit (`MAX_PIXELS`), not just the first one probed: the
+decoder is given ``max_pixels`` and refuses a larger frame before allocating it (a stream may switch
+from 270x480 to 16000x16000 mid-way), and that refusal fails the job as ``source_unsupported``
+rather than ending the clip early as a damaged tail would.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
+from mocapd.media.probe import DECODER_OPTIONS, MAX_PIXELS
 from mocapd.proc import lower_thread_priority
 
 __all__ = ["DecodedFrame", "VideoInfo", "iter_frames", "prefetch", "read_video_info"]
@@ -58,7 +64,7 @@ class DecodedFrame:
 
 def _open(path: Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", options=dict(DECODER_OPTIONS))
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputFault("source_unreadable", f"cannot open the video: {exc}") from exc
 
@@ -69,7 +75,16 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
     stream = container.streams.video[0]
     if stream.codec_context is None or stream.codec_context.name is None:
         raise InputFault("source_unsupported", "the video codec is not supported")
+    stream.codec_context.options = {**stream.codec_context.options, **DECODER_OPTIONS}  # before it opens
+    _check_size(stream.codec_context.width or 0, stream.codec_context.height or 0)
     return stream
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise InputFault(
+            "source_unsupported", f"a frame of {width}x{height} is larger than the limit of {MAX_PIXELS} pixels"
+        )
 
 
 def _quarter_turns(rotation_deg: float) -> int:
@@ -138,6 +153,7 @@ def iter_frames(
     max_side_px: int | None = None,
     threads: int = 0,
     second_max_side_px: int | None = None,
+    min_interval_s: float = 0.0,
 ) -> Iterator[DecodedFrame]:
     """Yield the frames whose presentation time lies in ``[start_s, end_s)``, RGB, display-oriented.
 
@@ -147,6 +163,9 @@ def iter_frames(
     FFmpeg choose (frame + slice threading). ``second_max_side_px`` also scales each decoded frame to
     that size, even-sized, as yuv420p planes (``DecodedFrame.second_yuv420``: scaling without the RGB
     conversion costs half as much), so one decode feeds two consumers (detection and preview).
+    ``min_interval_s`` > 0 yields a frame only that long or longer after the previous one yielded; the
+    others are decoded (they have to be) but neither converted nor scaled (an analysis rate below a
+    high source rate, see `mocapd.pipeline.detect.analysis_step`).
     """
     container = _open(Path(path))
     try:
@@ -163,12 +182,14 @@ def iter_frames(
                 container.seek(0)
         index = 0
         last_time_s = -math.inf
+        last_kept_s = -math.inf
         fallback_dt_s = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / 30.0
         size: tuple[int, int] | None = None
         second_size: tuple[int, int] | None = None
         turns = 0
         try:
             for frame in container.decode(stream):
+                _check_size(frame.width, frame.height)
                 if frame.pts is not None:
                     time_s = float((frame.pts - start_pts) * time_base)
                 else:  # no timestamp at all: continue the previous spacing
@@ -180,6 +201,9 @@ def iter_frames(
                 if end_s is not None and time_s >= end_s - 1e-9:
                     break
                 last_time_s = time_s
+                if min_interval_s > 0 and time_s < last_kept_s + min_interval_s:
+                    continue
+                last_kept_s = time_s
                 if size is None:
                     turns = _quarter_turns(frame.rotation or 0)
                     dw, dh = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
@@ -194,6 +218,10 @@ def iter_frames(
                     second = _yuv420(frame, second_size, turns)  # (3 H2 / 2, W2)
                 yield DecodedFrame(index=index, time_s=time_s, rgb=rgb, second_yuv420=second)
                 index += 1
+        except av.error.ArgumentError as exc:  # EINVAL: the decoder refused a frame's size (max_pixels)
+            raise InputFault(
+                "source_unsupported", f"a frame is larger than the limit of {MAX_PIXELS} pixels (8192x8192)"
+            ) from exc
         except av.FFmpegError as exc:
             if index == 0:
                 raise InputFault("source_unsupported", f"the video cannot be decoded: {exc}") from exc

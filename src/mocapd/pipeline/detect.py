@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mocapd.pipeline.source_copy import SourceCopies, SourceCopy
 
 __all__ = [
+    "ANALYSIS_MAX_FPS",
     "DECODE_NICE",
     "DETECT_MAX_SIDE_PX",
     "PREFLIGHT_S",
@@ -47,6 +48,7 @@ __all__ = [
     "SEAM_TOLERANCE",
     "SPLIT_MIN_CORES",
     "SPLIT_MIN_WINDOW_S",
+    "analysis_step",
     "detect_window",
     "preview_scale",
     "preview_side_px",
@@ -68,6 +70,21 @@ _SEAM_LANDMARKS = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])  # 
 # take turns with the detector on both cores: BlazePose went from 19.9 to 23.5 ms a frame beside a
 # decoding thread, and to 20.2 with the decoder niced by 10.
 DECODE_NICE = 10
+# Pose is detected on at most this many frames a second of video (or exportFps, when higher): BlazePose
+# costs the same per frame whatever the source rate, so a 1000 fps clip detected frame by frame cost
+# about 10x a 60 fps one per second (and per credit). 60 keeps every frame of 30 and 60 fps sources
+# (results unchanged) and samples human motion well past its content (BlazePose's own landmarks are
+# smoothed at a few Hz); the solved motion is interpolated onto the export rate.
+ANALYSIS_MAX_FPS = 60.0
+
+
+def analysis_step(source_fps: float, export_fps: float) -> int:
+    """Detect on every n-th frame: the smallest n that brings ``source_fps`` to at most
+    max(`ANALYSIS_MAX_FPS`, ``export_fps``) (1 for 30 and 60 fps sources; 4 for 240; 17 for 1000)."""
+    cap = max(ANALYSIS_MAX_FPS, float(export_fps))
+    if not (math.isfinite(source_fps) and source_fps > cap):
+        return 1
+    return max(1, math.ceil(source_fps / cap - 1e-9))
 
 
 class ProgressFn(Protocol):
@@ -133,6 +150,7 @@ class _SecondSegment(threading.Thread):
         size: tuple[int, int],
         copy: SourceCopy | None,
         copy_side_px: int | None,  # None exactly when ``copy`` is None
+        min_interval_s: float = 0.0,
     ) -> None:
         super().__init__(name="mocapd-detect-2", daemon=True)
         self.source = source
@@ -140,6 +158,7 @@ class _SecondSegment(threading.Thread):
         self.end_s = end_s
         self.copy = copy
         self.copy_side_px = copy_side_px
+        self.min_interval_s = min_interval_s
         self.detections = TrackBuilder(size)
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -152,6 +171,7 @@ class _SecondSegment(threading.Thread):
                 end_s=self.end_s,
                 max_side_px=DETECT_MAX_SIDE_PX,
                 second_max_side_px=self.copy_side_px,
+                min_interval_s=self.min_interval_s,
             ),
             nice=DECODE_NICE,
         )
@@ -231,6 +251,7 @@ def detect_window(
     copy_dir: Path | None = None,
     processing_share: float = 0.8,
     segments: int | None = None,
+    step: int = 1,
 ) -> tuple[PoseTrack, SourceCopies | None]:
     """Preflight then processing-stage pose detection over ``[trim_start_s, trim_end_s)``.
 
@@ -238,7 +259,8 @@ def detect_window(
     they are incomplete; the caller then decodes the source again). Progress: ``preflight`` 0..1,
     then ``processing`` 0..``processing_share``. Raises ``InputFault("no_person_detected")`` when
     nobody is found in the first ``PREFLIGHT_S`` of the window. ``segments`` (1 or 2) overrides
-    `detect_segments`.
+    `detect_segments`. ``step`` > 1 detects every ``step``-th frame only (`analysis_step`); the window
+    is then one segment (two decoders would keep different frames, and the seam compares equal times).
     """
     from mocapd.pipeline.source_copy import SourceCopies, SourceCopy, raw_copy_fits
 
@@ -247,14 +269,18 @@ def detect_window(
     preflight_end_s = trim_start_s + min(PREFLIGHT_S, window_s)
     size = (info.width_px, info.height_px)
     copy_side_px = preview_side_px(info) if copy_dir is not None else None
+    # Keep a frame at least (step - 1/2) source periods after the previous one: every step-th frame of a
+    # constant-rate source, and no frame dropped that stands further apart (a rate header that overstates).
+    min_interval_s = (step - 0.5) / info.fps if step > 1 and info.fps > 0 else 0.0
+    rate = info.fps / max(1, step)
     copies: list[SourceCopy] = []
     raw_copy = False
     if copy_dir is not None:
         scale = preview_scale(info)
         copy_w, copy_h = round(info.width_px * scale), round(info.height_px * scale)
-        raw_copy = raw_copy_fits(window_s * info.fps, copy_w, copy_h, Path(copy_dir))
-        copies.append(SourceCopy(Path(copy_dir) / "preview-source-0", info.fps, raw=raw_copy, nice=DECODE_NICE))
-    two = (segments or detect_segments(window_s)) >= 2
+        raw_copy = raw_copy_fits(window_s * rate, copy_w, copy_h, Path(copy_dir))
+        copies.append(SourceCopy(Path(copy_dir) / "preview-source-0", rate, raw=raw_copy, nice=DECODE_NICE))
+    two = (segments or detect_segments(window_s)) >= 2 and min_interval_s == 0.0
     split_s = split_point_s(source, trim_start_s, trim_end_s) if two else math.inf
     own = TrackBuilder(size)
     second: _SecondSegment | None = None
@@ -267,6 +293,7 @@ def detect_window(
             end_s=trim_end_s,
             max_side_px=DETECT_MAX_SIDE_PX,
             second_max_side_px=copy_side_px,
+            min_interval_s=min_interval_s,
         ),
         nice=DECODE_NICE,
     )
@@ -293,7 +320,7 @@ def detect_window(
                         if math.isfinite(split_s) and split_s > frame.time_s:
                             if copy_dir is not None:
                                 part = Path(copy_dir) / "preview-source-1"
-                                copies.append(SourceCopy(part, info.fps, raw=raw_copy, nice=DECODE_NICE))
+                                copies.append(SourceCopy(part, rate, raw=raw_copy, nice=DECODE_NICE))
                             copy = copies[1] if len(copies) > 1 else None
                             second = _SecondSegment(source, split_s, trim_end_s, size, copy, copy_side_px)
                             second.start()

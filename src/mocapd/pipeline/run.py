@@ -9,8 +9,9 @@ Stages (reported through ``on_progress(stage, fraction)``; a callback that raise
   frame stream carry on into processing, so nothing is decoded or detected twice.
 * **processing**: pose over the whole window (`mocapd.pipeline.detect`: downscaled to
   ``DETECT_MAX_SIDE_PX``, decode in a background thread; where cores are left over, long windows
-  as two segments spliced where both follow the same person), resampling onto a uniform clock at
-  the source frame rate (VFR sources),
+  as two segments spliced where both follow the same person; at most ``ANALYSIS_MAX_FPS`` frames a
+  second of video, or exportFps when higher: `analysis_step`), resampling onto a uniform clock at
+  the analysis rate (the source rate up to 60 fps; VFR sources),
   identity-switch gating, cleaning (`clean`), joints (`landmarks`), camera fit and ground
   (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``.
 
@@ -35,7 +36,7 @@ from numpy.typing import NDArray
 from mocapd.errors import InputFault
 from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
-from mocapd.pipeline.detect import detect_window, preview_scale, preview_side_px
+from mocapd.pipeline.detect import analysis_step, detect_window, preview_scale, preview_side_px
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
 from mocapd.pipeline.pose import PoseTrack
 from mocapd.pipeline.settings import JobSettings
@@ -89,15 +90,24 @@ class Progress:
             self._callback(stage, float(min(1.0, max(0.0, fraction))))
 
 
-def _processing_fps(info: VideoInfo, times_s: FloatArray) -> float:
-    """The uniform clock: the stream's average rate, or the median frame spacing if that is absent."""
-    if 1.0 <= info.fps <= 480.0:
-        return float(info.fps)
+def _processing_fps(info: VideoInfo, times_s: FloatArray, step: int = 1) -> float:
+    """The uniform clock: the stream's average rate (divided by the analysis ``step``), or the median
+    spacing of the analysed frames if that rate is absent or they disagree with it."""
+    nominal = float(info.fps) / step
+    if step == 1 and 1.0 <= info.fps <= 480.0:
+        return nominal
     if times_s.size >= 2:
         dt = float(np.median(np.diff(times_s)))
         if dt > 0:
-            return 1.0 / dt
-    return 30.0
+            return nominal if step > 1 and abs(dt * nominal - 1.0) < 0.01 else 1.0 / dt
+    return nominal if step > 1 else 30.0
+
+
+def _processed_s(grid_s: FloatArray, fps: float, window_s: float) -> float:
+    """Seconds of video the job processed: one period of the processing clock per tick of the uniform
+    clock from the first decoded frame of the window to the last (so a container's millisecond
+    timestamps do not turn 30 frames at 30 fps into 1.0003 s), at most the trimmed window."""
+    return float(min(window_s, grid_s.size / fps))
 
 
 def _grid(times_s: FloatArray, fps: float) -> FloatArray:
@@ -187,6 +197,8 @@ class Analysis:
     export_contacts: Any
     timings_s: dict[str, float]
     source_copy: SourceCopies | None = None  # preview-size frames kept while detecting (decode once)
+    step: int = 1  # pose detected on every step-th source frame (`analysis_step`)
+    processed_s: float = 0.0  # seconds of video processed (decoded timestamps of the window): the charge
 
 
 PLANTED_FOOT_NOISE_MPS = 0.8
@@ -220,6 +232,7 @@ def analyse_video(
 
     # -- preflight + pose -------------------------------------------------------------------------
     info = read_video_info(Path(source))
+    step = analysis_step(info.fps, settings.export_fps)
     raw, copy = detect_window(
         Path(source),
         info,
@@ -228,10 +241,12 @@ def analyse_video(
         progress,
         copy_dir=work_dir,
         processing_share=_PROCESSING_SHARE_POSE,
+        step=step,
     )
     timings["pose"] = time.monotonic() - started
-    fps = _processing_fps(info, raw.time_s)
+    fps = _processing_fps(info, raw.time_s, step)
     grid_s = _grid(raw.time_s, fps)
+    processed_s = _processed_s(grid_s, fps, settings.trim_end_s - settings.trim_start_s)
     track = _track_on_grid(raw, grid_s)
     if not track.valid.any():
         raise InputFault("no_person_detected", "no person could be followed in the trimmed window")
@@ -280,7 +295,7 @@ def analyse_video(
     timings["processing"] = time.monotonic() - started
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
-        motion, solve_report, export, export_contacts, timings, copy,
+        motion, solve_report, export, export_contacts, timings, copy, step, processed_s,
     )  # fmt: skip
 
 

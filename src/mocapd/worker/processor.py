@@ -65,6 +65,9 @@ class ProcessResult:
     # the catalogue's files.
     files: Sequence[ArtifactFile | Path]
     manifest: dict[str, Any]  # the pipeline's own manifest facts (camera choice, model, quality summary...)
+    # Seconds of video processed (decoded timestamps of the admitted window); the job is charged for
+    # these, never more than the hold. None: charge the hold.
+    processed_s: float | None = None
 
 
 class Processor(Protocol):

@@ -54,7 +54,7 @@ def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: Sta
     a.timings_s["total"] = time.monotonic() - started
     manifest = _manifest(a, takes)
     progress("packaging", 1.0, force=True)
-    return ProcessResult(files=files, manifest=manifest)
+    return ProcessResult(files=files, manifest=manifest, processed_s=a.processed_s)
 
 
 def _take(target: Target, a: Analysis, settings: JobSettings) -> Take:
@@ -197,6 +197,10 @@ def _manifest(a: Analysis, takes: list[tuple[Target, Take]]) -> dict[str, Any]:
         },
         "processing": {
             "fps": round(fps, 4),
+            "sourceFps": round(a.info.fps, 4),
+            "analysisFps": round(fps, 4),  # pose detected on every analysisStep-th frame
+            "analysisStep": a.step,
+            "processedSec": round(a.processed_s, 3),
             "frames": int(track.num_frames),
             "framesWithPerson": int(track.person.sum()),
             "framesKept": int(track.valid.sum()),

@@ -29,6 +29,7 @@ from typing import Any
 from mocapd.db import queue
 from mocapd.db.engine import Database
 from mocapd.db.queue import ArtifactRecord, ClaimedJob
+from mocapd.domain.credits import capture_for
 from mocapd.domain.jobs import JobStage
 from mocapd.domain.targets import MANIFEST_FILE, describe_file
 from mocapd.errors import InputFault, MocapdError
@@ -36,7 +37,7 @@ from mocapd.logs import log_event
 from mocapd.pipeline.settings import JobSettings
 from mocapd.storage import artifact_key
 from mocapd.storage.base import ObjectStore
-from mocapd.worker.processor import ArtifactFile, Processor, ProcessRequest
+from mocapd.worker.processor import ArtifactFile, Processor, ProcessRequest, ProcessResult
 
 __all__ = [
     "Abort",
@@ -239,12 +240,13 @@ class StageRunner:
             lease.check(lease_s=self.lease_s, allow_stop=True)  # a zombie must not overwrite a live attempt's files
             records.append(self._upload(job, file))
             progress("packaging", (i + 1) / (len(files) + 1))
+        charged = capture_for(job.held_credits, result.processed_s)
         manifest_path = tmp / MANIFEST_NAME
-        manifest_path.write_bytes(_manifest_bytes(job, request, result.manifest, records))
+        manifest_path.write_bytes(_manifest_bytes(job, request, result, records, charged))
         lease.check(lease_s=self.lease_s, allow_stop=True)
         records.append(self._upload(job, ArtifactFile(manifest_path, None, MANIFEST_FILE.content_type)))
         lease.check(lease_s=self.lease_s, allow_stop=True)
-        if not queue.finish(self.db, job.id, job.lease_token, records):
+        if not queue.finish(self.db, job.id, job.lease_token, records, charged_credits=charged):
             return Outcome.LOST
         return Outcome.COMPLETED
 
@@ -343,9 +345,10 @@ class _Progress:
 
 
 def _manifest_bytes(
-    job: ClaimedJob, request: ProcessRequest, pipeline: dict[str, Any], records: list[ArtifactRecord]
+    job: ClaimedJob, request: ProcessRequest, result: ProcessResult, records: list[ArtifactRecord], charged: int
 ) -> bytes:
     """manifest.json: job, source facts, settings, camera choice, billing and every other artifact."""
+    pipeline = result.manifest
     own = ("source", "settings", "camera")
     doc: dict[str, Any] = {
         "version": 1,
@@ -364,7 +367,9 @@ def _manifest_bytes(
             "channel": job.channel,
             "billedSeconds": job.billed_seconds,
             "heldVCredits": job.held_credits,
-            "chargedVCredits": job.held_credits,
+            "chargedVCredits": charged,
+            "refundedVCredits": job.held_credits - charged,
+            "processedSec": None if result.processed_s is None else round(result.processed_s, 3),
         },
         "files": [
             {"name": r.name, "bytes": r.bytes, "sha256": r.sha256, "contentType": r.content_type, "targetId": r.target_id}
