@@ -48,6 +48,7 @@ ErrorCode = Literal[
     "source_unreadable",
     "source_no_video_stream",
     "source_unsupported",
+    "validation_busy",
     "source_changed",
     "no_person_detected",
     "processing_failed",

@@ -19,7 +19,14 @@ from mocapd.worker.processor import PipelineProcessor
 from mocapd.worker.runner import LeaseState, Outcome, StageRunner
 from tests.conftest import shared_file
 from tests.integration.queue.support import admit, create_draft, ledger_report, seed_account
-from tests.support.hostile_media import encode_jpeg, jpeg_of_size, mjpeg_file, patch_mkv_duration, person_clip, person_frames
+from tests.support.hostile_media import (
+    encode_jpeg,
+    jpeg_of_size,
+    mjpeg_file,
+    patch_mkv_duration,
+    person_clip,
+    person_frames,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 import mocapd
-
 from mocapd.errors import InputFault
+from mocapd.media.probe import MAX_PIXELS, probe_video
 from mocapd.pipeline.decode import iter_frames
 from mocapd.pipeline.detect import analysis_step
-from mocapd.media.probe import MAX_PIXELS, probe_video
 from tests.support.hostile_media import gray_jpeg, h264_claiming, jpeg_of_size, mjpeg_file
 
 
