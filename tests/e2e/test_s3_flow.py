@@ -305,12 +305,33 @@ def test_an_upload_past_the_plan_limit_is_refused_and_deleted(stack: Stack, vide
     assert stack.ledger(key, created["jobId"]) == []
 
 
-def test_a_source_replaced_after_admission_fails_the_job_without_a_charge(stack: Stack, video: bytes) -> None:
+def test_a_source_replaced_after_admission_changes_nothing(stack: Stack, video: bytes) -> None:
+    """The presigned URL stays valid after admission and the bucket takes the PUT, but the job was admitted
+    with a snapshot no URL names: the worker processes exactly the bytes probed and billed."""
     key = stack.account()
     created = stack.create(key)
     _put(created["uploadUrl"], video)
     assert stack.complete(key, created["jobId"]).json()["data"]["job"]["status"] == "queued"
     _put(created["uploadUrl"], video[: len(video) // 2])  # the presigned URL is still valid after admission
+    assert stack.run_worker() == "completed"
+    r = stack.call("GET", f"/api/v1/mocap/jobs/{created['jobId']}/result", key)
+    quality = httpx.get(r.json()["data"]["qualityUrl"], timeout=30, follow_redirects=True).json()
+    assert quality["sourceSha256"] == hashlib.sha256(video).hexdigest()  # what the worker was given
+    assert sorted(stack.ledger(key, created["jobId"])) == ["capture", "hold"]
+
+
+def test_a_source_tampered_with_in_the_bucket_fails_the_job_without_a_charge(stack: Stack, video: bytes) -> None:
+    """Defence in depth: should the admitted object itself change (someone with bucket credentials), the
+    worker's check refuses it (source_changed) and releases the hold."""
+    from mocapd.db.models import Job
+
+    key = stack.account()
+    created = stack.create(key)
+    _put(created["uploadUrl"], video)
+    assert stack.complete(key, created["jobId"]).json()["data"]["job"]["status"] == "queued"
+    with stack.db.read() as s:
+        admitted = s.get(Job, created["jobId"]).source_key  # type: ignore[union-attr]
+    stack.store.client.put_object(Bucket=stack.bucket, Key=f"{PREFIX}/{admitted}", Body=video[: len(video) // 2])
     assert stack.run_worker() == "failed"
     job = stack.job(key, created["jobId"])
     assert job["status"] == "failed" and job["error"]["code"] == "source_changed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -50,12 +51,17 @@ async def put_upload(
         if job.claimed_sha256 is not None and obj.sha256 != job.claimed_sha256:
             raise MocapdError("upload_checksum_mismatch", "The body's SHA-256 differs from sourceSha256.", job_id=job.id)
 
+    async def publish(obj: StoredObject, commit: Callable[[], None]) -> None:
+        # The body is complete and checked: put it in place and record its digest in one step, under the
+        # job's lock (the last upload to take it wins both; after complete-upload none lands).
+        await run_in_threadpool(svc.record_upload, job.id, obj.bytes, obj.sha256, commit)
+
     try:
-        stored = await state.store.put_stream(job.source_key, request.stream(), limit, check)  # type: ignore[attr-defined]
+        stored = await state.store.put_stream(job.source_key, request.stream(), limit, check,  # type: ignore[attr-defined]
+                                              publish=publish)
     except TooLarge:
         raise MocapdError("api_file_size_limit_exceeded", f"The upload passed the plan's limit of {limit} bytes.",
                           job_id=job.id, details={"limitBytes": limit}) from None
-    await run_in_threadpool(svc.record_upload, job.id, stored.bytes, stored.sha256)
     return JSONResponse({"data": {"bytes": stored.bytes, "sha256": stored.sha256}})
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -36,7 +37,7 @@ from mocapd.domain.credits import credits_for_window
 from mocapd.domain.jobs import TERMINAL_STATUSES, Channel, EventType, JobStage, JobStatus
 from mocapd.domain.plans import PlanLimits
 from mocapd.errors import InputFault, MocapdError
-from mocapd.storage import TooLarge, source_key
+from mocapd.storage import TooLarge, admitted_source_key, source_key
 
 __all__ = ["CreateOutcome", "JobService"]
 
@@ -263,12 +264,17 @@ class JobService:
                 raise MocapdError("job_not_awaiting_upload", f"The job is {job.status}; it takes no upload.", job_id=job.id)
             return job
 
-    def record_upload(self, job_id: str, nbytes: int, sha256: str) -> None:
+    def record_upload(self, job_id: str, nbytes: int, sha256: str, publish: Callable[[], None] | None = None) -> None:
+        """Record an upload's size and SHA-256; with ``publish`` (which puts the bytes in place), that and
+        the record are one step under the job's lock: concurrent uploads are ordered by it, so the last
+        to take it wins both, and none lands once complete-upload has taken the job (409)."""
         with self.state.db.write() as s:
-            job = s.get(Job, job_id)
+            job = s.get(Job, job_id, with_for_update=True)
             assert job is not None
             if job.status != JobStatus.DRAFT or job.stage not in _ACCEPTING_UPLOAD:
                 raise MocapdError("job_not_awaiting_upload", "The job was admitted while uploading.", job_id=job.id)
+            if publish is not None:
+                publish()  # a rename: if the commit below fails, complete-upload hashes what it admits anyway
             job.upload_bytes, job.upload_sha256 = nbytes, sha256
             job.stage = JobStage.UPLOADED
             job.updated_at = _now()
@@ -301,7 +307,8 @@ class JobService:
             job.stage = JobStage.VALIDATING  # locks out further PUTs while we look at the file
             job.updated_at = _now()
         try:
-            facts, nbytes, sha = self._inspect_upload(job)
+            admitted = self._snapshot(job)
+            facts, nbytes, sha = self._inspect_upload(job, key=admitted)
         except MocapdError as exc:
             return self._reject(account_id, job_id, exc)
         try:
@@ -313,6 +320,8 @@ class JobService:
                 window, credits, plan = price.window, price.credits, price.plan
                 check_account_can_start(price.account_state, credits, "validation")
                 job.upload_bytes, job.upload_sha256, job.source_facts = nbytes, sha, facts
+                if admitted is not None:
+                    job.source_key = admitted  # the worker reads the snapshot: no upload URL can replace it
                 job.trim_start_s, job.trim_end_s = window.start_s, window.end_s
                 mark_admitted(s, job, credits=credits, queue_weight=plan.queue_weight,
                               admitted={"heldVCredits": credits, "durationSec": round(window.duration_s, 3)})
@@ -371,16 +380,35 @@ class JobService:
             "problems": [error_body(p) for p in problems],
         }
 
-    def _inspect_upload(self, job: Job, *, discard_oversize: bool = True) -> tuple[dict[str, Any], int, str]:
+    def _snapshot(self, job: Job) -> str | None:
+        """Copy the upload to the job's admitted key and return that key, or None when the upload is
+        missing, empty or too large (then `_inspect_upload` of the upload itself says what is wrong).
+
+        Uploads may still land on the upload key (a PUT that started before complete-upload, or in S3 mode
+        any presigned PUT until the URL expires); the snapshot is what is probed, hashed, admitted and
+        processed, and nothing writes to it afterwards."""
+        size = self.state.store.size(job.source_key)
+        if size is None or size == 0 or size > job.max_upload_bytes:
+            return None
+        dest = admitted_source_key(job.id)
+        self.state.store.snapshot(job.source_key, dest)  # type: ignore[attr-defined]
+        return dest
+
+    def _inspect_upload(self, job: Job, *, discard_oversize: bool = True,
+                        key: str | None = None) -> tuple[dict[str, Any], int, str]:
+        """Size, SHA-256 and probe facts of the object ``key`` (default: the upload), checked against the
+        plan and the client's claims."""
         store = self.state.store
-        size = store.size(job.source_key)
+        snapshot = key is not None
+        key = key or job.source_key
+        size = store.size(key)
         if size is None:
             raise MocapdError("upload_missing", "Nothing has been uploaded for this job.", stage="validation")
         if size == 0:
             raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
         if size > job.max_upload_bytes:
             if discard_oversize:
-                store.delete(job.source_key)  # never keep (or pay for) an object past the plan's limit
+                self._discard(job, key)  # never keep (or pay for) an object past the plan's limit
             raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.", stage="validation",
                               details={"limitBytes": job.max_upload_bytes, "bytes": size})
         if job.claimed_bytes is not None and size != job.claimed_bytes:
@@ -389,8 +417,8 @@ class JobService:
         probes = self.state.probes
         assert probes is not None
         if store.kind == "local":
-            path = store.path(job.source_key)  # type: ignore[attr-defined]
-            stored = store.hash_object(job.source_key) if job.upload_sha256 is None else None
+            path = store.path(key)  # type: ignore[attr-defined]
+            stored = store.hash_object(key) if snapshot or job.upload_sha256 is None else None
             sha = stored.sha256 if stored else job.upload_sha256
             self._check_sha(job, sha)  # type: ignore[arg-type]
             facts = probes.probe(path)
@@ -400,10 +428,10 @@ class JobService:
         with tempfile.TemporaryDirectory(prefix="mocapd-probe-") as tmp:
             path = Path(tmp) / "source"
             try:
-                fetched = store.fetch(job.source_key, path, max_bytes=job.max_upload_bytes)  # type: ignore[attr-defined]
+                fetched = store.fetch(key, path, max_bytes=job.max_upload_bytes)  # type: ignore[attr-defined]
             except TooLarge as exc:  # replaced by a bigger object since the HEAD above
                 if discard_oversize:
-                    store.delete(job.source_key)
+                    self._discard(job, key)
                 raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.",
                                   stage="validation", details={"limitBytes": job.max_upload_bytes}) from exc
             if job.claimed_bytes is not None and fetched.bytes != job.claimed_bytes:
@@ -415,6 +443,11 @@ class JobService:
             self._check_sha(job, fetched.sha256)
             facts = probes.probe(path)
             return facts, fetched.bytes, fetched.sha256
+
+    def _discard(self, job: Job, key: str) -> None:
+        """Never keep (or pay for) an object past the plan's limit: the upload, and its snapshot if any."""
+        for k in dict.fromkeys([key, job.source_key]):
+            self.state.store.delete(k)
 
     @staticmethod
     def _check_sha(job: Job, sha: str) -> None:

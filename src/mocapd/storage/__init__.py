@@ -25,6 +25,7 @@ __all__ = [
     "S3Store",
     "StoredObject",
     "TooLarge",
+    "admitted_source_key",
     "artifact_key",
     "open_store",
     "source_key",
@@ -45,7 +46,14 @@ def open_store(settings: Settings) -> ObjectStore:
 
 
 def source_key(job_id: str) -> str:
+    """Where uploads write a draft's source (signed upload URLs name it; it may change until admission)."""
     return f"jobs/{job_id}/source/upload"
+
+
+def admitted_source_key(job_id: str) -> str:
+    """The source as admitted: a snapshot complete-upload takes of the upload, probes, hashes and bills.
+    No upload URL names it, so nobody can replace the bytes a job was admitted with."""
+    return f"jobs/{job_id}/source/admitted"
 
 
 def artifact_key(job_id: str, name: str) -> str:

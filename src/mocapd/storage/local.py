@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from mocapd.errors import SystemFault
@@ -46,11 +46,15 @@ class LocalStore:
         chunks: AsyncIterator[bytes],
         max_bytes: int,
         check: Callable[[StoredObject], None] | None = None,
+        publish: Callable[[StoredObject, Callable[[], None]], Awaitable[None]] | None = None,
     ) -> StoredObject:
         """Stream ``chunks`` into ``key``, hashing on the way; stop at once past ``max_bytes``.
 
         At most ``max_bytes`` + one chunk is ever written to disk, and only a complete body that
-        passes ``check`` (which raises to refuse it) replaces the object.
+        passes ``check`` (which raises to refuse it) replaces the object. With ``publish``, the
+        replacement is handed to it as a callable (``publish(stored, commit)``), so the caller can put
+        the object in place and record what it is in one step (under its own lock); if ``publish``
+        raises or never calls ``commit``, nothing is replaced.
         """
         tmp = self._tmp()
         h = hashlib.sha256()
@@ -66,7 +70,10 @@ class LocalStore:
             stored = StoredObject(key, n, h.hexdigest())
             if check is not None:
                 check(stored)
-            self._commit(tmp, key)
+            if publish is None:
+                self._commit(tmp, key)
+            else:
+                await publish(stored, lambda: self._commit(tmp, key))
         finally:
             tmp.unlink(missing_ok=True)
         return stored
@@ -88,6 +95,21 @@ class LocalStore:
 
     def download_to(self, key: str, path: Path) -> None:
         shutil.copyfile(self.path(key), path)
+
+    def snapshot(self, src: str, dest: str) -> None:
+        """Make ``dest`` the bytes ``src`` holds now, unaffected by later writes to ``src`` (which always
+        rename a new file into place): a hard link, or a copy where links are not possible."""
+        tmp = self._tmp()
+        try:
+            try:
+                os.link(self.path(src), tmp)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                shutil.copyfile(self.path(src), tmp)
+            self._commit(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()

@@ -234,6 +234,12 @@ class S3Store:
             body.close()
         return StoredObject(key, n, h.hexdigest())
 
+    def snapshot(self, src: str, dest: str) -> None:
+        """Make ``dest`` a server-side copy of the object ``src`` holds now (CopyObject reads one version,
+        so a PUT racing it gives either the old bytes or the new, never a mix)."""
+        self._call("copy_object", src, Bucket=self.bucket, Key=self._k(dest),
+                   CopySource={"Bucket": self.bucket, "Key": self._k(src)})
+
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None if there is no such object."""
         try:
