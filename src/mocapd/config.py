@@ -34,12 +34,17 @@ class Settings:
     dev_account_credits: int = 600
     probe_slots: int = 2  # uploads probed at once per API process (each in a child process)
     probe_wait_s: float = 30.0  # longer than this for a slot: 503 validation_busy
+    models_dir: Path | None = None  # model files the wheels lack (`mocapd models fetch`); default <data_dir>/models
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mocapd.sqlite3').resolve()}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
 
     @property
     def resolved_storage_url(self) -> str:
@@ -74,6 +79,7 @@ class Settings:
 
 _ENV = {
     "data_dir": ("MOCAPD_DATA_DIR", Path),
+    "models_dir": ("MOCAPD_MODELS_DIR", Path),
     "database_url": ("MOCAPD_DATABASE_URL", str),
     "storage_url": ("MOCAPD_STORAGE_URL", str),
     "s3_endpoint_url": ("MOCAPD_S3_ENDPOINT_URL", str),

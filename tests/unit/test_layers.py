@@ -51,13 +51,15 @@ def test_the_command_line_loads_no_heavy_module() -> None:
 # domain <- media <- pipeline <- robots <- formats <- worker; db and storage sit beside pipeline and know
 # nothing of it; api uses db, storage, domain and the media probe, never motion code; client speaks HTTP
 # only. ``errors`` is the domain's exception type (it reads the code table), so the two count as one.
-_BASE = {"domain", "errors", "proc", "logs"}  # proc: process hygiene; logs: the log format
+_BASE = {"domain", "errors", "proc", "logs", "model_files"}  # proc: process hygiene; logs: the log format;
+# model_files: which model files exist, their pins and where they are installed
 _MOTION = ["media", "pipeline", "robots", "avatars", "formats"]
 ALLOWED: dict[str, set[str]] = {
     "domain": {"errors"},
     "errors": {"domain"},
     "proc": set(),
     "logs": set(),
+    "model_files": set(),
     "config": set(),
     **{pkg: _BASE | set(_MOTION[:i]) for i, pkg in enumerate(_MOTION)},
     "db": _BASE | {"config"},

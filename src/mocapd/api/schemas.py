@@ -42,6 +42,7 @@ class CreateJobIn(_In):
     targetId: StrictStr | None = None
     exportFps: StrictFloat | None = None
     mocapType: StrictStr | None = None
+    modelQuality: Literal["standard", "high"] | None = None
     trimStartSec: StrictFloat | None = None
     trimEndSec: StrictFloat | None = None
     sourceDurationSec: StrictFloat | None = None
@@ -143,6 +144,7 @@ class JobOut(_Out):
     targetIds: list[str]
     exportFps: int
     mocapType: str
+    modelQuality: str
     title: str | None
     source: SourceOut
     trimStartSec: float

@@ -41,6 +41,7 @@ def job_dict(job: Job | Any) -> dict[str, Any]:
         "targetIds": list(job.target_ids),
         "exportFps": job.export_fps,
         "mocapType": job.mocap_type,
+        "modelQuality": getattr(job, "model_quality", None) or "standard",
         "title": job.title,
         "source": {
             "filename": job.source_filename,

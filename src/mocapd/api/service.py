@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mocapd.model_files import is_installed, model_for_quality
 from mocapd.api.problems import error_body
 from mocapd.api.reads import plausible_job_id, poll_payload
 from mocapd.api.schemas import CreateJobIn
@@ -43,7 +44,7 @@ __all__ = ["CreateOutcome", "JobService"]
 
 _ACCEPTING_UPLOAD = {JobStage.AWAITING_UPLOAD, JobStage.UPLOADING, JobStage.UPLOADED}
 # Rejections that leave the job a draft, so the client can call complete-upload again later.
-_RETRY_LATER = {"api_concurrency_limit_exceeded", "insufficient_api_v_credits", "validation_busy"}
+_RETRY_LATER = {"api_concurrency_limit_exceeded", "insufficient_api_v_credits", "validation_busy", "model_unavailable"}
 _RETRY_UPLOAD = {"upload_missing", "upload_size_mismatch", "upload_checksum_mismatch"}
 
 
@@ -210,6 +211,11 @@ class JobService:
         targets = normalise_targets(req.targetIds, req.targetId, plan)
         fps = req.exportFps if req.exportFps is not None else 30
         mocap_type = req.mocapType or "full_body"
+        model_quality = req.modelQuality or "standard"
+        if model_quality == "high" and not plan.allows_option("model_high"):
+            raise MocapdError("plan_option_unavailable",
+                              f"modelQuality \"high\" is not included in the {plan.name} plan (starter and premium include it).",
+                              stage="create", details={"field": "modelQuality"})
         trim_start = req.trimStartSec or 0.0
         check_create(
             plan=plan, export_fps=fps, mocap_type=mocap_type, trim_start_s=trim_start, trim_end_s=req.trimEndSec,
@@ -220,12 +226,13 @@ class JobService:
         if req.sourceDurationSec is not None or req.trimEndSec is not None:
             end = req.trimEndSec if req.trimEndSec is not None else req.sourceDurationSec
             estimate = credits_for_window(trim_start, float(end))  # type: ignore[arg-type]
-        check_account_can_start(self._account_state(s, acct, plan, Channel.API), estimate, "create")
+        check_account_can_start(self._account_state(s, acct, plan, Channel(channel)), estimate, "create")
         now = _now()
         job_id = "mocap_" + secrets.token_hex(12)
         job = Job(
             id=job_id, account_id=acct.id, channel=Channel(channel), status=JobStatus.DRAFT, stage=JobStage.AWAITING_UPLOAD,
             progress=0.0, title=req.title, target_ids=targets, export_fps=int(fps), mocap_type=mocap_type,
+            model_quality=model_quality,
             trim_start_s=trim_start, trim_end_s=req.trimEndSec, focal_length_px=req.focalLengthPx,
             camera_fov_deg=req.cameraFovDeg, subject_height_m=req.subjectHeightM, source_filename=filename,
             source_key=source_key(job_id), claimed_duration_s=req.sourceDurationSec, claimed_bytes=req.sourceBytes,
@@ -318,6 +325,9 @@ class JobService:
                     return self._poll_payload(s, job)
                 price = self._price(s, job, facts)
                 window, credits, plan = price.window, price.credits, price.plan
+                missing = self._missing_model(job)
+                if missing is not None:
+                    raise missing
                 check_account_can_start(price.account_state, credits, "validation")
                 job.upload_bytes, job.upload_sha256, job.source_facts = nbytes, sha, facts
                 if admitted is not None:
@@ -328,6 +338,17 @@ class JobService:
                 return self._poll_payload(s, job)
         except MocapdError as exc:
             return self._reject(account_id, job_id, exc)
+
+    def _missing_model(self, job: Job) -> MocapdError | None:
+        """`model_unavailable` when the job's modelQuality needs a model file that is not installed here
+        (`mocapd models fetch` installs it; the job stays a draft and complete-upload can be called again)."""
+        model = model_for_quality(job.model_quality or "standard")
+        if model is None or is_installed(self.settings.resolved_models_dir, model):
+            return None
+        return MocapdError("model_unavailable",
+                           f"modelQuality \"{job.model_quality}\" needs the {model.description.split(' (')[0]} model, "
+                           "which is not installed on this server (the operator installs it with `mocapd models fetch`).",
+                           stage="validation", details={"model": model.name})
 
     def _price(self, s: Session, job: Job, facts: dict[str, Any]) -> _Price:
         """Admission's reckoning of a probed upload: the trim window against the real duration (raises
@@ -366,6 +387,9 @@ class JobService:
                 except MocapdError as exc:
                     problems.append(exc)
             credits = window.credits if window is not None else None
+            missing = self._missing_model(job)
+            if missing is not None:
+                problems.append(missing)
             problems += account_problems(account_state, credits or 0, "validation")
         return {
             "jobId": job.id,

@@ -72,6 +72,7 @@ class JobRequest:
     title: str | None = None
     trim_start_s: float | None = None
     trim_end_s: float | None = None
+    model_quality: str | None = None  # "standard" | "high" (the larger pose model; plans starter and premium)
 
     def to_wire(self, filename: str, source_bytes: int, source_sha256: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -89,6 +90,8 @@ class JobRequest:
             body["trimStartSec"] = self.trim_start_s
         if self.trim_end_s is not None:
             body["trimEndSec"] = self.trim_end_s
+        if self.model_quality is not None:
+            body["modelQuality"] = self.model_quality
         return body
 
 

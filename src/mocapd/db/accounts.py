@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from mocapd.db.models import Account, ApiKey, Job, Plan
 from mocapd.domain.jobs import ACTIVE_STATUSES
-from mocapd.domain.plans import DEFAULT_PLANS, PlanLimits
+from mocapd.domain.plans import DEFAULT_PLANS, PlanLimits, plan_options
 from mocapd.errors import MocapdError
 
 __all__ = [
@@ -67,6 +67,7 @@ def plan_limits(plan: Plan) -> PlanLimits:
         retention_days=plan.retention_days,
         queue_weight=plan.queue_weight,
         active=plan.active,
+        options=plan_options(plan.name),
     )
 
 

@@ -117,6 +117,7 @@ class Job(Base):
     target_ids: Mapped[list[str]] = mapped_column(JSON)
     export_fps: Mapped[int] = mapped_column(Integer)
     mocap_type: Mapped[str] = mapped_column(String(16))
+    model_quality: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
     trim_start_s: Mapped[float] = mapped_column(Float, default=0.0)
     trim_end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     focal_length_px: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -104,6 +104,7 @@ class ClaimedJob:
     upload_sha256: str | None
     queued_at: datetime | None
     lease_expires_at: datetime
+    model_quality: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def _snapshot(job: Any) -> ClaimedJob:
         focal_length_px=job.focal_length_px,
         camera_fov_deg=job.camera_fov_deg,
         subject_height_m=job.subject_height_m,
+        model_quality=job.model_quality or "standard",
         billed_seconds=int(job.billed_seconds or 0),
         held_credits=int(job.held_credits or 0),
         upload_bytes=job.upload_bytes,

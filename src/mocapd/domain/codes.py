@@ -75,6 +75,8 @@ ErrorCode = Literal[
     "avatar_not_awaiting_upload",
     "avatar_not_ready",
     "studio_csrf_rejected",
+    "plan_option_unavailable",
+    "model_unavailable",
 ]
 
 
@@ -172,6 +174,8 @@ CODES: dict[str, CodeInfo] = {
         _c("job_not_found", 404, False, _R.NONE, "request", "No such job"),
         _c("artifact_not_found", 404, False, _R.NONE, "request", "No such artifact"),
         _c("unauthorized", 401, False, _R.NONE, "request", "A valid API key is required"),
+        _c("plan_option_unavailable", 403, False, _R.NEW_JOB, "create", "The plan does not include this option"),
+        _c("model_unavailable", 503, True, _R.COMPLETE_UPLOAD, "validation", "The model this job needs is not installed"),
         _c("studio_csrf_rejected", 403, False, _R.NONE, "request", "The request did not come from a Studio page"),
         _c("rate_limited", 429, True, _R.NONE, "request", "Too many requests"),
         _c("canceled", 409, False, _R.NEW_JOB, "canceled", "The job was canceled"),

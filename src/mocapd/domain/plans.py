@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 from mocapd.domain.targets import enabled_target_ids
 
-__all__ = ["DEFAULT_PLANS", "ENABLED_TARGETS", "EXPORT_FPS_CHOICES", "MOCAP_TYPES", "PlanLimits"]
+__all__ = ["DEFAULT_PLANS", "ENABLED_TARGETS", "EXPORT_FPS_CHOICES", "MOCAP_TYPES", "MODEL_QUALITIES", "PlanLimits",
+           "plan_options"]
 
 ENABLED_TARGETS: tuple[str, ...] = enabled_target_ids()  # the catalogue's (`mocapd.domain.targets`)
 EXPORT_FPS_CHOICES: tuple[int, ...] = (24, 30, 60, 120)
 MOCAP_TYPES: tuple[str, ...] = ("full_body", "upper_body")
+MODEL_QUALITIES: tuple[str, ...] = ("standard", "high")
+# Job options a plan may include (SPEC section 16): "model_high" = modelQuality "high"
 
 
 @dataclass(frozen=True)
@@ -23,14 +26,24 @@ class PlanLimits:
     retention_days: int
     queue_weight: int
     active: bool = True
+    options: tuple[str, ...] = ()  # job options the plan includes ("model_high")
 
     def allows_target(self, target_id: str) -> bool:
         return "*" in self.allowed_targets or target_id in self.allowed_targets
+
+    def allows_option(self, option: str) -> bool:
+        return option in self.options
 
 
 _MB = 1000 * 1000
 DEFAULT_PLANS: dict[str, PlanLimits] = {
     "free": PlanLimits("free", 2, 30.0, 50 * _MB, ("default", "unitree_g1"), 7, 1),
-    "starter": PlanLimits("starter", 4, 120.0, 500 * _MB, ("*",), 14, 2),
-    "premium": PlanLimits("premium", 8, 600.0, 2000 * _MB, ("*",), 30, 4),
+    "starter": PlanLimits("starter", 4, 120.0, 500 * _MB, ("*",), 14, 2, options=("model_high",)),
+    "premium": PlanLimits("premium", 8, 600.0, 2000 * _MB, ("*",), 30, 4, options=("model_high",)),
 }
+
+
+def plan_options(name: str) -> tuple[str, ...]:
+    """The job options of a plan, by name (plans are the three above; an unknown name has none)."""
+    plan = DEFAULT_PLANS.get(name)
+    return plan.options if plan is not None else ()

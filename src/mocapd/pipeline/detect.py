@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
-from mocapd.pipeline.pose import PoseDetector, PoseTrack, TrackBuilder, hip_centre_and_torso_px
+from mocapd.pipeline.pose import FULL, PoseDetector, PoseModel, PoseTrack, TrackBuilder, hip_centre_and_torso_px
 
 if TYPE_CHECKING:  # pragma: no cover
     from mocapd.pipeline.source_copy import SourceCopies, SourceCopy
@@ -151,8 +151,10 @@ class _SecondSegment(threading.Thread):
         copy: SourceCopy | None,
         copy_side_px: int | None,  # None exactly when ``copy`` is None
         min_interval_s: float = 0.0,
+        pose_model: PoseModel = FULL,
     ) -> None:
         super().__init__(name="mocapd-detect-2", daemon=True)
+        self.pose_model = pose_model
         self.source = source
         self.start_s = start_s
         self.end_s = end_s
@@ -176,7 +178,7 @@ class _SecondSegment(threading.Thread):
             nice=DECODE_NICE,
         )
         try:
-            with PoseDetector() as detector:
+            with PoseDetector(self.pose_model) as detector:
                 for frame in frames:
                     if self.stop.is_set():
                         return
@@ -252,6 +254,7 @@ def detect_window(
     processing_share: float = 0.8,
     segments: int | None = None,
     step: int = 1,
+    pose_model: PoseModel = FULL,
 ) -> tuple[PoseTrack, SourceCopies | None]:
     """Preflight then processing-stage pose detection over ``[trim_start_s, trim_end_s)``.
 
@@ -307,7 +310,7 @@ def detect_window(
     progress("preflight", 0.0, force=True)
     in_preflight = True
     try:
-        with PoseDetector() as detector:
+        with PoseDetector(pose_model) as detector:
             for frame in frames:
                 past_split = frame.time_s >= split_s - 1e-9
                 if copies and (second is None or not past_split):  # the second segment copies its own range
@@ -322,7 +325,8 @@ def detect_window(
                                 part = Path(copy_dir) / "preview-source-1"
                                 copies.append(SourceCopy(part, rate, raw=raw_copy, nice=DECODE_NICE))
                             copy = copies[1] if len(copies) > 1 else None
-                            second = _SecondSegment(source, split_s, trim_end_s, size, copy, copy_side_px)
+                            second = _SecondSegment(source, split_s, trim_end_s, size, copy, copy_side_px,
+                                                            pose_model=pose_model)
                             second.start()
                     elif frame.time_s >= preflight_end_s - 1e-9:
                         break  # nothing in the preflight window: stop decoding

@@ -15,8 +15,10 @@ minus the frames rejected as a likely switch to another person (`mark_identity_s
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,8 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "FULL",
     "NUM_LANDMARKS",
     "PoseDetector",
+    "PoseModel",
     "PoseTrack",
     "TrackBuilder",
     "detect_poses",
@@ -54,26 +58,80 @@ class PoseTrack:
         return int(self.time_s.shape[0])
 
 
-class PoseDetector:
-    """One MediaPipe Pose graph in tracking mode; use as a context manager (it owns native state).
+@dataclass(frozen=True)
+class PoseModel:
+    """Which BlazePose landmark model a detector runs. Full ships in the mediapipe wheel; Heavy is a
+    file installed by `mocapd models fetch`, found under ``resource_root`` (see `mocapd.model_files`)."""
 
-    ``detect(rgb)`` returns ``(landmarks_norm (33, 2), world_m (33, 3), visibility (33,))`` or None.
-    Only the Full model (``model_complexity=1``) ships inside the wheel, so nothing is downloaded.
-    """
+    name: str = "blazepose_full"
+    complexity: int = 1  # MediaPipe's model_complexity: 1 Full, 2 Heavy
+    label: str = "BlazePose Full"
+    resource_root: Path | None = None  # None: the wheel's own files
+    sha256: str | None = None  # of the landmark model file, for the manifest
+    source: str = "mediapipe-0.10.21 wheel"
+    extra: dict[str, str] = field(default_factory=dict)
 
-    def __init__(
-        self, *, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
-    ) -> None:
-        from mediapipe.python.solutions import pose as mp_pose  # heavy import, kept local
 
-        self._pose: Any = mp_pose.Pose(
+FULL = PoseModel()
+_GRAPH_LOCK = threading.Lock()  # MediaPipe's resource root is process-wide while a graph is built
+
+
+def _build_pose(model: PoseModel, min_detection_confidence: float, min_tracking_confidence: float) -> Any:
+    from mediapipe.python.solutions import pose as mp_pose  # heavy import, kept local
+
+    if model.resource_root is None:
+        return mp_pose.Pose(
             static_image_mode=False,
-            model_complexity=1,
+            model_complexity=model.complexity,
             smooth_landmarks=False,
             enable_segmentation=False,
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
         )
+    # mp_pose.Pose would try to download a model the wheel lacks into the installed package; build the
+    # same graph with its own base class instead, resolving model files under our resource root.
+    from mediapipe.python import solution_base
+    from mediapipe.python._framework_bindings import resource_util
+
+    class _OurRoot:
+        @staticmethod
+        def set_resource_dir(_wheel_root: str) -> None:
+            resource_util.set_resource_dir(str(model.resource_root))
+
+    pose: Any = mp_pose.Pose.__new__(mp_pose.Pose)
+    with _GRAPH_LOCK:
+        saved = solution_base.resource_util
+        solution_base.resource_util = _OurRoot  # type: ignore[attr-defined]
+        try:
+            solution_base.SolutionBase.__init__(
+                pose,
+                binary_graph_path=mp_pose._BINARYPB_FILE_PATH,
+                side_inputs={"model_complexity": model.complexity, "smooth_landmarks": False,
+                             "enable_segmentation": False, "smooth_segmentation": False, "use_prev_landmarks": True},
+                calculator_params={
+                    "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": min_detection_confidence,
+                    "poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__ThresholdingCalculator.threshold":
+                        min_tracking_confidence,
+                },
+                outputs=["pose_landmarks", "pose_world_landmarks", "segmentation_mask"],
+            )
+        finally:
+            solution_base.resource_util = saved  # type: ignore[attr-defined]
+    return pose
+
+
+class PoseDetector:
+    """One MediaPipe Pose graph in tracking mode; use as a context manager (it owns native state).
+
+    ``detect(rgb)`` returns ``(landmarks_norm (33, 2), world_m (33, 3), visibility (33,))`` or None.
+    The Full model ships inside the wheel; Heavy is read from the models directory. Nothing is downloaded.
+    """
+
+    def __init__(
+        self, model: PoseModel = FULL, *, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
+    ) -> None:
+        self.model = model
+        self._pose: Any = _build_pose(model, min_detection_confidence, min_tracking_confidence)
 
     def __enter__(self) -> PoseDetector:
         return self

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mocapd.errors import InputFault
+from mocapd.errors import InputFault, SystemFault
 from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
 from mocapd.pipeline.detect import analysis_step, detect_window, preview_scale, preview_side_px
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
-from mocapd.pipeline.pose import PoseTrack
+from mocapd.pipeline.pose import FULL, PoseModel, PoseTrack
 from mocapd.pipeline.settings import JobSettings
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 from mocapd.pipeline.world import (
@@ -199,9 +199,32 @@ class Analysis:
     source_copy: SourceCopies | None = None  # preview-size frames kept while detecting (decode once)
     step: int = 1  # pose detected on every step-th source frame (`analysis_step`)
     processed_s: float = 0.0  # seconds of video processed (decoded timestamps of the window): the charge
+    pose_model: PoseModel = FULL  # the landmark model that ran
 
 
 PLANTED_FOOT_NOISE_MPS = 0.8
+
+
+def pose_model_for(settings: JobSettings) -> PoseModel:
+    """The landmark model a job's ``modelQuality`` runs: Full from the wheel, or an installed file.
+
+    Admission refuses a job whose model is not installed where the API runs; a worker on a machine
+    without it fails the attempt as a system fault (retried, perhaps by a worker that has it)."""
+    from mocapd.model_files import is_installed, mediapipe_resource_root, model_for_quality
+
+    model = model_for_quality(settings.model_quality)
+    if model is None:
+        return FULL
+    models_dir = Path(settings.models_dir) if settings.models_dir else None
+    if models_dir is None or not is_installed(models_dir, model):
+        raise SystemFault("model_unavailable", f"the {model.name} model is not installed on this worker "
+                          "(`mocapd models fetch`)")
+    import mediapipe
+
+    wheel_root = Path(mediapipe.__file__).resolve().parents[1]
+    return PoseModel(name=model.name, complexity=2, label="BlazePose Heavy",
+                     resource_root=mediapipe_resource_root(models_dir, wheel_root), sha256=model.sha256,
+                     source=f"{model.package}@{model.version}")
 
 
 def analyse_video(
@@ -233,6 +256,7 @@ def analyse_video(
     # -- preflight + pose -------------------------------------------------------------------------
     info = read_video_info(Path(source))
     step = analysis_step(info.fps, settings.export_fps)
+    pose_model = pose_model_for(settings)
     raw, copy = detect_window(
         Path(source),
         info,
@@ -242,6 +266,7 @@ def analyse_video(
         copy_dir=work_dir,
         processing_share=_PROCESSING_SHARE_POSE,
         step=step,
+        pose_model=pose_model,
     )
     timings["pose"] = time.monotonic() - started
     fps = _processing_fps(info, raw.time_s, step)
@@ -295,7 +320,7 @@ def analyse_video(
     timings["processing"] = time.monotonic() - started
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
-        motion, solve_report, export, export_contacts, timings, copy, step, processed_s,
+        motion, solve_report, export, export_contacts, timings, copy, step, processed_s, pose_model,
     )  # fmt: skip
 
 

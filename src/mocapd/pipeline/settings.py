@@ -19,6 +19,8 @@ class JobSettings:
     focal_length_px: float | None = None
     camera_fov_deg: float | None = None
     subject_height_m: float | None = None
+    model_quality: str = "standard"  # "standard" (BlazePose Full, in the wheel) | "high" (Heavy, installed)
+    models_dir: str | None = None  # where installed model files live (the machine's, not the job's)
 
     def as_manifest(self) -> dict[str, Any]:
         """The ``settings`` block of ``manifest.json``."""
@@ -31,4 +33,5 @@ class JobSettings:
             "focalLengthPx": self.focal_length_px,
             "cameraFovDeg": self.camera_fov_deg,
             "subjectHeightM": self.subject_height_m,
+            "modelQuality": self.model_quality,
         }

@@ -133,6 +133,7 @@ class StageRunner:
         job_timeout_s: float,
         progress_interval_s: float = 0.5,
         work_dir: Path | None = None,
+        models_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
@@ -143,6 +144,7 @@ class StageRunner:
         self.job_timeout_s = job_timeout_s
         self.progress_interval_s = progress_interval_s
         self.work_dir = work_dir
+        self.models_dir = models_dir
         self._clock = clock
 
     def run(self, job: ClaimedJob, lease: LeaseState) -> Outcome:
@@ -225,6 +227,8 @@ class StageRunner:
                 focal_length_px=job.focal_length_px,
                 camera_fov_deg=job.camera_fov_deg,
                 subject_height_m=job.subject_height_m,
+                model_quality=job.model_quality,
+                models_dir=str(self.models_dir) if self.models_dir is not None else None,
             ),
             source_facts=dict(job.source_facts),
             attempt=job.attempt,

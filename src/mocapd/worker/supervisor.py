@@ -91,6 +91,7 @@ def worker_main(settings: Settings, options: WorkerOptions) -> None:
             retry_backoff_s=settings.retry_backoff_s,
             job_timeout_s=settings.job_timeout_s,
             progress_interval_s=options.progress_interval_s,
+            models_dir=settings.resolved_models_dir,
         )
         worker = Worker(
             db,

@@ -91,6 +91,8 @@ def test_sign_in_from_another_site_is_refused(api: Api) -> None:
 
 
 def test_every_state_changing_request_needs_the_csrf_token(api: Api) -> None:
+    with api.db.write() as s:
+        grant(s, api.account_id, 10, "studio", reason="test grant")
     csrf = _sign_in(api)
     body = {"sourceFilename": "clip.mp4", "targetIds": ["default"]}
     missing = api.client.post(JOBS, json=body)
@@ -111,6 +113,10 @@ def test_every_state_changing_request_needs_the_csrf_token(api: Api) -> None:
 
 def test_a_studio_job_spends_the_studio_balance(api: Api, tmp_path: Path) -> None:
     from tests.integration.api.media import synthetic_video
+
+    csrf = _sign_in(api)
+    refused = api.client.post(JOBS, json={"sourceFilename": "clip.mp4", "targetIds": ["default"]}, headers={"X-CSRF-Token": csrf})
+    assert refused.status_code == 402  # the studio balance is empty, whatever the api balance holds
 
     with api.db.write() as s:
         grant(s, api.account_id, 50, "studio", reason="test grant")
