@@ -108,6 +108,17 @@ def _check_service(settings: Settings, *, signs_links: bool) -> None:
         _refuse(f"storage: {exc.message}")
 
 
+def _log_start(settings: Settings, command: str, **fields: object) -> None:
+    """One line saying what this service process runs against (the password masked)."""
+    import logging
+
+    from mocapd.db.diagnose import safe_url
+    from mocapd.logs import log_event
+
+    log_event(logging.getLogger("mocapd.cli"), "start", command=command, **fields,
+              database=safe_url(settings.resolved_database_url), storage=settings.resolved_storage_url)
+
+
 def bootstrap_dev_account(settings: Settings) -> str | None:
     """On a database with no accounts, create the development account with credits; return its new key."""
     from sqlalchemy import func, select
@@ -169,6 +180,7 @@ def serve(
                    "Its API key (shown once; sign in to the Studio at /studio with it):")
         typer.echo(key)
     n = workers if workers is not None else (os.cpu_count() or 1)
+    _log_start(settings, "serve", workers=n, api_processes=api_processes)
     supervisor = None
     if n > 0:
         from mocapd.worker.supervisor import supervise
@@ -188,6 +200,7 @@ def api(data_dir: DataDir = None, host: Host = "0.0.0.0", port: Port = 8000, api
     settings = _settings(data_dir)
     _admin_db(settings).dispose()
     _check_service(settings, signs_links=True)
+    _log_start(settings, "api", api_processes=api_processes, port=port)
     _run_api(settings, host, port, api_processes)
 
 
@@ -202,6 +215,7 @@ def worker(
     settings = _settings(data_dir)
     _admin_db(settings).dispose()
     _check_service(settings, signs_links=False)
+    _log_start(settings, "worker", concurrency=concurrency)
     run_workers(settings, concurrency)
 
 

@@ -209,6 +209,9 @@ def test_scale_out_walkthrough_on_postgres_and_s3(tmp_path: Path) -> None:
             assert httpx.get(f"{base}/api/v1/mocap/jobs/{job_id}/artifacts/motion.fbx", headers=h).status_code == 307
             assert '"type":"capture"' in run.stdout.replace(" ", "")
             worker_log = (tmp_path / "worker.log").read_text()
+            pg_url = f"postgresql+psycopg://{role}@127.0.0.1:5432/{dbname}"
+            assert f"event=start command=worker concurrency=2 database={pg_url} storage=s3://{bucket}/mocapd" in worker_log
+            assert "event=start command=api" in (tmp_path / "api.log").read_text()
             assert f"event=claim job={job_id} attempt=1" in worker_log
             assert re.search(rf"event=finish job={job_id} attempt=1 outcome=completed", worker_log)
         finally:

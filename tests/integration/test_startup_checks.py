@@ -162,6 +162,12 @@ def test_outside_the_embedded_default_the_api_needs_a_shared_secret(tmp_path: Pa
                                  "replica must sign links with the same secret")
 
 
+def test_a_password_never_shows_in_a_message() -> None:
+    from mocapd.db.diagnose import safe_url
+
+    assert safe_url("postgresql+psycopg://app:s3cret@db:5433/m") == "postgresql+psycopg://app:***@db:5433/m"
+
+
 def test_the_embedded_default_needs_no_secret() -> None:
     assert Settings(data_dir=Path("/tmp/x")).embedded
     assert not Settings(data_dir=Path("/tmp/x"), storage_url="s3://b/p").embedded
