@@ -133,7 +133,8 @@ def test_scale_out_walkthrough_on_postgres_and_s3(tmp_path: Path) -> None:
         subs = {  # the README's placeholders -> this machine; each must be in the block as written
             'CREATE ROLE mocapd LOGIN': f'CREATE ROLE {role} LOGIN',
             'CREATE DATABASE mocapd OWNER mocapd': f'CREATE DATABASE {dbname} OWNER {role}',
-            "postgresql+psycopg://mocapd@db/mocapd": f"postgresql+psycopg://{role}@127.0.0.1:5432/{dbname}",
+            "postgresql+psycopg://mocapd:change-me@db/mocapd":
+                f"postgresql+psycopg://{role}:change-me@127.0.0.1:5432/{dbname}",
             "AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...":
                 f"AWS_ACCESS_KEY_ID={AWS_ENV['AWS_ACCESS_KEY_ID']} AWS_SECRET_ACCESS_KEY={AWS_ENV['AWS_SECRET_ACCESS_KEY']}",
             "my-bucket": bucket,
@@ -209,7 +210,7 @@ def test_scale_out_walkthrough_on_postgres_and_s3(tmp_path: Path) -> None:
             assert httpx.get(f"{base}/api/v1/mocap/jobs/{job_id}/artifacts/motion.fbx", headers=h).status_code == 307
             assert '"type":"capture"' in run.stdout.replace(" ", "")
             worker_log = (tmp_path / "worker.log").read_text()
-            pg_url = f"postgresql+psycopg://{role}@127.0.0.1:5432/{dbname}"
+            pg_url = f"postgresql+psycopg://{role}:***@127.0.0.1:5432/{dbname}"  # the password masked
             assert f"event=start command=worker concurrency=2 database={pg_url} storage=s3://{bucket}/mocapd" in worker_log
             assert "event=start command=api" in (tmp_path / "api.log").read_text()
             assert f"event=claim job={job_id} attempt=1" in worker_log
