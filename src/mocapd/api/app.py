@@ -46,10 +46,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     app.add_middleware(GuardAndCount)
 
-    from mocapd.api import routes_account, routes_files, routes_jobs, routes_ops, tus
+    from mocapd.api import routes_account, routes_avatars, routes_files, routes_jobs, routes_ops, tus
     from mocapd.api.studio import routes as routes_studio
 
     app.include_router(routes_jobs.router)
+    app.include_router(routes_avatars.router)
     app.include_router(routes_files.router)
     app.include_router(tus.router)
     app.include_router(routes_account.router)

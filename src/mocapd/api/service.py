@@ -243,6 +243,14 @@ class JobService:
             billed_seconds=0, held_credits=0, charged_credits=0, refunded_credits=0,
         )
         s.add(job)
+        if any(t.startswith("avatar:") for t in targets):
+            from mocapd.api.avatars import snapshot_avatars
+
+            try:
+                snapshot_avatars(self.state, s, acct.id, job_id, targets)
+            except BaseException:
+                self.state.store.delete_prefix(f"jobs/{job_id}/")
+                raise
         mark_created(s, job, "Job created; waiting for the upload.")
         url, expires_at = self.upload_url(job)
         return {

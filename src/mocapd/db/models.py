@@ -25,6 +25,7 @@ __all__ = [
     "Account",
     "ApiKey",
     "Artifact",
+    "Avatar",
     "Base",
     "IdempotencyRecord",
     "Job",
@@ -261,3 +262,33 @@ class StudioSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Avatar(Base):
+    """A user's rigged character (SPEC 12): the upload, then the prepared rig and its facts."""
+
+    __tablename__ = "avatars"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # draft | preparing | ready | failed
+    source_filename: Mapped[str] = mapped_column(String(255))
+    source_key: Mapped[str] = mapped_column(String(255))
+    rig_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    claimed_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    claimed_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    upload_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    upload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    max_upload_bytes: Mapped[int] = mapped_column(BigInteger)
+    facts: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # while preparing
+    purge_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_avatars_account_created", "account_id", "created_at", "id"),
+        Index("ix_avatars_purge", "purge_after"),
+    )

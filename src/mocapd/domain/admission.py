@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from mocapd.domain.credits import credits_for_window
 from mocapd.domain.plans import ENABLED_TARGETS, EXPORT_FPS_CHOICES, MOCAP_TYPES, PlanLimits
+from mocapd.domain.targets import resolve_target
 from mocapd.errors import MocapdError
 
 __all__ = [
@@ -59,7 +60,9 @@ def normalise_targets(target_ids: list[str] | None, target_id: str | None, plan:
         if t not in out:
             out.append(t)
     for t in out:
-        if t not in ENABLED_TARGETS or not plan.allows_target(t):
+        target = resolve_target(t)
+        known = t in ENABLED_TARGETS or (target is not None and target.kind.has_ref and target.kind.enabled)
+        if not known or not plan.allows_target(t):
             allowed = [x for x in ENABLED_TARGETS if plan.allows_target(x)]
             raise MocapdError(
                 "api_target_unsupported",

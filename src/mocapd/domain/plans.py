@@ -27,6 +27,7 @@ class PlanLimits:
     queue_weight: int
     active: bool = True
     options: tuple[str, ...] = ()  # job options the plan includes ("model_high")
+    max_avatar_bytes: int = 100 * 1000 * 1000  # an avatar's model file (SPEC 12)
 
     def allows_target(self, target_id: str) -> bool:
         return "*" in self.allowed_targets or target_id in self.allowed_targets

@@ -111,16 +111,15 @@ TARGET_KINDS: dict[str, TargetKind] = {
                 FileSpec("g1_motion.csv", "text/csv; charset=utf-8", "robot_csv"),
             ),
         ),
-        TargetKind(  # SPEC 12; admitted once avatars can be prepared and retargeted
+        TargetKind(  # SPEC 12: a user's prepared avatar, ``avatar:av_...`` (checked against the account at create)
             "avatar",
             "fbx",
             "fbxUrl",
             (
-                FileSpec("avatar_{ref}.fbx", OCTET_STREAM, "fbx"),
-                FileSpec("avatar_{ref}.glb", "model/gltf-binary", "glb"),
+                FileSpec("avatar_{ref}.fbx", OCTET_STREAM, "avatar_fbx"),
+                FileSpec("avatar_{ref}.glb", "model/gltf-binary", "avatar_glb"),
             ),
             has_ref=True,
-            enabled=False,
         ),
     )
 }

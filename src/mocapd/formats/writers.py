@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mocapd.avatars.retarget import AvatarAnimation
     from mocapd.pipeline.skeleton import Motion
     from mocapd.robots.motion import RobotMotion
 
@@ -27,6 +28,7 @@ class Take:
     target_id: str
     motion: Motion  # the target's skeleton motion (for a robot: the human motion it follows)
     robot: RobotMotion | None = None  # a robot target's joint trajectory
+    avatar: AvatarAnimation | None = None  # an avatar target's animated rig
 
 
 Writer = Callable[[Take], bytes]
@@ -68,12 +70,32 @@ def _robot_csv(take: Take) -> bytes:
     return write_g1_csv(_robot(take))
 
 
+def _avatar(take: Take) -> AvatarAnimation:
+    if take.avatar is None:
+        raise ValueError(f"target {take.target_id} has no avatar animation to write")
+    return take.avatar
+
+
+def _avatar_fbx(take: Take) -> bytes:
+    from mocapd.formats.fbx.avatar import write_avatar_fbx
+
+    return write_avatar_fbx(_avatar(take))
+
+
+def _avatar_glb(take: Take) -> bytes:
+    from mocapd.formats.avatar_gltf import write_avatar_glb
+
+    return write_avatar_glb(_avatar(take))
+
+
 WRITERS: dict[str, Writer] = {
     "fbx": _fbx,
     "bvh": _bvh,
     "glb": _glb,
     "robot_json": _robot_json,
     "robot_csv": _robot_csv,
+    "avatar_fbx": _avatar_fbx,
+    "avatar_glb": _avatar_glb,
 }
 
 

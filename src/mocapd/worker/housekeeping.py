@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 from mocapd.config import Settings
 from mocapd.db import queue
 from mocapd.db.engine import Database
-from mocapd.db.models import Job, TusUpload
+from mocapd.db.models import Avatar, Job, TusUpload
 from mocapd.db.queue import lock_rows, retention_days_of
 from mocapd.db.transitions import mark_expired
 from mocapd.domain.jobs import TERMINAL_STATUSES, JobStatus
@@ -41,6 +41,7 @@ class HousekeepingReport:
     reaped: int = 0
     drafts_expired: list[str] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)
+    avatars_purged: list[str] = field(default_factory=list)
 
 
 def expire_drafts(
@@ -116,6 +117,30 @@ def purge_finished(db: Database, store: ObjectStore, *, now: datetime | None = N
     return purged
 
 
+def purge_avatars(db: Database, store: ObjectStore, *, now: datetime | None = None, limit: int = 200) -> list[str]:
+    """Delete avatars never completed (a draft past the draft TTL), failed or deleted past the plan's
+    retention: their objects first, then the row. A ready avatar stays until it is deleted."""
+    now = now or datetime.now(UTC)
+    with db.read() as s:
+        ids = list(s.scalars(
+            select(Avatar.id).where(Avatar.status.in_(["draft", "failed", "deleted"]), Avatar.purge_after < now)
+            .order_by(Avatar.purge_after).limit(limit)
+        ))
+    purged: list[str] = []
+    for avatar_id in ids:
+        try:
+            store.delete_prefix(f"avatars/{avatar_id}/")
+        except Exception as exc:
+            log.warning("could not delete the objects of avatar %s: %s", avatar_id, exc)
+            continue
+        with db.write() as s:
+            res = s.execute(delete(Avatar).where(Avatar.id == avatar_id, Avatar.status.in_(["draft", "failed", "deleted"]),
+                                                 Avatar.purge_after < now))
+            if res.rowcount:
+                purged.append(avatar_id)
+    return purged
+
+
 def run_housekeeping(
     db: Database, store: ObjectStore, settings: Settings, *, now: datetime | None = None
 ) -> HousekeepingReport:
@@ -123,4 +148,5 @@ def run_housekeeping(
     report.reaped = queue.reap(db, base_backoff_s=settings.retry_backoff_s, now=now).total
     report.drafts_expired = expire_drafts(db, store, draft_ttl_s=settings.draft_ttl_s, now=now)
     report.purged = purge_finished(db, store, now=now)
+    report.avatars_purged = purge_avatars(db, store, now=now)
     return report

@@ -49,6 +49,7 @@ class ProcessRequest:
     settings: JobSettings
     source_facts: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
+    inputs_dir: Path | None = None  # the job's other inputs (an avatar target's prepared rig)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class PipelineProcessor:
     def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult:
         from mocapd.worker.produce import produce  # heavy: mediapipe, mujoco, av
 
-        return produce(request.source_path, request.settings, request.out_dir, on_progress)
+        return produce(request.source_path, request.settings, request.out_dir, on_progress,
+                       inputs_dir=request.inputs_dir)
 
 
 def load_processor(spec: str | None = None) -> Processor:

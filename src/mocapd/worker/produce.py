@@ -35,7 +35,9 @@ __all__ = ["produce"]
 FloatArray = NDArray[np.float64]
 
 
-def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback) -> ProcessResult:
+def produce(
+    source: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback, *, inputs_dir: Path | None = None
+) -> ProcessResult:
     """Turn ``source`` into the job's artifacts in ``out_dir``.
 
     Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
@@ -47,7 +49,7 @@ def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: Sta
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mocapd-work-") as work_dir:
         a = analyse_video(Path(source), settings, progress, work_dir=Path(work_dir))
-        takes = [(target, _take(target, a, settings)) for target in produced_targets(settings.target_ids)]
+        takes = [(target, _take(target, a, settings, inputs_dir)) for target in produced_targets(settings.target_ids)]
         a.timings_s["processing"] = time.monotonic() - started
         progress("processing", 1.0, force=True)
         files = _package(Path(source), settings, out_dir, progress, a, takes)
@@ -57,14 +59,30 @@ def produce(source: Path, settings: JobSettings, out_dir: Path, on_progress: Sta
     return ProcessResult(files=files, manifest=manifest, processed_s=a.processed_s)
 
 
-def _take(target: Target, a: Analysis, settings: JobSettings) -> Take:
-    """What the target's files are written from: the solved motion, and for a robot its retargeting."""
+def _take(target: Target, a: Analysis, settings: JobSettings, inputs_dir: Path | None = None) -> Take:
+    """What the target's files are written from: the solved motion, and for a robot or an avatar its
+    retargeting."""
+    if target.kind.id == "avatar":
+        return Take(target.id, a.export, avatar=_avatar_animation(target, a, inputs_dir))
     robot = robot_target(target.id)
     if robot is not None:
         return Take(target.id, a.export, robot.retarget(a.export, a.export_contacts, settings.mocap_type))
     if target.id == DEFAULT_TARGET:
         return Take(target.id, a.export)
     raise ValueError(f"nothing produces target {target.id!r}")
+
+
+def _avatar_animation(target: Target, a: Analysis, inputs_dir: Path | None) -> Any:
+    """The job's copy of the avatar (made at job creation, `mocapd.api.avatars.snapshot_avatars`)
+    animated with the export motion and its foot contacts."""
+    from mocapd.avatars.retarget import retarget_to_avatar
+    from mocapd.avatars.rig import load_rig
+
+    rig_path = inputs_dir / f"avatar_{target.ref}.npz" if inputs_dir is not None else None
+    if rig_path is None or not rig_path.exists():
+        raise ValueError(f"the job has no copy of avatar {target.ref}")
+    meta = json.loads(rig_path.with_suffix(".json").read_text())
+    return retarget_to_avatar(a.export, load_rig(rig_path.read_bytes()), dict(meta["mapping"]), a.export_contacts)
 
 
 def _package(
@@ -154,6 +172,10 @@ def _mean_angle_deg(rot: FloatArray) -> float:
 
 
 def _target_facts(take: Take, a: Analysis) -> dict[str, Any]:
+    if take.avatar is not None:
+        rig = take.avatar.rig
+        return {"bones": rig.num_bones, "fps": take.avatar.fps, "frameCount": take.avatar.num_frames,
+                "unitM": rig.unit_m, "upAxis": rig.up_axis}
     if take.robot is not None:
         return {"variant": take.robot.variant, "fps": take.robot.fps, "frameCount": take.robot.num_frames}
     motion, solve_report = take.motion, a.solve_report

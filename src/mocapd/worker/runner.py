@@ -200,6 +200,22 @@ class StageRunner:
         )
         return Outcome.FAILED if ok else Outcome.LOST
 
+    def _download_inputs(self, job: ClaimedJob, tmp: Path) -> Path | None:
+        """The copies of the avatars the job names (taken when it was created), into ``tmp/inputs``."""
+        refs = [t.partition(":")[2] for t in job.target_ids if t.startswith("avatar:")]
+        if not refs:
+            return None
+        inputs = tmp / "inputs"
+        inputs.mkdir()
+        for ref in refs:
+            for suffix in (".npz", ".json"):
+                name = f"avatar_{ref}{suffix}"
+                try:
+                    self.store.download_to(f"jobs/{job.id}/inputs/{name}", inputs / name)
+                except Exception as exc:
+                    raise MocapdError("processing_failed", f"The job's copy of avatar {ref} could not be read.") from exc
+        return inputs
+
     def _run(self, job: ClaimedJob, lease: LeaseState, progress: _Progress, tmp: Path) -> Outcome:
         progress("preflight", 0.0)
         source = tmp / "source" / (Path(job.source_filename).name or "upload")
@@ -214,6 +230,7 @@ class StageRunner:
             trim_end_s = float(job.source_facts.get("durationSec", 0.0))  # type: ignore[arg-type]
         out_dir = tmp / "out"
         out_dir.mkdir()
+        inputs_dir = self._download_inputs(job, tmp)
         request = ProcessRequest(
             job_id=job.id,
             source_path=source,
@@ -232,6 +249,7 @@ class StageRunner:
             ),
             source_facts=dict(job.source_facts),
             attempt=job.attempt,
+            inputs_dir=inputs_dir,
         )
         result = self.processor.process(request, progress)
         progress("packaging", 0.0)
