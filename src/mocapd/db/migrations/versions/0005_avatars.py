@@ -1,7 +1,7 @@
 """avatars: users' rigged characters (SPEC 12)
 
 Revision ID: 0005_avatars
-Revises: 0007_studio
+Revises: 0008_models
 Create Date: 2026-12-06 03:15:00
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import mocapd.db.models
 
 revision = '0005_avatars'
-down_revision = '0007_studio'
+down_revision = '0008_models'
 branch_labels = None
 depends_on = None
 
