@@ -198,8 +198,8 @@ def serve(
 def api(data_dir: DataDir = None, host: Host = "0.0.0.0", port: Port = 8000, api_processes: ApiProcesses = 2) -> None:
     """Run only the HTTP API (scale-out: any number of replicas behind a load balancer)."""
     settings = _settings(data_dir)
+    _check_service(settings, signs_links=True)  # before the migrations: a refusal changes nothing
     _admin_db(settings).dispose()
-    _check_service(settings, signs_links=True)
     _log_start(settings, "api", api_processes=api_processes, port=port)
     _run_api(settings, host, port, api_processes)
 
@@ -213,8 +213,8 @@ def worker(
     from mocapd.worker.supervisor import run_workers
 
     settings = _settings(data_dir)
-    _admin_db(settings).dispose()
     _check_service(settings, signs_links=False)
+    _admin_db(settings).dispose()
     _log_start(settings, "worker", concurrency=concurrency)
     run_workers(settings, concurrency)
 
