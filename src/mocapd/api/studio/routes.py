@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from mocapd.api.auth import SESSION_COOKIE, Principal, require_account, same_origin
+from mocapd.api.schemas import Envelope, Problem
 from mocapd.api.state import AppState, get_state
 from mocapd.db.studio_sessions import SESSION_TTL, end_session, find_session, start_session
 from mocapd.errors import MocapdError
@@ -35,6 +36,16 @@ _COMPRESSIBLE = {"text/html", "text/css", "text/javascript", "application/javasc
 
 class SignInIn(BaseModel):
     apiKey: str = Field(min_length=1, max_length=300)
+
+
+class SessionOut(BaseModel):
+    accountId: str
+    csrfToken: str
+    expiresAt: str
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, object]]:
+    return {c: {"model": Problem, "content": {"application/problem+json": {}}} for c in codes}
 
 
 def _csp(state: AppState) -> str:
@@ -74,7 +85,8 @@ def _set_cookie(response: Response, request: Request, state: AppState, token: st
 
 # ---- the session exchange -------------------------------------------------------------------------
 
-@router.post("/api/v1/studio/session", status_code=201, summary="Sign in to the Studio with an API key")
+@router.post("/api/v1/studio/session", status_code=201, response_model=Envelope[SessionOut],
+             responses=_problems(401, 403, 413, 422, 429), summary="Sign in to the Studio with an API key")
 def sign_in(body: SignInIn, request: Request, state: Annotated[AppState, Depends(get_state)]) -> Response:
     if not same_origin(request):
         raise MocapdError("studio_csrf_rejected", "Sign in from the Studio page itself.")
@@ -92,7 +104,8 @@ def sign_in(body: SignInIn, request: Request, state: Annotated[AppState, Depends
     return response
 
 
-@router.get("/api/v1/studio/session", summary="The current Studio session and its CSRF token")
+@router.get("/api/v1/studio/session", response_model=Envelope[SessionOut], responses=_problems(401, 429),
+            summary="The current Studio session and its CSRF token")
 def get_session(request: Request, state: Annotated[AppState, Depends(get_state)]) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     with state.db.connect() as conn:
@@ -104,7 +117,8 @@ def get_session(request: Request, state: Annotated[AppState, Depends(get_state)]
                         headers={"Cache-Control": "no-store"})
 
 
-@router.delete("/api/v1/studio/session", status_code=204, summary="Sign out of the Studio")
+@router.delete("/api/v1/studio/session", status_code=204, responses=_problems(401, 403, 429),
+               summary="Sign out of the Studio")
 def sign_out(request: Request, principal: Annotated[Principal, Depends(require_account)],
              state: Annotated[AppState, Depends(get_state)]) -> Response:
     if principal.session_id is not None:
