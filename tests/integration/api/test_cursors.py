@@ -90,7 +90,7 @@ _PART = st.one_of(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.one_of(st.binary(max_size=60).map(_b64), st.text(max_size=80)),
        parts=st.lists(_PART, min_size=1, max_size=3))
 def test_garbage_cursors_never_500(api: Api, raw: str, parts: list[str]) -> None:
