@@ -142,7 +142,8 @@ def ledger_report(db: Database) -> LedgerReport:
                 balanced = False
     per_job: dict[str, Counter[str]] = {}
     for e in entries:
-        if e.job_id:
+        # The release of the unused part of a partly captured hold (`unused_hold_key`) is not a settlement.
+        if e.job_id and not (e.entry_key or "").startswith("settle-rest:"):
             per_job.setdefault(e.job_id, Counter())[e.type] += 1
     holds = sum(e.amount for e in entries if e.type == "hold")
     captures = sum(e.amount for e in entries if e.type == "capture")

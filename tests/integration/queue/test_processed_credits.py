@@ -79,6 +79,7 @@ def test_a_duration_header_of_600_s_on_a_1_s_video_charges_1(db: Database, store
     assert _ledger(db, jid) == [("hold", 600), ("capture", 1), ("release", 599)]
     report = ledger_report(db)
     assert report.open_holds == 0 and report.accounts_balanced
+    assert report.settle_per_job_max == 1 and report.jobs_settled_both_ways == 0  # the rest is not a settlement
     manifest = json.loads(store.path(str(key)).read_bytes())
     assert manifest["billing"]["heldVCredits"] == 600 and manifest["billing"]["chargedVCredits"] == 1
     assert manifest["billing"]["refundedVCredits"] == 599
