@@ -74,6 +74,15 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not to the one it was created
+    with (a test runner or a daemonising wrapper may have replaced it since)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(level: int | str | None = None) -> int:
     """Send log records to standard error, one key=value line each; returns the level in force.
 
@@ -84,7 +93,7 @@ def configure_logging(level: int | str | None = None) -> int:
     for h in list(root.handlers):
         if getattr(h, _MARK, False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     setattr(handler, _MARK, True)
     handler.setFormatter(KeyValueFormatter(tracebacks=lvl <= logging.DEBUG))
     root.addHandler(handler)
