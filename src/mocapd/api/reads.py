@@ -177,4 +177,10 @@ def ledger_page(
     rows = list(s.scalars(q.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"items": [ledger_dict(e) for e in rows], "nextCursor": encode_cursor(rows[-1].id) if more and rows else None}
+    job_ids = {e.job_id for e in rows if e.job_id}
+    parents: dict[str, str] = {}
+    if job_ids:  # a re-export's entries also name the job it was made from
+        q_parents = select(Job.id, Job.parent_job_id).where(Job.id.in_(job_ids), Job.parent_job_id.is_not(None))
+        parents = {job_id: parent for job_id, parent in s.execute(q_parents)}
+    items = [{**ledger_dict(e), "parentJobId": parents.get(e.job_id) if e.job_id else None} for e in rows]
+    return {"items": items, "nextCursor": encode_cursor(rows[-1].id) if more and rows else None}

@@ -27,6 +27,7 @@ from mocapd.api.schemas import (
     Page,
     Problem,
     QuoteOut,
+    ReexportIn,
     ResultOut,
     UploadUrlOut,
 )
@@ -93,6 +94,26 @@ def reissue_upload_url(job_id: str, request: Request, principal: Auth, state: St
 def complete_upload(job_id: str, request: Request, principal: Auth, state: State) -> Response:
     data = _svc(state, request).complete_upload(principal.account_id, job_id)
     return _data(data, headers=_poll_headers(state, data["job"]["status"]))
+
+
+@router.post("/{job_id}/exports", status_code=201, response_model=Envelope[JobPollOut],
+             responses={**_ERRORS, 402: _ERRORS[401], 403: _ERRORS[401], 429: _ERRORS[401]},
+             summary="Re-export a completed job: a new job from its stored motion (other fps, targets, mocap type)")
+async def reexport_job(
+    job_id: str,
+    request: Request,
+    body: ReexportIn,
+    principal: Auth,
+    state: State,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=300)] = None,
+) -> Response:
+    raw = json.loads(await request.body() or b"{}")
+    from starlette.concurrency import run_in_threadpool
+
+    out = await run_in_threadpool(_svc(state, request).reexport, principal.account_id, job_id, body, raw,
+                                  idempotency_key)
+    headers = {"Idempotent-Replayed": "true"} if out.replayed else {}
+    return _data(out.body, out.status_code, {**headers, **(_poll_headers(state, "queued") or {})})
 
 
 @router.post("/{job_id}/quote", response_model=Envelope[QuoteOut], responses=_ERRORS,

@@ -19,6 +19,7 @@ __all__ = [
     "Page",
     "Problem",
     "QuoteOut",
+    "ReexportIn",
     "ResultOut",
     "UploadOut",
     "UploadUrlOut",
@@ -52,6 +53,12 @@ class CreateJobIn(_In):
     focalLengthPx: StrictFloat | None = Field(None, gt=0, le=100000)
     cameraFovDeg: StrictFloat | None = Field(None, gt=1, lt=179)
     subjectHeightM: StrictFloat | None = Field(None, gt=0.5, lt=2.8)
+
+
+class ReexportIn(_In):
+    exportFps: StrictFloat | None = None
+    targetIds: list[StrictStr] | None = None
+    mocapType: StrictStr | None = None
 
 
 class Envelope(BaseModel, Generic[T]):

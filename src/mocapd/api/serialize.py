@@ -64,6 +64,8 @@ def job_dict(job: Job | Any) -> dict[str, Any]:
         },
         "error": error,
         "attempts": job.attempts,
+        "sourceType": getattr(job, "source_type", None) or "upload",
+        "parentJobId": getattr(job, "parent_job_id", None),
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
         "completedAt": iso(job.completed_at),

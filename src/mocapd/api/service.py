@@ -15,10 +15,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mocapd.model_files import is_installed, model_for_quality
 from mocapd.api.problems import error_body
 from mocapd.api.reads import plausible_job_id, poll_payload
-from mocapd.api.schemas import CreateJobIn
+from mocapd.api.schemas import CreateJobIn, ReexportIn
 from mocapd.api.state import AppState
 from mocapd.db import ledger
 from mocapd.db.accounts import active_job_count, plan_limits
@@ -34,11 +33,12 @@ from mocapd.domain.admission import (
     normalise_targets,
     resolve_trim,
 )
-from mocapd.domain.credits import credits_for_window
+from mocapd.domain.credits import credits_for_window, reexport_credits
 from mocapd.domain.jobs import TERMINAL_STATUSES, Channel, EventType, JobStage, JobStatus
 from mocapd.domain.plans import PlanLimits
 from mocapd.errors import InputFault, MocapdError
-from mocapd.storage import TooLarge, admitted_source_key, source_key
+from mocapd.model_files import is_installed, model_for_quality
+from mocapd.storage import TooLarge, admitted_source_key, private_key, source_key
 
 __all__ = ["CreateOutcome", "JobService"]
 
@@ -133,6 +133,11 @@ class JobService:
     def create(
         self, account_id: str, req: CreateJobIn, raw: dict[str, Any], idem_key: str | None, channel: str = "api"
     ) -> CreateOutcome:
+        return self._idempotent(account_id, raw, idem_key, lambda s: self._create_in(s, account_id, req, channel))
+
+    def _idempotent(self, account_id: str, raw: dict[str, Any], idem_key: str | None,
+                    make: Callable[[Session], dict[str, Any]]) -> CreateOutcome:
+        """Run ``make`` (a create, in one write transaction) once per ``Idempotency-Key`` and body."""
         if idem_key is not None:
             idem_key = idem_key.strip().strip('"')
             if not (1 <= len(idem_key) <= 255):
@@ -143,12 +148,12 @@ class JobService:
                 return replay
         try:
             with self.state.db.write() as s:
-                body = self._create_in(s, account_id, req, channel)
+                body = make(s)
                 if idem_key is not None:
                     rec = s.get(IdempotencyRecord, (account_id, idem_key))
                     if rec is not None:
                         rec.state, rec.response_status, rec.response_body = "done", 201, body
-                        rec.job_id = body["jobId"]
+                        rec.job_id = body["jobId"] if "jobId" in body else body["job"]["id"]
         except MocapdError:
             if idem_key is not None:  # nothing stored for a rejected request: the client may fix and retry
                 with self.state.db.write() as s:
@@ -243,14 +248,7 @@ class JobService:
             billed_seconds=0, held_credits=0, charged_credits=0, refunded_credits=0,
         )
         s.add(job)
-        if any(t.startswith("avatar:") for t in targets):
-            from mocapd.api.avatars import snapshot_avatars
-
-            try:
-                snapshot_avatars(self.state, s, acct.id, job_id, targets)
-            except BaseException:
-                self.state.store.delete_prefix(f"jobs/{job_id}/")
-                raise
+        self._copy_avatars(s, acct.id, job_id, targets)
         mark_created(s, job, "Job created; waiting for the upload.")
         url, expires_at = self.upload_url(job)
         return {
@@ -259,6 +257,63 @@ class JobService:
             "sourceKey": job.source_key,
             "maxUploadBytes": plan.max_file_bytes,
         }
+
+    # ---------------------------------------------------------------- re-export
+    def reexport(self, account_id: str, parent_id: str, req: ReexportIn, raw: dict[str, Any],
+                 idem_key: str | None) -> CreateOutcome:
+        """A child job of a completed job, admitted at once, that makes its products from the parent's
+        stored motion: other frame rate, targets or mocap type, no detection (SPEC section 14)."""
+        keyed = {"reexportOf": parent_id, **raw}
+        return self._idempotent(account_id, keyed, idem_key, lambda s: self._reexport_in(s, account_id, parent_id, req))
+
+    def _reexport_in(self, s: Session, account_id: str, parent_id: str, req: ReexportIn) -> dict[str, Any]:
+        parent = self._job(s, account_id, parent_id)
+        if parent.status != JobStatus.COMPLETED:
+            raise MocapdError("job_not_completed", f"The job is {parent.status}; only a completed job can be "
+                              "re-exported.", job_id=parent.id)
+        if not self.state.store.exists(private_key(parent.id, "motion.npz")):
+            raise MocapdError("parent_motion_unavailable", "The job's stored motion is gone (it was made before "
+                              "re-exports existed, or its retention ended).", job_id=parent.id)
+        acct, plan = self._plan(s, account_id)
+        targets = normalise_targets(req.targetIds, None, plan) if req.targetIds is not None else list(parent.target_ids)
+        fps = req.exportFps if req.exportFps is not None else parent.export_fps
+        mocap_type = req.mocapType or parent.mocap_type
+        check_create(plan=plan, export_fps=fps, mocap_type=mocap_type, trim_start_s=0.0, trim_end_s=None,
+                     claimed_duration_s=None, claimed_bytes=None)
+        duration_s = float(parent.trim_end_s or 0.0) - float(parent.trim_start_s or 0.0)
+        credits = reexport_credits(duration_s)
+        check_account_can_start(self._account_state(s, acct, plan, parent.channel), credits, "validation")
+        now = _now()
+        job_id = "mocap_" + secrets.token_hex(12)
+        job = Job(
+            id=job_id, account_id=acct.id, channel=parent.channel, status=JobStatus.DRAFT,
+            stage=JobStage.UPLOADED, progress=0.0, title=parent.title, target_ids=targets, export_fps=int(fps),
+            mocap_type=mocap_type, trim_start_s=parent.trim_start_s, trim_end_s=parent.trim_end_s,
+            focal_length_px=parent.focal_length_px, camera_fov_deg=parent.camera_fov_deg,
+            subject_height_m=parent.subject_height_m, source_filename=parent.source_filename,
+            source_key=source_key(job_id), upload_bytes=parent.upload_bytes, upload_sha256=parent.upload_sha256,
+            source_facts=dict(parent.source_facts or {}), max_upload_bytes=0, created_at=now, updated_at=now,
+            queue_weight=plan.queue_weight, max_attempts=self.settings.max_attempts, attempts=0, lease_token=0,
+            event_seq=0, billed_seconds=0, held_credits=0, charged_credits=0, refunded_credits=0,
+            source_type="reexport", parent_job_id=parent.id,
+        )
+        s.add(job)
+        self._copy_avatars(s, acct.id, job_id, targets)
+        mark_created(s, job, f"Re-export of {parent.id}: no upload, no detection.")
+        mark_admitted(s, job, credits=credits, queue_weight=plan.queue_weight,
+                      admitted={"heldVCredits": credits, "durationSec": round(duration_s, 3), "parentJobId": parent.id})
+        return self._poll_payload(s, job)
+
+    def _copy_avatars(self, s: Session, account_id: str, job_id: str, targets: list[str]) -> None:
+        """The job's own copy of each avatar it targets (its files are gone if the create fails)."""
+        if any(t.startswith("avatar:") for t in targets):
+            from mocapd.api.avatars import snapshot_avatars
+
+            try:
+                snapshot_avatars(self.state, s, account_id, job_id, targets)
+            except BaseException:
+                self.state.store.delete_prefix(f"jobs/{job_id}/")
+                raise
 
     def reissue_upload_url(self, account_id: str, job_id: str) -> dict[str, Any]:
         with self.state.db.read() as s:

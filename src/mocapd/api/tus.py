@@ -381,31 +381,35 @@ async def _stream(state: AppState, svc: JobService, request: Request, job: Job, 
 
 async def _finish(state: AppState, svc: JobService, job: Job, row: uploads.UploadRow, token: str,
                   writer: ResumableWriter, whole: Any | None) -> None:
-    """The last byte is in: make the job's source object, check it like a PUT body, record it."""
-    await run_in_threadpool(svc.upload_target, job.id)  # still a draft taking uploads
+    """The last byte is in: make the job's source object, check it like a PUT body, record it. Where the
+    digest is known first, the object is put in place inside `JobService.record_upload` (the PUT's own
+    step, under the job's lock: nothing lands once complete-upload has taken the job)."""
     if whole is not None:
         sha: str | None = whole.hexdigest()
     else:
         local = await run_in_threadpool(writer.digest_of_data)
         sha = local.sha256 if local is not None else None
-    if sha is not None and job.claimed_sha256 is not None and sha != job.claimed_sha256:
-        await run_in_threadpool(_terminate, state, job.id, row, token)
-        raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256; it was "
-                          "discarded: create a new upload.", job_id=job.id)
-    await run_in_threadpool(writer.finish)
-    if sha is None:  # S3 without the running digest: hash the object now in the store
+    if sha is not None:
+        if job.claimed_sha256 is not None and sha != job.claimed_sha256:
+            await run_in_threadpool(_terminate, state, job.id, row, token)
+            raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256; it was "
+                              "discarded: create a new upload.", job_id=job.id)
+        await run_in_threadpool(svc.record_upload, job.id, row.length, sha, writer.finish)
+    else:  # S3 without the running digest (the upload moved between processes): hash the object in the store
+        await run_in_threadpool(svc.upload_target, job.id)
+        await run_in_threadpool(writer.finish)
         sha = (await run_in_threadpool(state.store.hash_object, job.source_key)).sha256
         if job.claimed_sha256 is not None and sha != job.claimed_sha256:
             await run_in_threadpool(state.store.delete, job.source_key)
             await run_in_threadpool(_terminate, state, job.id, row, token)
             raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256; it was "
                               "discarded: create a new upload.", job_id=job.id)
+        await run_in_threadpool(svc.record_upload, job.id, row.length, sha)
     ok = await run_in_threadpool(lambda: uploads.commit(state.db, job.id, row.upload_id, token, offset=row.length,
                                                         store_state={**row.store_state, "finished": True},
                                                         ttl_s=LOCK_TTL_S, completed=True, release=True))
     if not ok:
         raise MocapdError("upload_locked", "This request lost the upload's lock.", job_id=job.id)
-    await run_in_threadpool(svc.record_upload, job.id, row.length, sha)
 
 
 def _terminate(state: AppState, job_id: str, row: uploads.UploadRow, token: str) -> None:

@@ -105,6 +105,8 @@ class ClaimedJob:
     queued_at: datetime | None
     lease_expires_at: datetime
     model_quality: str = "standard"
+    source_type: str = "upload"  # "reexport": the parent's stored motion instead of a video
+    parent_job_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,8 @@ def _snapshot(job: Any) -> ClaimedJob:
         upload_sha256=job.upload_sha256,
         queued_at=job.queued_at,
         lease_expires_at=job.lease_expires_at,
+        source_type=str(getattr(job, "source_type", None) or "upload"),
+        parent_job_id=getattr(job, "parent_job_id", None),
     )
 
 

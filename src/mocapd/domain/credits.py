@@ -14,6 +14,7 @@ __all__ = [
     "capture_for",
     "credits_for_window",
     "entry_key",
+    "reexport_credits",
     "unused_hold_key",
 ]
 
@@ -30,6 +31,11 @@ class EntryType(StrEnum):
     RELEASE = "release"
     EXPIRE = "expire"
     ADJUST = "adjust"
+
+
+def reexport_credits(duration_s: float) -> int:
+    """A re-export of a clip of ``duration_s`` seconds: ceil(duration / 10), at least 1 (SPEC section 14)."""
+    return max(1, math.ceil(max(0.0, duration_s) / 10.0 - 1e-6))
 
 
 def credits_for_window(trim_start_s: float, trim_end_s: float) -> int:

@@ -62,7 +62,9 @@ __all__ = [
     "Progress",
     "StageCallback",
     "analyse_video",
+    "export_motion",
     "preview_frames",
+    "solve_placed",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -227,6 +229,31 @@ def pose_model_for(settings: JobSettings) -> PoseModel:
                      source=f"{model.package}@{model.version}")
 
 
+def solve_placed(joints_m: FloatArray, fps: float, settings: JobSettings) -> tuple[Motion, Any]:
+    """The skeleton solve of placed joints (G, J, 3) at ``fps``, feet cleaned for ``full_body``: the
+    motion at the processing rate and the solve report (also what a re-export re-solves from)."""
+    from mocapd.pipeline.contacts import detect_contacts, remove_foot_sliding
+    from mocapd.pipeline.solve import solve_motion
+
+    motion, solve_report = solve_motion(
+        joints_m, fps, subject_height_m=settings.subject_height_m, mocap_type=settings.mocap_type
+    )
+    if settings.mocap_type == "full_body":
+        # Monocular depth noise moves a planted foot at up to ~0.8 m/s in the solved motion (cam01): the
+        # first pass accepts that speed near the ground, and the slide removal then pins those feet.
+        motion = remove_foot_sliding(motion, detect_contacts(motion, speed_m_s=PLANTED_FOOT_NOISE_MPS))
+    return motion, solve_report
+
+
+def export_motion(motion: Motion, export_fps: float) -> tuple[Motion, Any]:
+    """``motion`` resampled to the export rate, and its foot contacts."""
+    from mocapd.pipeline.contacts import detect_contacts
+    from mocapd.pipeline.resample import resample_motion
+
+    export = resample_motion(motion, float(export_fps))
+    return export, detect_contacts(export)
+
+
 def analyse_video(
     source: Path, settings: JobSettings, on_progress: StageCallback, *, work_dir: Path | None = None
 ) -> Analysis:
@@ -239,10 +266,6 @@ def analyse_video(
     files written in the background while pose detection runs, see `mocapd.pipeline.source_copy`) for
     `preview_frames`.
     """
-    from mocapd.pipeline.contacts import detect_contacts, remove_foot_sliding
-    from mocapd.pipeline.resample import resample_motion
-    from mocapd.pipeline.solve import solve_motion
-
     if settings.mocap_type not in ("full_body", "upper_body"):
         raise InputFault("mocap_type_invalid", f"unknown mocap type {settings.mocap_type!r}")
     if not settings.export_fps > 0:
@@ -307,16 +330,9 @@ def analyse_video(
     progress("processing", 0.85, force=True)
 
     # -- solve, contacts, resample ---------------------------------------------------------
-    motion, solve_report = solve_motion(
-        placement.joints_m, fps, subject_height_m=settings.subject_height_m, mocap_type=settings.mocap_type
-    )
-    if settings.mocap_type == "full_body":
-        # Monocular depth noise moves a planted foot at up to ~0.8 m/s in the solved motion (cam01): the
-        # first pass accepts that speed near the ground, and the slide removal then pins those feet.
-        motion = remove_foot_sliding(motion, detect_contacts(motion, speed_m_s=PLANTED_FOOT_NOISE_MPS))
+    motion, solve_report = solve_placed(placement.joints_m, fps, settings)
     progress("processing", 0.9, force=True)
-    export = resample_motion(motion, float(settings.export_fps))
-    export_contacts = detect_contacts(export)
+    export, export_contacts = export_motion(motion, settings.export_fps)
     timings["processing"] = time.monotonic() - started
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,

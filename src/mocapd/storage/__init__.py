@@ -28,6 +28,7 @@ __all__ = [
     "admitted_source_key",
     "artifact_key",
     "open_store",
+    "private_key",
     "source_key",
 ]
 
@@ -54,6 +55,11 @@ def admitted_source_key(job_id: str) -> str:
     """The source as admitted: a snapshot complete-upload takes of the upload, probes, hashes and bills.
     No upload URL names it, so nobody can replace the bytes a job was admitted with."""
     return f"jobs/{job_id}/source/admitted"
+
+
+def private_key(job_id: str, name: str) -> str:
+    """A job's own files that are not artifacts (the stored motion a re-export starts from)."""
+    return f"jobs/{job_id}/private/{name}"
 
 
 def artifact_key(job_id: str, name: str) -> str:

@@ -50,6 +50,7 @@ class ProcessRequest:
     source_facts: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
     inputs_dir: Path | None = None  # the job's other inputs (an avatar target's prepared rig)
+    source_type: str = "upload"  # "reexport": ``source_path`` is the parent's stored motion (motion.npz)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ProcessResult:
     # Seconds of video processed (decoded timestamps of the admitted window); the job is charged for
     # these, never more than the hold. None: charge the hold.
     processed_s: float | None = None
+    private: list[Path] = field(default_factory=list)  # the job's own files, kept but never served
 
 
 class Processor(Protocol):
@@ -79,8 +81,11 @@ class PipelineProcessor:
     """The production processor: `mocapd.worker.produce.produce` on the source file."""
 
     def process(self, request: ProcessRequest, on_progress: ProgressFn) -> ProcessResult:
-        from mocapd.worker.produce import produce  # heavy: mediapipe, mujoco, av
+        from mocapd.worker.produce import produce, reexport  # heavy: mediapipe, mujoco, av
 
+        if request.source_type == "reexport":
+            return reexport(request.source_path, request.settings, request.out_dir, on_progress,
+                            inputs_dir=request.inputs_dir)
         return produce(request.source_path, request.settings, request.out_dir, on_progress,
                        inputs_dir=request.inputs_dir)
 

@@ -6,7 +6,9 @@ robot target's retargeting, `mocapd.robots.registry`), then packages: every file
 (`mocapd.formats.writers`), the preview video (from the preview-size frames kept while detecting) and
 the quality report. It returns each file with its target and content type, and the pipeline's part of
 the manifest (source as decoded, camera, processing facts, targets); the runner adds the job,
-settings, billing and file list and writes ``manifest.json``.
+settings, billing and file list and writes ``manifest.json``. The solved motion is also kept as a private
+file (``motion.npz``, `mocapd.formats.motion_npz`), from which `reexport` makes a later job's products
+(other frame rates, targets, upper body) by the same target steps and writers, with no detection.
 
 Progress: ``on_progress(stage, fraction)``, throttled; a callback that raises aborts the run.
 """
@@ -17,6 +19,7 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,23 @@ from numpy.typing import NDArray
 
 from mocapd.domain.targets import DEFAULT_TARGET, PREVIEW_FILE, QUALITY_FILE, Target, produced_targets
 from mocapd.formats.writers import Take, writer_for
-from mocapd.pipeline.run import Analysis, Progress, StageCallback, analyse_video, preview_frames
+from mocapd.pipeline.run import (
+    Analysis,
+    Progress,
+    StageCallback,
+    analyse_video,
+    export_motion,
+    preview_frames,
+    solve_placed,
+)
 from mocapd.pipeline.settings import JobSettings
+from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.registry import robot_target
 from mocapd.worker.processor import ArtifactFile, ProcessResult
 
-__all__ = ["produce"]
+__all__ = ["MOTION_NAME", "produce", "reexport"]
+
+MOTION_NAME = "motion.npz"
 
 FloatArray = NDArray[np.float64]
 
@@ -49,30 +63,92 @@ def produce(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mocapd-work-") as work_dir:
         a = analyse_video(Path(source), settings, progress, work_dir=Path(work_dir))
-        takes = [(target, _take(target, a, settings, inputs_dir)) for target in produced_targets(settings.target_ids)]
+        takes = [(target, _take(target, a.export, a.export_contacts, settings, inputs_dir))
+                 for target in produced_targets(settings.target_ids)]
         a.timings_s["processing"] = time.monotonic() - started
         progress("processing", 1.0, force=True)
         files = _package(Path(source), settings, out_dir, progress, a, takes)
     a.timings_s["total"] = time.monotonic() - started
     manifest = _manifest(a, takes)
+    private = _keep_motion(out_dir, a.motion, a.placement.joints_m, settings.mocap_type, settings.subject_height_m)
     progress("packaging", 1.0, force=True)
-    return ProcessResult(files=files, manifest=manifest, processed_s=a.processed_s)
+    return ProcessResult(files=files, manifest=manifest, processed_s=a.processed_s, private=[private])
 
 
-def _take(target: Target, a: Analysis, settings: JobSettings, inputs_dir: Path | None = None) -> Take:
+def reexport(
+    stored: Path, settings: JobSettings, out_dir: Path, on_progress: StageCallback, *, inputs_dir: Path | None = None
+) -> ProcessResult:
+    """A re-export's products from its parent's stored motion (``motion.npz``): the motion at
+    ``settings.export_fps`` for ``settings.target_ids``, solved again from the stored joints only for
+    another ``mocap_type``. Nothing is decoded or detected; the target steps and writers are `produce`'s."""
+    from mocapd.formats.motion_npz import read_motion_npz
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(on_progress)
+    started = time.monotonic()
+    progress("preflight", 0.0, force=True)
+    kept = read_motion_npz(Path(stored))
+    progress("processing", 0.0, force=True)
+    motion, solve_report = kept.motion, None
+    if settings.mocap_type != kept.mocap_type:
+        motion, solve_report = solve_placed(kept.joints_m, kept.motion.fps,
+                                            replace(settings, subject_height_m=kept.subject_height_m))
+    export, contacts = export_motion(motion, settings.export_fps)
+    takes = [(target, _take(target, export, contacts, settings, inputs_dir))
+             for target in produced_targets(settings.target_ids)]
+    progress("processing", 1.0, force=True)
+    progress("packaging", 0.0, force=True)
+    files: list[ArtifactFile] = []
+    for target, take in takes:
+        for spec in target.files():
+            path = out_dir / spec.name
+            path.write_bytes(writer_for(spec.writer)(take))
+            files.append(ArtifactFile(path, target.id, spec.content_type))
+    private = _keep_motion(out_dir, motion, kept.joints_m, settings.mocap_type, kept.subject_height_m)
+    manifest = {
+        "targets": {
+            target.id: {"resultType": target.kind.result_type, "files": [spec.name for spec in target.files()],
+                        **_target_facts(take, solve_report)}
+            for target, take in takes
+        },
+        "processing": {
+            "fps": round(motion.fps, 4),
+            "frames": motion.num_frames,
+            "reexport": True,
+            "solvedAgain": solve_report is not None,  # for another mocapType, from the stored joints
+            "timingsSec": {"total": round(time.monotonic() - started, 3)},
+        },
+    }
+    progress("packaging", 1.0, force=True)
+    return ProcessResult(files=files, manifest=manifest, private=[private])
+
+
+def _take(target: Target, export: Motion, contacts: Any, settings: JobSettings, inputs_dir: Path | None = None) -> Take:
     """What the target's files are written from: the solved motion, and for a robot or an avatar its
     retargeting."""
     if target.kind.id == "avatar":
-        return Take(target.id, a.export, avatar=_avatar_animation(target, a, inputs_dir))
+        return Take(target.id, export, avatar=_avatar_animation(target, export, contacts, inputs_dir))
     robot = robot_target(target.id)
     if robot is not None:
-        return Take(target.id, a.export, robot.retarget(a.export, a.export_contacts, settings.mocap_type))
+        return Take(target.id, export, robot.retarget(export, contacts, settings.mocap_type))
     if target.id == DEFAULT_TARGET:
-        return Take(target.id, a.export)
+        return Take(target.id, export)
     raise ValueError(f"nothing produces target {target.id!r}")
 
 
-def _avatar_animation(target: Target, a: Analysis, inputs_dir: Path | None) -> Any:
+def _keep_motion(out_dir: Path, motion: Motion, joints_m: FloatArray, mocap_type: str,
+                 subject_height_m: float | None) -> Path:
+    """The solved motion as a private file, for later re-exports."""
+    from mocapd.formats.motion_npz import write_motion_npz
+
+    path = out_dir / ".private" / MOTION_NAME
+    path.parent.mkdir(exist_ok=True)
+    write_motion_npz(path, motion, joints_m, mocap_type, subject_height_m)
+    return path
+
+
+def _avatar_animation(target: Target, export: Motion, contacts: Any, inputs_dir: Path | None) -> Any:
     """The job's copy of the avatar (made at job creation, `mocapd.api.avatars.snapshot_avatars`)
     animated with the export motion and its foot contacts."""
     from mocapd.avatars.retarget import retarget_to_avatar
@@ -82,7 +158,7 @@ def _avatar_animation(target: Target, a: Analysis, inputs_dir: Path | None) -> A
     if rig_path is None or not rig_path.exists():
         raise ValueError(f"the job has no copy of avatar {target.ref}")
     meta = json.loads(rig_path.with_suffix(".json").read_text())
-    return retarget_to_avatar(a.export, load_rig(rig_path.read_bytes()), dict(meta["mapping"]), a.export_contacts)
+    return retarget_to_avatar(export, load_rig(rig_path.read_bytes()), dict(meta["mapping"]), contacts)
 
 
 def _package(
@@ -171,22 +247,21 @@ def _mean_angle_deg(rot: FloatArray) -> float:
     return round(float(np.degrees(np.nanmean(np.arccos(cos)))), 3)
 
 
-def _target_facts(take: Take, a: Analysis) -> dict[str, Any]:
+def _target_facts(take: Take, solve_report: Any | None) -> dict[str, Any]:
     if take.avatar is not None:
         rig = take.avatar.rig
         return {"bones": rig.num_bones, "fps": take.avatar.fps, "frameCount": take.avatar.num_frames,
                 "unitM": rig.unit_m, "upAxis": rig.up_axis}
     if take.robot is not None:
         return {"variant": take.robot.variant, "fps": take.robot.fps, "frameCount": take.robot.num_frames}
-    motion, solve_report = take.motion, a.solve_report
-    return {
-        "skeleton": list(motion.skeleton.names),
-        "fps": motion.fps,
-        "frameCount": motion.num_frames,
-        "boneLengthM": {k: round(float(v), 4) for k, v in solve_report.bone_length_m.items()},
-        "scale": round(float(solve_report.scale), 4),
-        "statureM": round(float(solve_report.stature_m), 4),
-    }
+    motion = take.motion
+    facts: dict[str, Any] = {"skeleton": list(motion.skeleton.names), "fps": motion.fps,
+                             "frameCount": motion.num_frames}
+    if solve_report is not None:  # a re-export of the stored motion has no solve of its own
+        facts["boneLengthM"] = {k: round(float(v), 4) for k, v in solve_report.bone_length_m.items()}
+        facts["scale"] = round(float(solve_report.scale), 4)
+        facts["statureM"] = round(float(solve_report.stature_m), 4)
+    return facts
 
 
 def _manifest(a: Analysis, takes: list[tuple[Target, Take]]) -> dict[str, Any]:
@@ -197,7 +272,7 @@ def _manifest(a: Analysis, takes: list[tuple[Target, Take]]) -> dict[str, Any]:
         target.id: {
             "resultType": target.kind.result_type,
             "files": [spec.name for spec in target.files()],
-            **_target_facts(take, a),
+            **_target_facts(take, a.solve_report),
         }
         for target, take in takes
     }

@@ -35,7 +35,7 @@ from mocapd.domain.targets import MANIFEST_FILE, describe_file
 from mocapd.errors import InputFault, MocapdError
 from mocapd.logs import log_event
 from mocapd.pipeline.settings import JobSettings
-from mocapd.storage import artifact_key
+from mocapd.storage import artifact_key, private_key
 from mocapd.storage.base import ObjectStore
 from mocapd.worker.processor import ArtifactFile, Processor, ProcessRequest, ProcessResult
 
@@ -56,6 +56,8 @@ STAGE_SPAN: dict[JobStage, tuple[float, float]] = {
     JobStage.PACKAGING: (0.85, 1.0),
 }
 MANIFEST_NAME = MANIFEST_FILE.name
+MOTION_NAME = "motion.npz"  # a job's solved motion, among its private files
+REEXPORT = "reexport"
 
 
 class Outcome(StrEnum):
@@ -218,13 +220,22 @@ class StageRunner:
 
     def _run(self, job: ClaimedJob, lease: LeaseState, progress: _Progress, tmp: Path) -> Outcome:
         progress("preflight", 0.0)
-        source = tmp / "source" / (Path(job.source_filename).name or "upload")
-        source.parent.mkdir()
-        try:
-            self.store.download_to(job.source_key, source)
-        except Exception as exc:
-            raise MocapdError("processing_failed", "The source video could not be read from storage.") from exc
-        _check_source(job, source)
+        if job.source_type == REEXPORT:
+            # A re-export starts from its parent's stored motion: no video, no detection.
+            source = tmp / "source" / MOTION_NAME
+            source.parent.mkdir()
+            try:
+                self.store.download_to(private_key(str(job.parent_job_id), MOTION_NAME), source)
+            except Exception as exc:
+                raise MocapdError("processing_failed", "The parent job's stored motion could not be read.") from exc
+        else:
+            source = tmp / "source" / (Path(job.source_filename).name or "upload")
+            source.parent.mkdir()
+            try:
+                self.store.download_to(job.source_key, source)
+            except Exception as exc:
+                raise MocapdError("processing_failed", "The source video could not be read from storage.") from exc
+            _check_source(job, source)
         trim_end_s = job.trim_end_s
         if trim_end_s is None:
             trim_end_s = float(job.source_facts.get("durationSec", 0.0))  # type: ignore[arg-type]
@@ -250,6 +261,7 @@ class StageRunner:
             source_facts=dict(job.source_facts),
             attempt=job.attempt,
             inputs_dir=inputs_dir,
+            source_type=job.source_type,
         )
         result = self.processor.process(request, progress)
         progress("packaging", 0.0)
@@ -262,6 +274,12 @@ class StageRunner:
             lease.check(lease_s=self.lease_s, allow_stop=True)  # a zombie must not overwrite a live attempt's files
             records.append(self._upload(job, file))
             progress("packaging", (i + 1) / (len(files) + 1))
+        for path in result.private:  # kept for later (a re-export's motion), never listed or served
+            lease.check(lease_s=self.lease_s, allow_stop=True)
+            try:
+                self.store.put_file(private_key(job.id, Path(path).name), Path(path), "application/octet-stream")
+            except Exception as exc:
+                raise MocapdError("packaging_failed", f"Storing {Path(path).name} failed.") from exc
         charged = capture_for(job.held_credits, result.processed_s)
         manifest_path = tmp / MANIFEST_NAME
         manifest_path.write_bytes(_manifest_bytes(job, request, result, records, charged))
@@ -374,7 +392,8 @@ def _manifest_bytes(
     own = ("source", "settings", "camera")
     doc: dict[str, Any] = {
         "version": 1,
-        "job": {"id": job.id, "title": job.title, "attempt": job.attempt},
+        "job": {"id": job.id, "title": job.title, "attempt": job.attempt, "sourceType": job.source_type,
+                "parentJobId": job.parent_job_id},
         "source": {
             **job.source_facts,  # probed at admission
             **dict(pipeline.get("source") or {}),  # as decoded by the pipeline
