@@ -68,6 +68,13 @@ def _refuse(reason: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _debug_trace(what: str) -> None:
+    """The full error behind a one-line refusal, for MOCAPD_LOG_LEVEL=debug (call inside ``except``)."""
+    import logging
+
+    logging.getLogger("mocapd.cli").debug("%s check failed", what, exc_info=True)
+
+
 def _admin_db(settings: Settings):  # type: ignore[no-untyped-def]
     """The database, migrated to the newest schema; a database that cannot be reached or set up stops
     the command with one line saying what to create or fix."""
@@ -86,6 +93,7 @@ def _admin_db(settings: Settings):  # type: ignore[no-untyped-def]
         reason = explain_database_error(exc, url)
         if reason is None:
             raise
+        _debug_trace("database")
         _refuse(reason)
     return db
 
@@ -103,8 +111,10 @@ def _check_service(settings: Settings, *, signs_links: bool) -> None:
     try:
         open_store(settings).ping()
     except (ValueError, OSError) as exc:
+        _debug_trace("storage")
         _refuse(f"storage: {exc}")
     except MocapdError as exc:
+        _debug_trace("storage")
         _refuse(f"storage: {exc.message}")
 
 
