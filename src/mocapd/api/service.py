@@ -478,7 +478,10 @@ class JobService:
         if size is None or size == 0 or size > job.max_upload_bytes:
             return None
         dest = admitted_source_key(job.id)
-        self.state.store.snapshot(job.source_key, dest)  # type: ignore[attr-defined]
+        try:
+            self.state.store.snapshot(job.source_key, dest)
+        except FileNotFoundError:
+            return None  # gone since: `_inspect_upload` answers upload_missing
         return dest
 
     def _inspect_upload(self, job: Job, *, discard_oversize: bool = True,

@@ -105,7 +105,7 @@ class LocalStore:
                 os.link(self.path(src), tmp)
             except FileNotFoundError:
                 raise
-            except OSError:
+            except OSError:  # no hard links on this filesystem (or across devices): copy
                 shutil.copyfile(self.path(src), tmp)
             self._commit(tmp, dest)
         finally:
