@@ -336,9 +336,13 @@ class AvatarService:
 
 
 def _avatar_event(s: Session, av: Avatar, kind: str) -> None:
-    """The avatar.ready / avatar.failed webhook event's call site (SPEC 13). Webhook delivery is not
-    part of this build yet; the webhooks' enqueue function plugs in here."""
-    return None
+    """The avatar.ready / avatar.failed webhook event (SPEC 13), written in the caller's transaction
+    through the webhook outbox's ``enqueue_event`` where the build has it."""
+    try:
+        from mocapd.db.outbox import enqueue_event  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # a build without webhooks
+        return
+    enqueue_event(s, av.account_id, kind, {"avatar": avatar_dict(av)})
 
 
 def snapshot_avatars(state: AppState, s: Session, account_id: str, job_id: str, target_ids: list[str]) -> None:

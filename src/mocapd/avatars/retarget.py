@@ -346,7 +346,12 @@ def retarget_to_avatar(
         world = s.pose(pelvis_pos, overrides)
     # file frame locals
     inv_top = np.linalg.inv(s.top)
+    inv_world = np.linalg.inv(world)  # (F, B, 4, 4), one batched call
     local = np.empty_like(world)
+    moved = set(s.bone.values()) | set(overrides)
     for b, p in enumerate(rig.parents):
-        local[:, b] = (inv_top[None] @ world[:, b]) if p < 0 else np.linalg.solve(world[:, p], world[:, b])
+        if b not in moved and p >= 0:
+            local[:, b] = rig.rest_local[b]  # an unmapped bone keeps its rest transform, exactly
+        else:
+            local[:, b] = (inv_top[None] @ world[:, b]) if p < 0 else inv_world[:, p] @ world[:, b]
     return AvatarAnimation(rig, motion.fps, local, world)

@@ -199,10 +199,8 @@ def decompose(m: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     neg = np.linalg.det(r) < 0
     s = np.where(neg[..., None], s * np.array([-1.0, 1.0, 1.0]), s)
     r = np.where(neg[..., None, None], r * np.array([-1.0, 1.0, 1.0])[None, :], r)
-    # orthonormalise (polar) against rounding before taking the quaternion
-    u, _, vt = np.linalg.svd(r)
-    r = u @ vt
-    return t, quat_from_matrix(r), s
+    return t, quat_from_matrix(r), s  # the quaternion is normalised: rounding in r does not matter
+
 
 
 def quat_from_matrix(r: FloatArray) -> FloatArray:
