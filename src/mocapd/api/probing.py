@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ __all__ = ["PROBE_MEMORY_MB", "PROBE_TIMEOUT_S", "ProbeGate"]
 # opening an H.264 file fit in the rest.
 PROBE_MEMORY_MB = 3072
 PROBE_TIMEOUT_S = 60.0
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL}
 
 
 class ProbeGate:
@@ -71,8 +73,10 @@ def _run_child(path: Path) -> dict[str, Any]:
         raise InputFault(
             "source_unsupported", f"The video could not be read within {PROBE_TIMEOUT_S:g} s.", stage="validation"
         ) from exc
-    if done.returncode != 0:  # killed by a signal (a decoder crash, the memory cap) or a failed start
-        if done.returncode < 0 or b"MemoryError" in done.stderr:
+    if done.returncode != 0:
+        # A decoder that crashed on the file, or ran out of its capped memory: the file's fault. Anything
+        # else (SIGTERM at shutdown, a failed start) is ours, and complete-upload can be called again.
+        if -done.returncode in _CRASHES or b"MemoryError" in done.stderr:
             raise InputFault("source_unsupported", "The video cannot be decoded.", stage="validation")
         raise RuntimeError(f"the probe process failed ({done.returncode}): {done.stderr[-2000:].decode(errors='replace')}")
     try:
