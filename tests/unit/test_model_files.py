@@ -14,7 +14,13 @@ from typing import BinaryIO
 import pytest
 
 import mocapd.model_files as mf
-from mocapd.model_files import ModelFetchError, fetch_model, installed_path, is_installed, mediapipe_resource_root
+from mocapd.model_files import (
+    ModelFetchError,
+    fetch_model,
+    installed_path,
+    is_installed,
+    mediapipe_resource_root,
+)
 
 MODEL_BYTES = b"not really a tflite model, but pinned like one" * 100
 

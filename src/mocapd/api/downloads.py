@@ -54,14 +54,15 @@ def serve_artifact(state: AppState, request: Request, art: Artifact) -> Response
     inm = request.headers.get("if-none-match")
     if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
         return Response(status_code=304, headers=headers)
-    if state.store.kind == "s3" and request.method != "HEAD":
-        # S3: the bytes come straight from the bucket (a presigned GET, which honours Range; If-Range is
-        # compared with S3's own ETag there, so a mismatch only costs a full download). The redirect itself
-        # must not be cached: the presigned URL expires. HEAD is answered here from the database (a URL
-        # signed for GET is not valid for HEAD).
-        url = state.store.presign(  # type: ignore[attr-defined]
-            "GET", art.object_key, state.settings.download_url_ttl_s, content_type=art.content_type, download_name=art.name
+    url = None
+    if request.method != "HEAD":  # HEAD is answered here from the database (a URL signed for GET is not valid for HEAD)
+        url = state.store.download_url(
+            art.object_key, state.settings.download_url_ttl_s, content_type=art.content_type, download_name=art.name
         )
+    if url is not None:
+        # A store that presigns serves the bytes itself (its presigned GET honours Range; If-Range is compared
+        # with the store's own ETag there, so a mismatch only costs a full download). The redirect must not
+        # be cached: the presigned URL expires.
         return RedirectResponse(url, status_code=307, headers={"ETag": etag, "Repr-Digest": digest,
                                                                "Cache-Control": "no-store"})
     size = art.bytes

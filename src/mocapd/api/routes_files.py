@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from mocapd.api.downloads import serve_artifact
 from mocapd.api.schemas import Envelope, Problem, UploadOut
-from mocapd.api.service import JobService
+from mocapd.api.service import JobService, upload_rules
 from mocapd.api.state import AppState, get_state
 from mocapd.db.models import Artifact, Job
 from mocapd.errors import MocapdError
@@ -38,18 +38,13 @@ async def put_upload(
         raise MocapdError("upload_url_invalid", "The upload link is not valid.")
     job = await run_in_threadpool(svc.upload_target, job_id)
     state.signer.verify("upload", job.id, job.source_key, expires, signature)
-    limit = job.max_upload_bytes
+    rules = upload_rules(job, job_id=job.id)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise MocapdError("api_file_size_limit_exceeded", f"The file is {declared} bytes; the plan allows {limit}.",
-                          job_id=job.id, details={"limitBytes": limit})
+    if declared and declared.isdigit():
+        rules.check_limit(int(declared))
 
     def check(obj: StoredObject) -> None:
-        if job.claimed_bytes is not None and obj.bytes != job.claimed_bytes:
-            raise MocapdError("upload_size_mismatch", f"Received {obj.bytes} bytes; sourceBytes said {job.claimed_bytes}.",
-                              job_id=job.id)
-        if job.claimed_sha256 is not None and obj.sha256 != job.claimed_sha256:
-            raise MocapdError("upload_checksum_mismatch", "The body's SHA-256 differs from sourceSha256.", job_id=job.id)
+        rules.check_received(obj.bytes, obj.sha256)
 
     async def publish(obj: StoredObject, commit: Callable[[], None]) -> None:
         # The body is complete and checked: put it in place and record its digest in one step, under the
@@ -57,11 +52,9 @@ async def put_upload(
         await run_in_threadpool(svc.record_upload, job.id, obj.bytes, obj.sha256, commit)
 
     try:
-        stored = await state.store.put_stream(job.source_key, request.stream(), limit, check,  # type: ignore[attr-defined]
-                                              publish=publish)
+        stored = await state.store.put_stream(job.source_key, request.stream(), rules.limit_bytes, check, publish)
     except TooLarge:
-        raise MocapdError("api_file_size_limit_exceeded", f"The upload passed the plan's limit of {limit} bytes.",
-                          job_id=job.id, details={"limitBytes": limit}) from None
+        raise rules.too_large() from None
     return JSONResponse({"data": {"bytes": stored.bytes, "sha256": stored.sha256}})
 
 

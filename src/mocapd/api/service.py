@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -36,11 +35,12 @@ from mocapd.domain.admission import (
 from mocapd.domain.credits import credits_for_window, reexport_credits
 from mocapd.domain.jobs import TERMINAL_STATUSES, Channel, EventType, JobStage, JobStatus
 from mocapd.domain.plans import PlanLimits
+from mocapd.domain.uploads import UploadRules
 from mocapd.errors import InputFault, MocapdError
 from mocapd.model_files import is_installed, model_for_quality
 from mocapd.storage import TooLarge, admitted_source_key, private_key, source_key
 
-__all__ = ["CreateOutcome", "JobService"]
+__all__ = ["CreateOutcome", "JobService", "upload_rules"]
 
 _ACCEPTING_UPLOAD = {JobStage.AWAITING_UPLOAD, JobStage.UPLOADING, JobStage.UPLOADED}
 # Rejections that leave the job a draft, so the client can call complete-upload again later.
@@ -60,6 +60,12 @@ def clean_filename(name: str) -> str:
     if len(base.encode()) > 255:
         raise MocapdError("validation_error", "sourceFilename is longer than 255 bytes.", stage="create")
     return base
+
+
+def upload_rules(job: Job, *, stage: str | None = None, job_id: str | None = None) -> UploadRules:
+    """The upload checks for ``job``: its plan's limit and the client's claimed size and digest (the
+    signed PUT and complete-upload both apply these)."""
+    return UploadRules(job.max_upload_bytes, job.claimed_bytes, job.claimed_sha256, job_id=job_id, stage=stage)
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -105,17 +111,15 @@ class JobService:
         return job
 
     def upload_url(self, job: Job) -> tuple[str, str]:
-        store = self.state.store
-        if store.kind == "s3":
-            # A presigned PUT straight to the bucket. The API never sees the body, so it cannot cut it off
-            # at the plan's limit: when the client declared sourceBytes, that length is signed and the
-            # bucket refuses any other size; complete-upload re-checks the size whatever the server did.
-            exp = int(_now().timestamp()) + self.settings.upload_url_ttl_s
-            url = store.presign(  # type: ignore[attr-defined]
-                "PUT", job.source_key, self.settings.upload_url_ttl_s, content_length=job.claimed_bytes
-            )
-        else:
-            exp, sig = self.state.signer.sign("upload", job.id, job.source_key, self.settings.upload_url_ttl_s)
+        """Where the client PUTs the source: the store's own presigned URL where it presigns (the API never
+        sees the body, so it cannot cut it off at the plan's limit: a declared sourceBytes is signed and
+        the bucket refuses any other size; complete-upload checks the object whatever the store did),
+        else the API's signed PUT."""
+        ttl_s = self.settings.upload_url_ttl_s
+        exp = int(_now().timestamp()) + ttl_s
+        url = self.state.store.upload_url(job.source_key, ttl_s, content_length=job.claimed_bytes)
+        if url is None:
+            exp, sig = self.state.signer.sign("upload", job.id, job.source_key, ttl_s)
             url = f"{self.base_url}/uploads/{job.id}?expires={exp}&signature={sig}"
         return url, datetime.fromtimestamp(exp, UTC).isoformat().replace("+00:00", "Z")
 
@@ -486,64 +490,41 @@ class JobService:
 
     def _inspect_upload(self, job: Job, *, discard_oversize: bool = True,
                         key: str | None = None) -> tuple[dict[str, Any], int, str]:
-        """Size, SHA-256 and probe facts of the object ``key`` (default: the upload), checked against the
-        plan and the client's claims."""
+        """Size, SHA-256 and probe facts of the object ``key`` (default: the upload), after the upload checks
+        (the plan's limit, the client's claimed size and digest).
+
+        One read of the object (`ObjectStore.local_copy`) gives the bytes that are checked and probed,
+        their size and their digest: one version of the object, even if it is replaced meanwhile."""
         store = self.state.store
-        snapshot = key is not None
         key = key or job.source_key
+        rules = upload_rules(job, stage="validation")
         size = store.size(key)
         if size is None:
             raise MocapdError("upload_missing", "Nothing has been uploaded for this job.", stage="validation")
         if size == 0:
             raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
-        if size > job.max_upload_bytes:
-            if discard_oversize:
-                self._discard(job, key)  # never keep (or pay for) an object past the plan's limit
-            raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.", stage="validation",
-                              details={"limitBytes": job.max_upload_bytes, "bytes": size})
-        if job.claimed_bytes is not None and size != job.claimed_bytes:
-            raise MocapdError("upload_size_mismatch", f"Uploaded {size} bytes; sourceBytes said {job.claimed_bytes}.",
-                              stage="validation")
         probes = self.state.probes
         assert probes is not None
-        if store.kind == "local":
-            path = store.path(key)  # type: ignore[attr-defined]
-            stored = store.hash_object(key) if snapshot or job.upload_sha256 is None else None
-            sha = stored.sha256 if stored else job.upload_sha256
-            self._check_sha(job, sha)  # type: ignore[arg-type]
-            facts = probes.probe(path)
-            return facts, size, sha  # type: ignore[return-value]
-        # S3: the object came straight from the client. One streamed GET gives the bytes that are probed,
-        # their size and their SHA-256 (one version of the object, even if it is replaced meanwhile).
-        with tempfile.TemporaryDirectory(prefix="mocapd-probe-") as tmp:
-            path = Path(tmp) / "source"
-            try:
-                fetched = store.fetch(key, path, max_bytes=job.max_upload_bytes)  # type: ignore[attr-defined]
-            except TooLarge as exc:  # replaced by a bigger object since the HEAD above
-                if discard_oversize:
-                    self._discard(job, key)
-                raise MocapdError("api_file_size_limit_exceeded", "The upload is larger than the plan allows.",
-                                  stage="validation", details={"limitBytes": job.max_upload_bytes}) from exc
-            if job.claimed_bytes is not None and fetched.bytes != job.claimed_bytes:
-                raise MocapdError("upload_size_mismatch",
-                                  f"Uploaded {fetched.bytes} bytes; sourceBytes said {job.claimed_bytes}.",
-                                  stage="validation")
-            if fetched.bytes == 0:
-                raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
-            self._check_sha(job, fetched.sha256)
-            facts = probes.probe(path)
-            return facts, fetched.bytes, fetched.sha256
+        try:
+            rules.check_limit(size)
+            with store.local_copy(key, max_bytes=job.max_upload_bytes) as copy:
+                if copy.bytes == 0:
+                    raise InputFault("source_unreadable", "The uploaded file is empty.", stage="validation")
+                rules.check_received(copy.bytes, copy.sha256)
+                return probes.probe(copy.path), copy.bytes, copy.sha256
+        except TooLarge as exc:  # replaced by a bigger object since the size above
+            if discard_oversize:
+                self._discard(job, key)  # never keep (or pay for) an object past the plan's limit
+            raise rules.too_large() from exc
+        except MocapdError as exc:
+            if discard_oversize and exc.code == "api_file_size_limit_exceeded":
+                self._discard(job, key)
+            raise
 
     def _discard(self, job: Job, key: str) -> None:
         """Never keep (or pay for) an object past the plan's limit: the upload, and its snapshot if any."""
         for k in dict.fromkeys([key, job.source_key]):
             self.state.store.delete(k)
-
-    @staticmethod
-    def _check_sha(job: Job, sha: str) -> None:
-        if job.claimed_sha256 and sha != job.claimed_sha256:
-            raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256.",
-                              stage="validation")
 
     def _reject(self, account_id: str, job_id: str, exc: MocapdError) -> dict[str, Any]:
         """Record a rejection, then raise it. Input problems fail the job; a missing or mismatched

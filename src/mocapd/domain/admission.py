@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mocapd.domain.credits import credits_for_window
 from mocapd.domain.plans import ENABLED_TARGETS, EXPORT_FPS_CHOICES, MOCAP_TYPES, PlanLimits
 from mocapd.domain.targets import resolve_target
+from mocapd.domain.uploads import UploadRules
 from mocapd.errors import MocapdError
 
 __all__ = [
@@ -127,13 +128,7 @@ def check_create(
     if claimed_bytes is not None:
         if claimed_bytes <= 0:
             raise MocapdError("validation_error", "sourceBytes must be greater than 0.", stage="create")
-        if claimed_bytes > plan.max_file_bytes:
-            raise MocapdError(
-                "api_file_size_limit_exceeded",
-                f"The file is {claimed_bytes} bytes; the plan allows {plan.max_file_bytes}.",
-                stage="create",
-                details={"limitBytes": plan.max_file_bytes},
-            )
+        UploadRules(plan.max_file_bytes, stage="create").check_limit(claimed_bytes)
 
 
 def _duration_error(seconds: float, plan: PlanLimits, stage: str) -> MocapdError:

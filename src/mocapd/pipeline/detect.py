@@ -33,7 +33,14 @@ from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
-from mocapd.pipeline.pose import FULL, PoseDetector, PoseModel, PoseTrack, TrackBuilder, hip_centre_and_torso_px
+from mocapd.pipeline.pose import (
+    FULL,
+    PoseDetector,
+    PoseModel,
+    PoseTrack,
+    TrackBuilder,
+    hip_centre_and_torso_px,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mocapd.pipeline.source_copy import SourceCopies, SourceCopy

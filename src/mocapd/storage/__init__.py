@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from mocapd.storage.base import ObjectStore, StoredObject, TooLarge
+from mocapd.storage.base import Check, LocalCopy, ObjectStore, Publish, StoredObject, TooLarge
 from mocapd.storage.local import LocalStore
 from mocapd.storage.s3 import S3Store
 
@@ -20,8 +20,11 @@ if TYPE_CHECKING:
     from mocapd.config import Settings
 
 __all__ = [
+    "Check",
+    "LocalCopy",
     "LocalStore",
     "ObjectStore",
+    "Publish",
     "S3Store",
     "StoredObject",
     "TooLarge",

@@ -1,5 +1,7 @@
 """A local-folder object store. Writes go to a temporary file and are renamed into place, so a
-reader (or a crash) never sees half an object."""
+reader (or a crash) never sees half an object, and an object's file is never changed in place: a hard
+link to it is a stable snapshot of one version (`local_copy`). It does not presign: the API serves its
+objects through URLs it signs itself (`upload_url` / `download_url` answer None)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,32 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from mocapd.errors import SystemFault
-from mocapd.storage.base import StoredObject, TooLarge
+from mocapd.storage.base import Check, LocalCopy, Publish, StoredObject, TooLarge
 
 __all__ = ["LocalStore"]
 
 CHUNK = 1 << 20
+
+
+def _hash_into(src: BinaryIO, dst: BinaryIO | None, max_bytes: int | None) -> tuple[int, str]:
+    """Size and SHA-256 of ``src`` read to its end (copied into ``dst`` when given); `TooLarge` past
+    ``max_bytes``."""
+    h = hashlib.sha256()
+    n = 0
+    while chunk := src.read(CHUNK):
+        n += len(chunk)
+        if max_bytes is not None and n > max_bytes:
+            raise TooLarge(max_bytes, n)
+        h.update(chunk)
+        if dst is not None:
+            dst.write(chunk)
+    return n, h.hexdigest()
 
 
 class LocalStore:
@@ -40,13 +59,21 @@ class LocalStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
 
+    def upload_url(self, key: str, expires_s: int, *, content_length: int | None = None) -> str | None:
+        return None  # uploads go through the API's signed PUT (put_stream)
+
+    def download_url(
+        self, key: str, expires_s: int, *, content_type: str | None = None, download_name: str | None = None
+    ) -> str | None:
+        return None  # downloads go through the API's signed GET (open_range)
+
     async def put_stream(
         self,
         key: str,
         chunks: AsyncIterator[bytes],
         max_bytes: int,
-        check: Callable[[StoredObject], None] | None = None,
-        publish: Callable[[StoredObject, Callable[[], None]], Awaitable[None]] | None = None,
+        check: Check | None = None,
+        publish: Publish | None = None,
     ) -> StoredObject:
         """Stream ``chunks`` into ``key``, hashing on the way; stop at once past ``max_bytes``.
 
@@ -111,6 +138,35 @@ class LocalStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def fetch(self, key: str, path: Path, max_bytes: int | None = None) -> StoredObject:
+        """Copy the object into ``path``, hashing on the way; past ``max_bytes`` raise `TooLarge` and
+        remove the partial file."""
+        try:
+            with open(self.path(key), "rb") as src, open(path, "wb") as dst:
+                n, digest = _hash_into(src, dst, max_bytes)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return StoredObject(key, n, digest)
+
+    @contextmanager
+    def local_copy(self, key: str, max_bytes: int | None = None) -> Iterator[LocalCopy]:
+        """A hard link to the object's current file (no copy: writers replace files, never change them),
+        hashed; removed when the block ends. `TooLarge` past ``max_bytes``."""
+        src = self.path(key)
+        snap = self._tmp()
+        try:
+            try:
+                os.link(src, snap)
+            except OSError:  # a filesystem without hard links: copy
+                with open(src, "rb") as f, open(snap, "wb") as dst:
+                    _hash_into(f, dst, max_bytes)
+            with open(snap, "rb") as f:
+                n, digest = _hash_into(f, None, max_bytes)
+            yield LocalCopy(snap, n, digest)
+        finally:
+            snap.unlink(missing_ok=True)
+
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
@@ -119,13 +175,9 @@ class LocalStore:
         return p.stat().st_size if p.is_file() else None
 
     def hash_object(self, key: str) -> StoredObject:
-        h = hashlib.sha256()
-        n = 0
         with open(self.path(key), "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-                n += len(chunk)
-        return StoredObject(key, n, h.hexdigest())
+            n, digest = _hash_into(f, None, None)
+        return StoredObject(key, n, digest)
 
     def open_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start``..``end`` inclusive."""

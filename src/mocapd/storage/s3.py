@@ -18,16 +18,19 @@ Keys are stored under ``prefix/`` in ``bucket``; callers only ever see their own
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mocapd.errors import SystemFault
-from mocapd.storage.base import StoredObject, TooLarge
+from mocapd.storage.base import Check, LocalCopy, Publish, StoredObject, TooLarge
 
 __all__ = ["S3Store"]
 
@@ -48,7 +51,7 @@ def _s3_code(exc: BaseException) -> str | None:
 
 
 class S3Store:
-    """`mocapd.storage.base.ObjectStore` on an S3 bucket, plus `presign` and `fetch`."""
+    """`mocapd.storage.base.ObjectStore` on an S3 bucket; URLs are presigned (`presign`)."""
 
     kind = "s3"
 
@@ -183,7 +186,52 @@ class S3Store:
             raise self._fault("presign", key, exc) from exc
         return url
 
+    def upload_url(self, key: str, expires_s: int, *, content_length: int | None = None) -> str | None:
+        """A presigned PUT; with ``content_length`` the bucket refuses a body of any other size."""
+        return self.presign("PUT", key, expires_s, content_length=content_length)
+
+    def download_url(
+        self, key: str, expires_s: int, *, content_type: str | None = None, download_name: str | None = None
+    ) -> str | None:
+        """A presigned GET answering with ``content_type`` and an attachment named ``download_name``."""
+        return self.presign("GET", key, expires_s, content_type=content_type, download_name=download_name)
+
     # ------------------------------------------------------------------ objects
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int,
+        check: Check | None = None,
+        publish: Publish | None = None,
+    ) -> StoredObject:
+        """Spool ``chunks`` to a temporary file (stopping at once past ``max_bytes``), let ``check``
+        refuse the complete body, then upload it (through ``publish`` when given, as the local store
+        does): the object is replaced only by a body that passed."""
+        with tempfile.TemporaryDirectory(prefix="mocapd-put-") as tmp:
+            path = Path(tmp) / "body"
+            h = hashlib.sha256()
+            n = 0
+            with open(path, "wb") as f:
+                async for chunk in chunks:
+                    n += len(chunk)
+                    if n > max_bytes:
+                        raise TooLarge(max_bytes, n)
+                    h.update(chunk)
+                    f.write(chunk)
+            stored = StoredObject(key, n, h.hexdigest())
+            if check is not None:
+                check(stored)
+
+            def commit() -> None:
+                self.put_file(key, path)
+
+            if publish is None:
+                await asyncio.to_thread(commit)
+            else:
+                await publish(stored, commit)
+            return stored
+
     def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
         """Upload a local file (multipart above 8 MiB); its SHA-256 is also kept as object metadata."""
         h = hashlib.sha256()
@@ -239,6 +287,14 @@ class S3Store:
         so a PUT racing it gives either the old bytes or the new, never a mix)."""
         self._call("copy_object", src, Bucket=self.bucket, Key=self._k(dest),
                    CopySource={"Bucket": self.bucket, "Key": self._k(src)})
+
+    @contextmanager
+    def local_copy(self, key: str, max_bytes: int | None = None) -> Iterator[LocalCopy]:
+        """The object fetched (one GET, see `fetch`) into a temporary file, removed when the block ends."""
+        with tempfile.TemporaryDirectory(prefix="mocapd-fetch-") as tmp:
+            path = Path(tmp) / "object"
+            got = self.fetch(key, path, max_bytes=max_bytes)
+            yield LocalCopy(path, got.bytes, got.sha256)
 
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None if there is no such object."""
