@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 __all__ = [
     "AccountOut",
@@ -44,6 +44,7 @@ class CreateJobIn(_In):
     exportFps: StrictFloat | None = None
     mocapType: StrictStr | None = None
     modelQuality: Literal["standard", "high"] | None = None
+    handTracking: StrictBool | None = None
     trimStartSec: StrictFloat | None = None
     trimEndSec: StrictFloat | None = None
     sourceDurationSec: StrictFloat | None = None
@@ -152,6 +153,7 @@ class JobOut(_Out):
     exportFps: int
     mocapType: str
     modelQuality: str
+    handTracking: bool
     title: str | None
     source: SourceOut
     trimStartSec: float

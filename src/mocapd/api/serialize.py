@@ -42,6 +42,7 @@ def job_dict(job: Job | Any) -> dict[str, Any]:
         "exportFps": job.export_fps,
         "mocapType": job.mocap_type,
         "modelQuality": getattr(job, "model_quality", None) or "standard",
+        "handTracking": bool(getattr(job, "hand_tracking", False)),
         "title": job.title,
         "source": {
             "filename": job.source_filename,

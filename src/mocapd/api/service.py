@@ -225,6 +225,11 @@ class JobService:
             raise MocapdError("plan_option_unavailable",
                               f"modelQuality \"high\" is not included in the {plan.name} plan (starter and premium include it).",
                               stage="create", details={"field": "modelQuality"})
+        hand_tracking = bool(req.handTracking)
+        if hand_tracking and not plan.allows_option("hands"):
+            raise MocapdError("plan_option_unavailable",
+                              f"handTracking is not included in the {plan.name} plan (starter and premium include it).",
+                              stage="create", details={"field": "handTracking"})
         trim_start = req.trimStartSec or 0.0
         check_create(
             plan=plan, export_fps=fps, mocap_type=mocap_type, trim_start_s=trim_start, trim_end_s=req.trimEndSec,
@@ -241,7 +246,7 @@ class JobService:
         job = Job(
             id=job_id, account_id=acct.id, channel=Channel(channel), status=JobStatus.DRAFT, stage=JobStage.AWAITING_UPLOAD,
             progress=0.0, title=req.title, target_ids=targets, export_fps=int(fps), mocap_type=mocap_type,
-            model_quality=model_quality,
+            model_quality=model_quality, hand_tracking=hand_tracking,
             trim_start_s=trim_start, trim_end_s=req.trimEndSec, focal_length_px=req.focalLengthPx,
             camera_fov_deg=req.cameraFovDeg, subject_height_m=req.subjectHeightM, source_filename=filename,
             source_key=source_key(job_id), claimed_duration_s=req.sourceDurationSec, claimed_bytes=req.sourceBytes,

@@ -127,6 +127,7 @@ def submit(
     trim: Annotated[str | None, typer.Option("--trim", help="START:END in seconds, e.g. 1.2:13.8.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="A title for the job.")] = None,
     mocap_type: Annotated[str, typer.Option("--mocap-type", help="full_body or upper_body.")] = "full_body",
+    hands: Annotated[bool, typer.Option("--hands", help="Finger motion too (starter and premium plans).")] = False,
     quality: Annotated[str | None, typer.Option("--quality", help="Pose model: standard, or high (the larger model; starter and premium plans).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the artifacts [default: ./JOB_ID].")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the result (or stop once admitted).")] = True,
@@ -143,7 +144,8 @@ def submit(
 
     start_s, end_s = parse_trim(trim)
     request = JobRequest(target_ids=tuple(target or ["default"]), export_fps=fps, mocap_type=mocap_type, title=title,
-                         trim_start_s=start_s, trim_end_s=end_s, model_quality=quality)
+                         trim_start_s=start_s, trim_end_s=end_s, model_quality=quality,
+                         hand_tracking=hands)
     record: ResumeRecord | None = None
     error: ClientError | None = None
     with _runner(url, api_key, state_dir, timeout_s, give_up_s, as_json) as runner:

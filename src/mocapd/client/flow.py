@@ -73,6 +73,7 @@ class JobRequest:
     trim_start_s: float | None = None
     trim_end_s: float | None = None
     model_quality: str | None = None  # "standard" | "high" (the larger pose model; plans starter and premium)
+    hand_tracking: bool = False  # finger bones (plans starter and premium)
 
     def to_wire(self, filename: str, source_bytes: int, source_sha256: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -92,6 +93,8 @@ class JobRequest:
             body["trimEndSec"] = self.trim_end_s
         if self.model_quality is not None:
             body["modelQuality"] = self.model_quality
+        if self.hand_tracking:
+            body["handTracking"] = True
         return body
 
 

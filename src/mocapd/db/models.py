@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
@@ -119,6 +120,7 @@ class Job(Base):
     export_fps: Mapped[int] = mapped_column(Integer)
     mocap_type: Mapped[str] = mapped_column(String(16))
     model_quality: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
+    hand_tracking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     trim_start_s: Mapped[float] = mapped_column(Float, default=0.0)
     trim_end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     focal_length_px: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -107,6 +107,7 @@ class ClaimedJob:
     model_quality: str = "standard"
     source_type: str = "upload"  # "reexport": the parent's stored motion instead of a video
     parent_job_id: str | None = None
+    hand_tracking: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ def _snapshot(job: Any) -> ClaimedJob:
         camera_fov_deg=job.camera_fov_deg,
         subject_height_m=job.subject_height_m,
         model_quality=job.model_quality or "standard",
+        hand_tracking=bool(job.hand_tracking),
         billed_seconds=int(job.billed_seconds or 0),
         held_credits=int(job.held_credits or 0),
         upload_bytes=job.upload_bytes,

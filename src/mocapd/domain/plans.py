@@ -13,7 +13,7 @@ ENABLED_TARGETS: tuple[str, ...] = enabled_target_ids()  # the catalogue's (`moc
 EXPORT_FPS_CHOICES: tuple[int, ...] = (24, 30, 60, 120)
 MOCAP_TYPES: tuple[str, ...] = ("full_body", "upper_body")
 MODEL_QUALITIES: tuple[str, ...] = ("standard", "high")
-# Job options a plan may include (SPEC section 16): "model_high" = modelQuality "high"
+# Job options a plan may include (SPEC section 16): "model_high" = modelQuality "high", "hands" = handTracking
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class PlanLimits:
 _MB = 1000 * 1000
 DEFAULT_PLANS: dict[str, PlanLimits] = {
     "free": PlanLimits("free", 2, 30.0, 50 * _MB, ("default", "unitree_g1"), 7, 1),
-    "starter": PlanLimits("starter", 4, 120.0, 500 * _MB, ("*",), 14, 2, options=("model_high",)),
-    "premium": PlanLimits("premium", 8, 600.0, 2000 * _MB, ("*",), 30, 4, options=("model_high",)),
+    "starter": PlanLimits("starter", 4, 120.0, 500 * _MB, ("*",), 14, 2, options=("model_high", "hands")),
+    "premium": PlanLimits("premium", 8, 600.0, 2000 * _MB, ("*",), 30, 4, options=("model_high", "hands")),
 }
 
 

@@ -202,6 +202,7 @@ class Analysis:
     step: int = 1  # pose detected on every step-th source frame (`analysis_step`)
     processed_s: float = 0.0  # seconds of video processed (decoded timestamps of the window): the charge
     pose_model: PoseModel = FULL  # the landmark model that ran
+    hands: dict[str, Any] | None = None  # handTracking: hands seen per side, the detector, its time
 
 
 PLANTED_FOOT_NOISE_MPS = 0.8
@@ -333,11 +334,59 @@ def analyse_video(
     motion, solve_report = solve_placed(placement.joints_m, fps, settings)
     progress("processing", 0.9, force=True)
     export, export_contacts = export_motion(motion, settings.export_fps)
+    hands = None
+    if settings.hand_tracking:
+        hands_started = time.monotonic()
+        export, hands = _with_fingers(Path(source), settings, info, step, grid_s, fps, export,
+                                      float(solve_report.stature_m))
+        timings["hands"] = time.monotonic() - hands_started
     timings["processing"] = time.monotonic() - started
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
-        motion, solve_report, export, export_contacts, timings, copy, step, processed_s, pose_model,
+        motion, solve_report, export, export_contacts, timings, copy, step, processed_s, pose_model, hands,
     )  # fmt: skip
+
+
+def _with_fingers(
+    source: Path, settings: JobSettings, info: VideoInfo, step: int, grid_s: FloatArray, fps: float, export: Motion,
+    stature_m: float,
+) -> tuple[Motion, dict[str, Any]]:
+    """The export motion with finger bones from the hands seen in the window (see `mocapd.pipeline.fingers`)."""
+    from mocapd.pipeline.fingers import HandAngles, finger_limits_rad, hand_angles_track, with_fingers
+    from mocapd.pipeline.hands import detect_hands, on_grid
+
+    min_interval_s = (step - 0.5) / info.fps if step > 1 and info.fps > 0 else 0.0
+    raw = detect_hands(source, settings.trim_start_s, settings.trim_end_s, min_interval_s=min_interval_s)
+    grid = on_grid(raw, grid_s, tolerance_s=0.5 / fps)
+    per_side = {"left": hand_angles_track(grid.left, grid.left_seen, fps),
+                "right": hand_angles_track(grid.right, grid.right_seen, fps)}
+    # onto the export clock (the export's frame k sits at k / export fps from the window's first frame)
+    u = np.clip(np.arange(export.num_frames) * fps / export.fps, 0.0, max(len(grid_s) - 1, 0))
+    i0 = np.floor(u).astype(int)
+    i1 = np.minimum(i0 + 1, max(len(grid_s) - 1, 0))
+    a = (u - i0)
+
+    def on_export(h: HandAngles) -> HandAngles:
+        flex = h.flexion_rad[i0] + a[:, None, None] * (h.flexion_rad[i1] - h.flexion_rad[i0])
+        spread = h.spread_rad[i0] + a[:, None] * (h.spread_rad[i1] - h.spread_rad[i0])
+        return HandAngles(flex, spread, h.seen[np.where(a < 0.5, i0, i1)])
+
+    left, right = on_export(per_side["left"]), on_export(per_side["right"])
+    scale = stature_m / 1.75 if np.isfinite(stature_m) and stature_m > 0 else 1.0
+    lo, hi = finger_limits_rad()
+    outside = sum(int(((h.flexion_rad < lo - 1e-9) | (h.flexion_rad > hi + 1e-9)).any(axis=(1, 2)).sum())
+                  for h in (left, right))
+    report = {
+        "detector": "mediapipe-0.10.21 Holistic (hand landmarks on the body's hand crops)",
+        "framesAnalysed": int(len(grid_s)),
+        "left": {"framesSeen": int(per_side["left"].seen.sum()),
+                 "seenRatio": round(float(per_side["left"].seen.mean()), 4) if len(grid_s) else 0.0},
+        "right": {"framesSeen": int(per_side["right"].seen.sum()),
+                  "seenRatio": round(float(per_side["right"].seen.mean()), 4) if len(grid_s) else 0.0},
+        "unseen": "relaxed pose, blended in and out over 0.25 s",
+        "framesOutsideLimits": outside,
+    }
+    return with_fingers(export, left, right, scale=scale), report
 
 
 @dataclass

@@ -19,6 +19,7 @@ class JobSettings:
     focal_length_px: float | None = None
     camera_fov_deg: float | None = None
     subject_height_m: float | None = None
+    hand_tracking: bool = False  # finger bones from the hands (MediaPipe Holistic)
     model_quality: str = "standard"  # "standard" (BlazePose Full, in the wheel) | "high" (Heavy, installed)
     models_dir: str | None = None  # where installed model files live (the machine's, not the job's)
 
@@ -34,4 +35,5 @@ class JobSettings:
             "cameraFovDeg": self.camera_fov_deg,
             "subjectHeightM": self.subject_height_m,
             "modelQuality": self.model_quality,
+            "handTracking": self.hand_tracking,
         }

@@ -38,7 +38,7 @@ from mocapd.pipeline.run import (
     solve_placed,
 )
 from mocapd.pipeline.settings import JobSettings
-from mocapd.pipeline.skeleton import Motion
+from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 from mocapd.robots.registry import robot_target
 from mocapd.worker.processor import ArtifactFile, ProcessResult
 
@@ -227,7 +227,7 @@ def _package(
             interpolated_mask=frame_interp & ~frame_held,
             held_mask=frame_held,
             motion_fps=export.fps,
-            solved_positions_m=export.world_positions_m(),
+            solved_positions_m=export.world_positions_m()[:, : len(DEFAULT_SKELETON.names)],  # fingers aside
             input_positions_m=a.raw_joints,
             contacts=contacts,
             robot=robot_inputs,
@@ -236,6 +236,8 @@ def _package(
             frame_times_s=track.time_s,
         )
     )
+    if a.hands is not None:
+        quality["hands"] = a.hands
     data = json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode()
     put(QUALITY_FILE.name, data, None, QUALITY_FILE.content_type)
     return files
@@ -305,6 +307,7 @@ def _manifest(a: Analysis, takes: list[tuple[Target, Take]]) -> dict[str, Any]:
             "heldFrames": report.held_frames,
             "outlierSamples": report.outlier_points,
             "detector": f"mediapipe-0.10.21 {a.pose_model.label}",
+            **({"hands": a.hands} if a.hands is not None else {}),
             "models": [{"name": a.pose_model.name, "sha256": a.pose_model.sha256, "source": a.pose_model.source}],
             "timingsSec": {k: round(v, 3) for k, v in a.timings_s.items()},
         },

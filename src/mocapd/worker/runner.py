@@ -256,6 +256,7 @@ class StageRunner:
                 camera_fov_deg=job.camera_fov_deg,
                 subject_height_m=job.subject_height_m,
                 model_quality=job.model_quality,
+                hand_tracking=job.hand_tracking,
                 models_dir=str(self.models_dir) if self.models_dir is not None else None,
             ),
             source_facts=dict(job.source_facts),

@@ -54,3 +54,19 @@ def test_a_missing_model_is_refused_at_admission_and_admitted_once_installed(api
     assert again.status_code == 200, again.text  # type: ignore[attr-defined]
     admitted = again.json()["data"]["job"]  # type: ignore[attr-defined]
     assert admitted["status"] == "queued" and admitted["modelQuality"] == "high" and admitted["billing"]["heldVCredits"] == 2
+
+
+def test_hand_tracking_is_a_paid_plan_option(api: Api) -> None:
+    _, free_key = api.new_account("freehands", "free", credits=50)
+    r = api.client.post("/api/v1/mocap/jobs", headers=api.headers(free_key),
+                        json={"sourceFilename": "c.mp4", "targetIds": ["default"], "handTracking": True})
+    assert r.status_code == 403 and r.json()["code"] == "plan_option_unavailable"
+    assert r.json()["field"] == "handTracking" or "handTracking" in r.json()["detail"]
+    bad = api.client.post("/api/v1/mocap/jobs", headers=api.headers(),
+                          json={"sourceFilename": "c.mp4", "targetIds": ["default"], "handTracking": "yes"})
+    assert bad.status_code == 422
+    job = api.create(handTracking=True)
+    polled = api.client.get(f"/api/v1/mocap/jobs/{job['jobId']}", headers=api.headers()).json()["data"]["job"]
+    assert polled["handTracking"] is True
+    plain = api.create()
+    assert api.client.get(f"/api/v1/mocap/jobs/{plain['jobId']}", headers=api.headers()).json()["data"]["job"]["handTracking"] is False

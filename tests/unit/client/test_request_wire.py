@@ -10,3 +10,8 @@ def test_quality_is_sent_only_when_asked() -> None:
     assert "modelQuality" not in plain
     high = JobRequest(model_quality="high", target_ids=("default", "default", "unitree_g1")).to_wire("a.mp4", 10, "0" * 64)
     assert high["modelQuality"] == "high" and high["targetIds"] == ["default", "unitree_g1"]
+
+
+def test_hands_are_sent_only_when_asked() -> None:
+    assert "handTracking" not in JobRequest().to_wire("a.mp4", 10, "0" * 64)
+    assert JobRequest(hand_tracking=True).to_wire("a.mp4", 10, "0" * 64)["handTracking"] is True

@@ -1,0 +1,92 @@
+"""Hand landmarks for `handTracking`: MediaPipe Holistic (in the mediapipe wheel) over a job's window.
+
+The plain hand detector finds no hands in full-body shots; Holistic crops each hand from the body pose
+and runs the hand landmark model on the crop, so small hands in a wide shot are found. Holistic's own
+left and right are the performer's. Its pose part re-runs BlazePose Full, and it also runs the face
+mesh, so this pass costs more per frame than body detection (see BENCHMARKS.md); it is a second pass
+over the window, only for jobs that ask for fingers, and leaves the body's detection untouched (a job
+without `handTracking` is unchanged).
+
+``points`` are (x * width, y * height, z * width): MediaPipe's normalised image coordinates with its
+relative depth on the x scale, a frame in which the angles between finger segments are meaningful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mocapd.pipeline.decode import iter_frames, prefetch
+
+__all__ = ["HandTrack", "detect_hands", "on_grid"]
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+DETECT_MAX_SIDE_PX = 1280  # hands are small: keep more pixels than the body detector does
+_NICE = 5
+
+
+@dataclass(frozen=True)
+class HandTrack:
+    time_s: FloatArray  # (F,)
+    left: FloatArray  # (F, 21, 3), NaN where not seen
+    right: FloatArray  # (F, 21, 3)
+
+    @property
+    def left_seen(self) -> BoolArray:
+        return np.isfinite(self.left).all(axis=(1, 2))
+
+    @property
+    def right_seen(self) -> BoolArray:
+        return np.isfinite(self.right).all(axis=(1, 2))
+
+
+def _points(landmarks: Any, width: int, height: int) -> FloatArray:
+    if landmarks is None:
+        return np.full((21, 3), np.nan)
+    return np.array([(p.x * width, p.y * height, p.z * width) for p in landmarks.landmark], dtype=np.float64)
+
+
+def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: float = 0.0) -> HandTrack:
+    """Both hands on every analysed frame of ``[start_s, end_s)`` (``min_interval_s`` as the body pass)."""
+    from mediapipe.python.solutions import holistic as mp_holistic  # heavy import, kept local
+
+    times: list[float] = []
+    left: list[FloatArray] = []
+    right: list[FloatArray] = []
+    frames = prefetch(iter_frames(Path(source), start_s=start_s, end_s=end_s, max_side_px=DETECT_MAX_SIDE_PX,
+                                  min_interval_s=min_interval_s), nice=_NICE)
+    try:
+        with mp_holistic.Holistic(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                                  refine_face_landmarks=False) as holistic:
+            for frame in frames:
+                h, w = frame.rgb.shape[:2]
+                result = holistic.process(frame.rgb)
+                times.append(frame.time_s)
+                left.append(_points(result.left_hand_landmarks, w, h))
+                right.append(_points(result.right_hand_landmarks, w, h))
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+    if not times:
+        return HandTrack(np.zeros(0), np.zeros((0, 21, 3)), np.zeros((0, 21, 3)))
+    return HandTrack(np.array(times), np.stack(left), np.stack(right))
+
+
+def on_grid(track: HandTrack, grid_s: FloatArray, tolerance_s: float) -> HandTrack:
+    """The detections nearest each grid time (within ``tolerance_s``; NaN otherwise)."""
+    g = np.asarray(grid_s, dtype=np.float64)
+    left = np.full((g.shape[0], 21, 3), np.nan)
+    right = np.full((g.shape[0], 21, 3), np.nan)
+    if track.time_s.size:
+        idx = np.clip(np.searchsorted(track.time_s, g), 1, max(1, track.time_s.size - 1))
+        lo = np.clip(idx - 1, 0, track.time_s.size - 1)
+        hi = np.clip(idx, 0, track.time_s.size - 1)
+        nearest = np.where(np.abs(track.time_s[lo] - g) <= np.abs(track.time_s[hi] - g), lo, hi)
+        ok = np.abs(track.time_s[nearest] - g) <= tolerance_s
+        left[ok] = track.left[nearest[ok]]
+        right[ok] = track.right[nearest[ok]]
+    return HandTrack(g, left, right)
