@@ -14,6 +14,7 @@ made, and the job's retention removes its copy with its other files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -32,10 +33,11 @@ from mocapd.db.accounts import plan_limits
 from mocapd.db.models import Account, Avatar, IdempotencyRecord, Plan
 from mocapd.domain.codes import code_info
 from mocapd.domain.plans import PlanLimits
+from mocapd.domain.uploads import UploadRules
 from mocapd.errors import MocapdError
 from mocapd.storage import TooLarge
 
-__all__ = ["AvatarService", "avatar_input_keys", "snapshot_avatars"]
+__all__ = ["AvatarService", "avatar_input_keys", "avatar_upload_rules", "snapshot_avatars"]
 
 _ID = re.compile(r"^av_[0-9a-f]{24}$")
 PREPARE_LOCK_S = 300
@@ -61,6 +63,12 @@ def avatar_rig_key(avatar_id: str) -> str:
 def avatar_input_keys(job_id: str, avatar_id: str) -> tuple[str, str]:
     """Where a job keeps its copy of an avatar: (rig, mapping JSON)."""
     return f"jobs/{job_id}/inputs/avatar_{avatar_id}.npz", f"jobs/{job_id}/inputs/avatar_{avatar_id}.json"
+
+
+def avatar_upload_rules(av: Avatar, *, stage: str | None = None) -> UploadRules:
+    """The upload checks for an avatar's file: its plan's limit and the client's claimed size and digest."""
+    return UploadRules(av.max_upload_bytes, av.claimed_bytes, av.claimed_sha256, stage=stage,
+                       limit_code="avatar_file_size_limit_exceeded")
 
 
 def _not_found(avatar_id: str) -> MocapdError:
@@ -114,14 +122,12 @@ class AvatarService:
         return av
 
     def upload_url(self, av: Avatar) -> tuple[str, str]:
-        store = self.state.store
-        if store.kind == "s3":
-            exp = int(_now().timestamp()) + self.settings.upload_url_ttl_s
-            url = store.presign(  # type: ignore[attr-defined]
-                "PUT", av.source_key, self.settings.upload_url_ttl_s, content_length=av.claimed_bytes
-            )
-        else:
-            exp, sig = self.state.signer.sign("upload", "avatar:" + av.id, av.source_key, self.settings.upload_url_ttl_s)
+        """The store's presigned PUT where it presigns, else the API's signed PUT (as for a job's source)."""
+        ttl_s = self.settings.upload_url_ttl_s
+        exp = int(_now().timestamp()) + ttl_s
+        url = self.state.store.upload_url(av.source_key, ttl_s, content_length=av.claimed_bytes)
+        if url is None:
+            exp, sig = self.state.signer.sign("upload", "avatar:" + av.id, av.source_key, ttl_s)
             url = f"{self.base_url}/uploads/avatars/{av.id}?expires={exp}&signature={sig}"
         return url, _iso(datetime.fromtimestamp(exp, UTC))
 
@@ -245,31 +251,24 @@ class AvatarService:
         from mocapd.avatars.prepare import prepare_file
 
         store = self.state.store
+        rules = avatar_upload_rules(av, stage="validation")
         size = store.size(av.source_key)
         if size is None:
             raise MocapdError("upload_missing", "Nothing has been uploaded for this avatar.", stage="validation")
-        if size > av.max_upload_bytes:
-            store.delete(av.source_key)
-            raise MocapdError("avatar_file_size_limit_exceeded", "The upload is larger than the plan allows.",
-                              stage="validation", details={"limitBytes": av.max_upload_bytes, "bytes": size})
-        if av.claimed_bytes is not None and size != av.claimed_bytes:
-            raise MocapdError("upload_size_mismatch", f"Uploaded {size} bytes; sourceBytes said {av.claimed_bytes}.",
-                              stage="validation")
-        with tempfile.TemporaryDirectory(prefix="mocapd-avatar-") as tmp:
-            if store.kind == "local":
-                src = store.path(av.source_key)  # type: ignore[attr-defined]
-                sha = av.upload_sha256 or store.hash_object(av.source_key).sha256  # type: ignore[attr-defined]
-            else:  # S3: one streamed GET gives the bytes, their size and their SHA-256
-                src = Path(tmp) / "source"
-                try:
-                    sha = store.fetch(av.source_key, src, max_bytes=av.max_upload_bytes).sha256  # type: ignore[attr-defined]
-                except TooLarge as exc:
+        with tempfile.TemporaryDirectory(prefix="mocapd-avatar-") as tmp, contextlib.ExitStack() as stack:
+            try:
+                rules.check_limit(size)
+                # one read of the object gives the bytes, their size and their SHA-256
+                copy = stack.enter_context(store.local_copy(av.source_key, max_bytes=av.max_upload_bytes))
+            except TooLarge as exc:
+                store.delete(av.source_key)  # never keep (or pay for) an object past the plan's limit
+                raise rules.too_large() from exc
+            except MocapdError as exc:
+                if exc.code == rules.limit_code:
                     store.delete(av.source_key)
-                    raise MocapdError("avatar_file_size_limit_exceeded", "The upload is larger than the plan allows.",
-                                      stage="validation", details={"limitBytes": av.max_upload_bytes}) from exc
-            if av.claimed_sha256 and sha != av.claimed_sha256:
-                raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256.",
-                                  stage="validation")
+                raise
+            rules.check_received(copy.bytes, copy.sha256)
+            src = copy.path
             rig_path = Path(tmp) / "rig.npz"
             facts = prepare_file(Path(src), av.source_filename, rig_path)
             store.put_file(avatar_rig_key(av.id), rig_path, "application/octet-stream")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from mocapd.api.auth import Principal, require_account
-from mocapd.api.avatars import AvatarService
+from mocapd.api.avatars import AvatarService, avatar_upload_rules
 from mocapd.api.schemas import Envelope, Problem
 from mocapd.api.state import AppState, get_state
 from mocapd.errors import MocapdError
@@ -135,22 +135,17 @@ async def put_avatar_upload(
         raise MocapdError("upload_url_invalid", "The upload link is not valid.")
     av = await run_in_threadpool(svc.upload_target, avatar_id)
     state.signer.verify("upload", "avatar:" + av.id, av.source_key, expires, signature)
-    limit = av.max_upload_bytes
+    rules = avatar_upload_rules(av)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise MocapdError("avatar_file_size_limit_exceeded", f"The file is {declared} bytes; the plan allows {limit}.",
-                          details={"limitBytes": limit})
+    if declared and declared.isdigit():
+        rules.check_limit(int(declared))
 
     def check(obj: StoredObject) -> None:
-        if av.claimed_bytes is not None and obj.bytes != av.claimed_bytes:
-            raise MocapdError("upload_size_mismatch", f"Received {obj.bytes} bytes; sourceBytes said {av.claimed_bytes}.")
-        if av.claimed_sha256 is not None and obj.sha256 != av.claimed_sha256:
-            raise MocapdError("upload_checksum_mismatch", "The body's SHA-256 differs from sourceSha256.")
+        rules.check_received(obj.bytes, obj.sha256)
 
     try:
-        stored = await state.store.put_stream(av.source_key, request.stream(), limit, check)  # type: ignore[attr-defined]
+        stored = await state.store.put_stream(av.source_key, request.stream(), rules.limit_bytes, check)
     except TooLarge:
-        raise MocapdError("avatar_file_size_limit_exceeded", f"The upload passed the plan's limit of {limit} bytes.",
-                          details={"limitBytes": limit}) from None
+        raise rules.too_large() from None
     await run_in_threadpool(svc.record_upload, av.id, stored.bytes, stored.sha256)
     return JSONResponse({"data": {"bytes": stored.bytes, "sha256": stored.sha256}})

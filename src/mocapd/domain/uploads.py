@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mocapd.domain.codes import ErrorCode
 from mocapd.errors import MocapdError
 
 __all__ = ["UploadRules"]
@@ -22,6 +23,7 @@ class UploadRules:
     claimed_sha256: str | None = None  # lower-case hex
     job_id: str | None = None
     stage: str | None = None  # None: each code's own stage (upload); complete-upload says validation
+    limit_code: ErrorCode = "api_file_size_limit_exceeded"  # an avatar's upload has its own
 
     def too_large(self, nbytes: int | None = None) -> MocapdError:
         """The error for a body or object past the plan's limit (``nbytes``: its size when known)."""
@@ -33,7 +35,7 @@ class UploadRules:
         details: dict[str, object] = {"limitBytes": self.limit_bytes}
         if nbytes is not None:
             details["bytes"] = nbytes
-        return MocapdError("api_file_size_limit_exceeded", detail, stage=self.stage, job_id=self.job_id,
+        return MocapdError(self.limit_code, detail, stage=self.stage, job_id=self.job_id,
                            details=details)
 
     def check_limit(self, nbytes: int) -> None:
