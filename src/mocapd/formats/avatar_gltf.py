@@ -7,8 +7,8 @@
   to glTF's frame; one skin over every bone, inverse bind matrices from the rest pose; normals are
   the file's or computed (area-weighted) from the triangles.
 * Animation ``Take 001``: one time accessor (``f / fps`` s, with min/max); LINEAR rotation samplers
-  on the bones whose rotation changes (quaternions kept in one hemisphere frame to frame) and
-  translation samplers on the bones whose position changes.
+  on the bones whose rotation leaves the rest pose on some frame (quaternions kept in one hemisphere
+  frame to frame) and translation samplers on the bones whose position does.
 """
 
 from __future__ import annotations
@@ -124,16 +124,17 @@ def _add_animation(gltf: pygltflib.GLTF2, blob: _Blob, anim: AvatarAnimation, bo
     times = (np.arange(nf) / anim.fps).astype(np.float32)
     time_acc = blob.accessor(times, "SCALAR", with_bounds=True)
     t, q, _ = decompose(anim.local)  # (F, B, 3), (F, B, 4)
+    t_rest, q_rest, _ = decompose(anim.rig.rest_local)  # what the nodes hold without a channel
     scale = max(float(np.abs(anim.rig.rest_local[:, :3, 3]).max()), 1e-9)
     samplers: list[pygltflib.AnimationSampler] = []
     channels: list[pygltflib.AnimationChannel] = []
     for b in range(anim.rig.num_bones):
-        if np.abs(t[:, b] - t[:1, b]).max() > _CHANGING * scale:
+        if np.abs(t[:, b] - t_rest[b]).max() > _CHANGING * scale:
             out = blob.accessor(t[:, b].astype(np.float32), "VEC3")
             samplers.append(pygltflib.AnimationSampler(input=time_acc, output=out, interpolation="LINEAR"))
             channels.append(pygltflib.AnimationChannel(
                 sampler=len(samplers) - 1, target=pygltflib.AnimationChannelTarget(node=bone_nodes[b], path="translation")))
-        if np.abs(np.abs(np.sum(q[:, b] * q[:1, b], axis=1)) - 1.0).max() > _CHANGING:
+        if np.abs(np.abs(np.sum(q[:, b] * q_rest[b], axis=1)) - 1.0).max() > _CHANGING:
             out = blob.accessor(_continuous(q[:, b]).astype(np.float32), "VEC4")
             samplers.append(pygltflib.AnimationSampler(input=time_acc, output=out, interpolation="LINEAR"))
             channels.append(pygltflib.AnimationChannel(
