@@ -502,3 +502,66 @@ def validate_mapping(mapping: dict[str, str], names: list[str], parents: NDArray
     if missing:
         raise bad(f"The mapping needs a bone for: {', '.join(missing)}.", bone=missing[0], missing=missing)
     return {k: mapping[k] for k in MAPPABLE if k in mapping}
+
+
+# ------------------------------------------------------------------------------------------ fingers
+FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+_FINGER_WORDS = {"thumb": "thumb", "index": "index", "middle": "middle", "ring": "ring", "pinky": "pinky",
+                 "little": "pinky", "pointer": "index", "mid": "middle"}
+_VRM_FINGERS = {"Thumb": "thumb", "Index": "index", "Middle": "middle", "Ring": "ring", "Little": "pinky"}
+_VRM_SEGMENTS = ("Proximal", "Intermediate", "Distal")
+FINGER_PARENTS: dict[str, str] = {
+    f"{f}_0{k}_{s}": (f"hand_{s}" if k == 1 else f"{f}_0{k - 1}_{s}")
+    for s in ("l", "r") for f in FINGERS for k in (1, 2, 3)
+}
+
+
+def finger_mapping(
+    names: list[str], parents: NDArray[np.int64], mapping: dict[str, str], vrm_humanoid: dict[str, str] | None
+) -> dict[str, str]:
+    """Finger joints of the default skeleton (``thumb_01_l`` .. ``pinky_03_r``, SPEC 16) -> avatar bones:
+    VRM's table where there is one, else each chain under a mapped hand named after its finger (Mixamo
+    ``LeftHandIndex1``, Unreal ``index_01_l``, Blender ``thumb.01.L``...), its first three bones in
+    order. End and helper bones are skipped; a finger the names do not identify stays unmapped."""
+    out: dict[str, str] = {}
+    if vrm_humanoid:
+        for side, word in (("l", "left"), ("r", "right")):
+            for vrm_name, finger in _VRM_FINGERS.items():
+                for k, seg in enumerate(_VRM_SEGMENTS, start=1):
+                    bone = vrm_humanoid.get(f"{word}{vrm_name}{seg}")
+                    if bone in names:
+                        out[f"{finger}_0{k}_{side}"] = bone
+        if out:
+            return out
+    index = {n: b for b, n in enumerate(names)}
+    children: dict[int, list[int]] = {}
+    for b, p in enumerate(parents):
+        children.setdefault(int(p), []).append(b)
+    for side in ("l", "r"):
+        hand = index.get(mapping.get(f"hand_{side}", ""))
+        if hand is None:
+            continue
+        for start in children.get(hand, []):
+            finger = _finger_of(names[start])
+            if finger is None or f"{finger}_01_{side}" in out:
+                continue
+            chain = [start]
+            while True:
+                kids = [c for c in children.get(chain[-1], []) if _finger_of(names[c]) == finger
+                        and not split_name(names[c])[2]]
+                if not kids:
+                    break
+                chain.append(kids[0])
+            for k, bone in enumerate(chain[:3], start=1):
+                out[f"{finger}_0{k}_{side}"] = names[bone]
+    return out
+
+
+def _finger_of(name: str) -> str | None:
+    _side, core, ended = split_name(name)
+    if ended or core.endswith("hand"):  # a palm bone ("MiddleHand"), not a finger
+        return None
+    for word, finger in _FINGER_WORDS.items():
+        if re.search(word, core):
+            return finger
+    return None

@@ -15,8 +15,8 @@ so the avatar's units, up axis, facing and bone axes do not matter:
   is placed at the source pelvis scaled by the ratio of leg lengths (hip to ankle), so strides fit
   the avatar. A mapped bone that hangs elsewhere in the avatar's tree than its default parent (an IK
   foot bone under the root) follows that parent's bone rigidly.
-* **Unmapped bones** (twist, helper, finger, hair bones) keep their rest transform relative to their
-  parent.
+* **Unmapped bones** (twist, helper, hair bones, and finger bones when the motion has no finger
+  data) keep their rest transform relative to their parent.
 * **Feet.** With the pipeline's foot contacts: the root is moved vertically so that a foot in
   contact has its rest-pose ankle height (the sole on z = 0), interpolated between contacts; the
   horizontal drift of the feet in contact is taken off the root (the avatar's stride is its own);
@@ -45,6 +45,12 @@ _LIMB_NEXT = {
     "thigh_l": "calf_l", "calf_l": "foot_l", "thigh_r": "calf_r", "calf_r": "foot_r",
 }  # fmt: skip
 _INHERIT = {"hand_l": "lowerarm_l", "hand_r": "lowerarm_r", "ball_l": "foot_l", "ball_r": "foot_r"}
+# fingers (SPEC 16): each segment aligned onto the next joint, the tip segment as the one before
+for _s in ("l", "r"):
+    for _f in ("thumb", "index", "middle", "ring", "pinky"):
+        _LIMB_NEXT[f"{_f}_01_{_s}"] = f"{_f}_02_{_s}"
+        _LIMB_NEXT[f"{_f}_02_{_s}"] = f"{_f}_03_{_s}"
+        _INHERIT[f"{_f}_03_{_s}"] = f"{_f}_02_{_s}"
 _BLEND_FRAMES = 4
 
 
@@ -218,11 +224,12 @@ class _Solver:
 
 
 def _mapped_parent(key: str, bone: dict[str, int]) -> str | None:
-    from mocapd.avatars.mapping import DEFAULT_PARENTS
+    from mocapd.avatars.mapping import DEFAULT_PARENTS, FINGER_PARENTS
 
-    p = DEFAULT_PARENTS[key]
+    parents: dict[str, str | None] = {**DEFAULT_PARENTS, **FINGER_PARENTS}
+    p = parents[key]
     while p is not None and p not in bone:
-        p = DEFAULT_PARENTS[p]
+        p = parents[p]
     return p
 
 
@@ -276,7 +283,14 @@ def _two_bone_ik(
 def retarget_to_avatar(
     motion: Motion, rig: Rig, mapping: dict[str, str], contacts: FootContacts | None = None
 ) -> AvatarAnimation:
-    """``motion`` (the default skeleton) performed by the avatar ``rig`` (see the module doc)."""
+    """``motion`` (the default skeleton) performed by the avatar ``rig`` (see the module doc). When the
+    motion carries finger joints (hand tracking), the avatar's finger bones found by
+    `mapping.finger_mapping` follow them; otherwise they keep their rest pose."""
+    if "thumb_01_l" in motion.skeleton.names:
+        from mocapd.avatars.mapping import finger_mapping
+
+        fingers = finger_mapping(rig.names, rig.parents, mapping, rig.vrm_humanoid)
+        mapping = {**mapping, **{k: v for k, v in fingers.items() if v not in mapping.values()}}
     s = _Solver(motion, rig, mapping)
     pelvis_pos = s.src_pos[:, s.motion.skeleton.index("pelvis")] * s.scale  # (F, 3)
     world = s.pose(pelvis_pos)

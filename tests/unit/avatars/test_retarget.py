@@ -122,3 +122,32 @@ def test_fbx_reads_back_with_names_mesh_and_skin(name: str) -> None:
     again = prepare_bytes(data, "out.fbx").facts
     assert again["mapping"] == prepared.facts["mapping"]
     assert again["heightM"] == pytest.approx(prepared.facts["heightM"], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["m2m_male.glb", "godette.vrm", "quaternius_human.fbx", "mannequiny.glb"])
+def test_finger_data_drives_the_avatars_fingers(name: str) -> None:
+    from mocapd.avatars.mapping import finger_mapping
+    from mocapd.pipeline.fingers import with_fingers
+
+    motion, contacts = _source()
+    hands = with_fingers(motion, None, None)  # no hand seen: the relaxed, curled pose
+    prepared = prepare_bytes(rig_bytes(name), name)
+    rig, mapping = prepared.rig, prepared.facts["mapping"]
+    plain = retarget_to_avatar(motion, rig, mapping, contacts)
+    curled = retarget_to_avatar(hands, rig, mapping, contacts)
+    fingers = finger_mapping(rig.names, rig.parents, mapping, rig.vrm_humanoid)
+    assert len(fingers) >= 6
+    ix = {n: i for i, n in enumerate(rig.names)}
+    pos = curled.world_norm[:, :, :3, 3]
+    src = hands.world_positions_m()
+    sk = hands.skeleton
+    for key, bone in fingers.items():
+        b = ix[bone]
+        assert np.allclose(plain.local[:, b], rig.rest_local[b], atol=1e-5 * max(1.0, np.abs(rig.rest_local[b]).max()))
+        nxt = key[:-4] + f"0{int(key[-3]) + 1}" + key[-2:] if key[-3] in "12" else None
+        if nxt in fingers:
+            ang = _angle_deg(pos[:, ix[fingers[nxt]]] - pos[:, b], src[:, sk.index(nxt)] - src[:, sk.index(key)])
+            assert ang.max() < 20.0, (key, float(ang.max()))
+    # the body is unchanged by the fingers
+    body = [ix[v] for v in mapping.values()]
+    assert np.allclose(curled.world_norm[:, body], plain.world_norm[:, body], atol=1e-9 * max(1.0, prepared.facts["heightM"]))
