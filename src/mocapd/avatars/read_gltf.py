@@ -141,10 +141,12 @@ def _vrm_humanoid(gltf: Any, node_names: list[str]) -> tuple[str, dict[str, str]
     return "gltf", None
 
 
-def _precheck(data: bytes, is_glb: bool) -> None:
-    """Refuse oversized scenes before pygltflib builds an object per element (which is slow). The GLB
-    container's first chunk is the JSON (12-byte header, then chunk length and type, per the glTF 2.0
-    spec); only those two integers are read here, the rest is left to pygltflib."""
+def _parse_container(data: bytes, is_glb: bool) -> tuple[dict[str, Any], bytes | None]:
+    """The glTF JSON (as a dict) and the GLB's binary chunk, refusing oversized scenes before pygltflib
+    builds an object per element (which is slow). The GLB container is a 12-byte header then chunks
+    (uint32 length, uint32 type, data: JSON first, then BIN), per the glTF 2.0 spec; only those header
+    integers are read here, the document itself is pygltflib's."""
+    blob = None
     try:
         if is_glb:
             if len(data) < 20:
@@ -153,6 +155,13 @@ def _precheck(data: bytes, is_glb: bool) -> None:
             if kind != 0x4E4F534A or 20 + length > len(data):
                 raise _unreadable("The GLB file's JSON chunk is missing or truncated.")
             doc = json.loads(data[20 : 20 + length])
+            at = 20 + length
+            if at + 8 <= len(data):
+                blen, bkind = struct.unpack_from("<II", data, at)
+                if bkind == 0x004E4942:
+                    if at + 8 + blen > len(data):
+                        raise _unreadable("The GLB file's binary chunk is truncated.")
+                    blob = data[at + 8 : at + 8 + blen]
         else:
             doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -165,21 +174,17 @@ def _precheck(data: bytes, is_glb: bool) -> None:
         raise _unreadable(f"The file has {len(nodes)} nodes; a character may have at most {_MAX_NODES}.")
     if joints > MAX_BONES:
         raise _unreadable(f"The skeleton has {joints} bones; at most {MAX_BONES} are supported.")
+    doc.pop("animations", None)  # never read here: the character's own clips are not needed
+    return doc, blob
 
 
 def read_gltf(data: bytes, filename: str) -> Rig:
     import pygltflib
 
     is_glb = data[:4] == b"glTF"
-    _precheck(data, is_glb)
+    doc, blob = _parse_container(data, is_glb)
     try:
-        if is_glb:
-            gltf = pygltflib.GLTF2.load_from_bytes(data)
-            blob = gltf.binary_blob()
-        else:
-            text = data.decode("utf-8")
-            gltf = pygltflib.GLTF2.from_json(text)
-            blob = None
+        gltf = pygltflib.GLTF2.from_json(json.dumps(doc))
     except AvatarError:
         raise
     except Exception as exc:  # pygltflib raises a zoo of errors on malformed input
