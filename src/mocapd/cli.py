@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -118,7 +118,7 @@ def _check_service(settings: Settings, *, signs_links: bool) -> None:
         _refuse(f"storage: {exc.message}")
 
 
-def _log_start(settings: Settings, command: str, **fields: object) -> None:
+def _log_start(settings: Settings, command: str, **fields: Any) -> None:
     """One line saying what this service process runs against (the password masked)."""
     import logging
 

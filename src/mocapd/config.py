@@ -109,6 +109,6 @@ def load_settings(**overrides: object) -> Settings:
     for name, (var, conv) in _ENV.items():
         raw = os.environ.get(var)
         if raw not in (None, ""):
-            kw[name] = conv(raw)  # type: ignore[operator]
+            kw[name] = conv(raw)
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**kw)  # type: ignore[arg-type]

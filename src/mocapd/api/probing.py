@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mocapd
+from mocapd.domain.codes import is_error_code
 from mocapd.errors import InputFault, MocapdError
 
 __all__ = ["PROBE_MEMORY_MB", "PROBE_TIMEOUT_S", "ProbeGate"]
@@ -84,6 +85,9 @@ def _run_child(path: Path) -> dict[str, Any]:
     except (ValueError, IndexError) as exc:
         raise RuntimeError(f"the probe process printed no result: {done.stdout[-500:]!r}") from exc
     if "fault" in out:
-        raise InputFault(str(out["fault"]["code"]), str(out["fault"]["message"]), stage="validation")
+        code = str(out["fault"]["code"])
+        if not is_error_code(code):
+            raise RuntimeError(f"the probe process answered an unknown error code {code!r}")
+        raise InputFault(code, str(out["fault"]["message"]), stage="validation")
     facts: dict[str, Any] = out["facts"]
     return facts

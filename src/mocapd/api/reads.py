@@ -181,6 +181,6 @@ def ledger_page(
     parents: dict[str, str] = {}
     if job_ids:  # a re-export's entries also name the job it was made from
         q_parents = select(Job.id, Job.parent_job_id).where(Job.id.in_(job_ids), Job.parent_job_id.is_not(None))
-        parents = {job_id: parent for job_id, parent in s.execute(q_parents)}
+        parents = {job_id: parent for job_id, parent in s.execute(q_parents) if parent is not None}
     items = [{**ledger_dict(e), "parentJobId": parents.get(e.job_id) if e.job_id else None} for e in rows]
     return {"items": items, "nextCursor": encode_cursor(rows[-1].id) if more and rows else None}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +13,7 @@ from mocapd.api.schemas import AccountOut, Envelope, LedgerEntryOut, Page, Probl
 from mocapd.api.state import AppState, get_state
 
 router = APIRouter(prefix="/api/v1/account", tags=["account"])
-_ERR = {401: {"model": Problem, "content": {"application/problem+json": {}}},
+_ERR: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "content": {"application/problem+json": {}}},
         422: {"model": Problem, "content": {"application/problem+json": {}}}}
 
 

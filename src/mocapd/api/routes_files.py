@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +19,7 @@ from mocapd.storage import StoredObject, TooLarge
 
 router = APIRouter(tags=["signed URLs"])
 State = Annotated[AppState, Depends(get_state)]
-_ERR = {s: {"model": Problem, "content": {"application/problem+json": {}}} for s in (403, 404, 409, 413, 422)}
+_ERR: dict[int | str, dict[str, Any]] = {s: {"model": Problem, "content": {"application/problem+json": {}}} for s in (403, 404, 409, 413, 422)}
 
 
 @router.put("/uploads/{job_id}", response_model=Envelope[UploadOut], responses=_ERR,
@@ -58,7 +58,7 @@ async def put_upload(
     return JSONResponse({"data": {"bytes": stored.bytes, "sha256": stored.sha256}})
 
 
-_FILE = {**_ERR, 206: {"description": "Partial content"}, 416: _ERR[404]}
+_FILE: dict[int | str, dict[str, Any]] = {**_ERR, 206: {"description": "Partial content"}, 416: _ERR[404]}
 
 
 @router.head("/files/{job_id}/{name}", responses=_FILE, operation_id="head_signed_file", summary="Signed artifact headers")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -70,7 +70,7 @@ def require_metrics_access(request: Request, state: State) -> None:
                           headers={"WWW-Authenticate": "Bearer"})
 
 
-_METRICS_401 = {401: {"model": Problem, "description": "Not from this machine, or without the metrics token",
+_METRICS_401: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "Not from this machine, or without the metrics token",
                       "content": {"application/problem+json": {}}}}
 
 
@@ -97,7 +97,7 @@ def metrics(state: State) -> PlainTextResponse:
         lines.append(f'mocapd_http_request_seconds_total{{route="{route}"}} {secs:.6f}')
     lines += ["# HELP mocapd_jobs Jobs by status.", "# TYPE mocapd_jobs gauge"]
     with state.db.read() as s:
-        counts = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-    for status in ("draft", "queued", "processing", "completed", "failed", "canceled"):
-        lines.append(f'mocapd_jobs{{status="{status}"}} {counts.get(status, 0)}')
+        counts = {str(st): int(n) for st, n in s.execute(select(Job.status, func.count()).group_by(Job.status))}
+    for job_status in ("draft", "queued", "processing", "completed", "failed", "canceled"):
+        lines.append(f'mocapd_jobs{{status="{job_status}"}} {counts.get(job_status, 0)}')
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -10,9 +10,16 @@ import hashlib
 import hmac
 import time
 
+from mocapd.domain.codes import ErrorCode
 from mocapd.errors import MocapdError
 
 __all__ = ["Signer"]
+
+# purpose -> (code for a missing or wrong signature, code for an expired link)
+_CODES: dict[str, tuple[ErrorCode, ErrorCode]] = {
+    "upload": ("upload_url_invalid", "upload_url_expired"),
+    "download": ("download_url_invalid", "download_url_expired"),
+}
 
 
 class Signer:
@@ -29,13 +36,14 @@ class Signer:
 
     def verify(self, purpose: str, job_id: str, name: str, expires: str | None, signature: str | None) -> None:
         """Raise ``<purpose>_url_invalid`` for a missing or wrong signature, ``<purpose>_url_expired`` after expiry."""
+        invalid, expired = _CODES[purpose]
         try:
             exp = int(expires or "")
         except ValueError:
-            raise MocapdError(f"{purpose}_url_invalid", "The link is not valid (no expiry).") from None
+            raise MocapdError(invalid, "The link is not valid (no expiry).") from None
         good = self._mac(purpose, job_id, name, exp)
         if not signature or not hmac.compare_digest(good, signature):
-            raise MocapdError(f"{purpose}_url_invalid", "The link's signature is not valid.")
+            raise MocapdError(invalid, "The link's signature is not valid.")
         if exp < time.time():
             hint = "POST .../upload-url issues a new one" if purpose == "upload" else "read the result again for fresh links"
-            raise MocapdError(f"{purpose}_url_expired", f"The link has expired; {hint}.")
+            raise MocapdError(expired, f"The link has expired; {hint}.")

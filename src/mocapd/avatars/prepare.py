@@ -20,7 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -137,7 +137,7 @@ def describe(rig: Rig, mapping: dict[str, str], warnings: list[str]) -> dict[str
 
 
 def _norm_points(rig: Rig, p: FloatArray) -> FloatArray:
-    return p @ rig.to_norm[:3, :3].T + rig.to_norm[:3, 3]
+    return cast("FloatArray", p @ rig.to_norm[:3, :3].T + rig.to_norm[:3, 3])
 
 
 def prepare_bytes(data: bytes, filename: str) -> PreparedAvatar:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,7 +24,7 @@ FloatArray = NDArray[np.float64]
 
 _COMPONENTS = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
-_NORMALISED_MAX = {np.uint8: 255.0, np.uint16: 65535.0}
+_NORMALISED_MAX: dict[Any, float] = {np.uint8: 255.0, np.uint16: 65535.0}
 _MAX_NODES = 200_000
 
 
@@ -88,7 +88,7 @@ class _Buffers:
         rows = np.lib.stride_tricks.as_strided(raw, shape=(count, item * width), strides=(stride, 1))
         out = np.ascontiguousarray(rows).view(dtype).reshape(count, width)
         if acc.normalized and dtype in _NORMALISED_MAX:
-            return out.astype(np.float64) / _NORMALISED_MAX[dtype]
+            return cast("NDArray[Any]", out.astype(np.float64) / _NORMALISED_MAX[dtype])
         return out
 
 
@@ -221,7 +221,7 @@ def read_gltf(data: bytes, filename: str) -> Rig:
             p = int(parent[k])
             world[k] = local[k] if p < 0 else world[p] @ local[k]
             done[k] = True
-        return world[i]
+        return cast("FloatArray", world[i])
 
     for i in range(len(nodes)):
         world_of(i)
@@ -350,11 +350,11 @@ def read_gltf(data: bytes, filename: str) -> Rig:
                 if sj.size and (sj.min() < 0 or sj.max() >= len(skin_joints)):
                     raise _unreadable("a vertex names a skin joint that does not exist")
                 lookup = np.array([index[j] for j in skin_joints], dtype=np.int64)
-                joints, weights = top_influences(lookup[sj], np.where(np.isfinite(sw), sw, 0.0))
+                vertex_joints, weights = top_influences(lookup[sj], np.where(np.isfinite(sw), sw, 0.0))
             else:
                 b = rigid_bone if rigid_bone is not None else 0
-                joints = np.zeros((len(pos), 4), dtype=np.int64)
-                joints[:, 0] = b
+                vertex_joints = np.zeros((len(pos), 4), dtype=np.int64)
+                vertex_joints[:, 0] = b
                 weights = np.zeros((len(pos), 4))
                 weights[:, 0] = 1.0
                 # A rigid mesh is placed by its node; bring its vertices into the file frame.
@@ -365,7 +365,7 @@ def read_gltf(data: bytes, filename: str) -> Rig:
             if prim.targets:
                 warnings.append(f"mesh {mesh.name or ni!s}: morph targets are not carried over")
             meshes.append(
-                RigMesh(mesh.name or f"mesh_{ni}", pos, nrm, idx.reshape(-1, 3), joints, weights)
+                RigMesh(mesh.name or f"mesh_{ni}", pos, nrm, idx.reshape(-1, 3), vertex_joints, weights)
             )
     front = {"vrm0": "-z"}.get(kind, "+z")
     return Rig(

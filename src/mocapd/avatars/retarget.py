@@ -190,7 +190,7 @@ class _Solver:
             source = np.linalg.norm(sk.rest_offsets_m[sk.index(f"calf_{s}")]) + np.linalg.norm(
                 sk.rest_offsets_m[sk.index(f"foot_{s}")]
             )
-            ratios.append(avatar / max(source, 1e-9))
+            ratios.append(avatar / max(float(source), 1e-9))
         return float(np.mean(ratios))
 
     def pose(self, pelvis_pos: FloatArray, overrides: dict[int, FloatArray] | None = None) -> FloatArray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -86,7 +86,7 @@ class Rig:
         """Rest joint positions in mocapd's frame (Z up, metres, facing -Y), (B, 3)."""
         w = self.rest_world()
         p = np.einsum("ij,bj->bi", self.to_norm, w[:, :, 3])
-        return p[:, :3]
+        return cast("FloatArray", p[:, :3])
 
 
 def compose_world(parents: IntArray, local: FloatArray) -> FloatArray:
@@ -125,7 +125,7 @@ def save_rig(rig: Rig) -> bytes:
         if m.normals is not None:
             arrays[f"m{i}_normals"] = m.normals.astype(np.float32)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(buf, **arrays)
     return buf.getvalue()
 
 

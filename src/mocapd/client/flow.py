@@ -22,6 +22,7 @@ point is continued by `JobRunner.run` (``mocapd resume``) without creating anoth
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -372,7 +373,8 @@ class JobRunner:
                 assert tus_url is not None
                 try:
                     record.tus_upload_url = self._retrying(
-                        "upload", lambda u=tus_url: self.client.tus_create(u, size, filename=source.name, job_id=job_id),
+                        "upload", functools.partial(self.client.tus_create, tus_url, size, filename=source.name,
+                                                    job_id=job_id),
                         record)
                 except ApiError as exc:
                     if exc.code in _GONE_CODES:

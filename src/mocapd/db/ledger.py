@@ -9,8 +9,9 @@ write inserts nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -52,7 +53,7 @@ def append_entry(
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LedgerEntry).values(**values)
     if key is not None:
         ins = ins.on_conflict_do_nothing(index_elements=["entry_key"])
-    result = session.execute(ins)
+    result = cast("CursorResult[Any]", session.execute(ins))  # an INSERT: a cursor result
     return bool(result.rowcount)
 
 

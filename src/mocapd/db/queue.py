@@ -37,9 +37,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from mocapd.db.engine import Database
@@ -67,7 +67,7 @@ __all__ = [
     "retry_delay_s",
 ]
 
-_T = TypeVar("_T", bound=tuple[Any, ...])
+_S = TypeVar("_S", bound="Select[Any]")
 _MAX_BACKOFF_S = 600.0
 
 
@@ -140,7 +140,7 @@ class ReapReport:
         return len(self.requeued) + len(self.failed) + len(self.canceled)
 
 
-def lock_rows(session: Session, query: Select[_T]) -> Select[_T]:
+def lock_rows(session: Session, query: _S) -> _S:
     """The one database difference: lock the selected rows for this transaction, skipping rows
     another transaction holds (PostgreSQL ``FOR UPDATE SKIP LOCKED``). On SQLite the transaction
     already owns the single write lock (``BEGIN IMMEDIATE``), so the select needs nothing."""
@@ -228,7 +228,7 @@ class _ClaimSql:
 def _claim_sql(dialect: str) -> _ClaimSql:
     """The claim statements, built once per dialect with bound parameters (building them per call
     costs more than running them)."""
-    t = Job.__table__
+    t = cast(Table, Job.__table__)
     ts = t.c.run_after.type
     now = bindparam("now", type_=ts)
     pick = t.alias("pick")
@@ -294,7 +294,7 @@ def heartbeat(
     """Extend the lease to ``now + lease_s`` if this token still owns the running job (one UPDATE)."""
     now = now or _now()
     expires = now + timedelta(seconds=lease_s)
-    t = Job.__table__
+    t = cast(Table, Job.__table__)
     with db.write() as s:
         row = s.execute(
             update(t)

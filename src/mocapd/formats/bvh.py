@@ -20,6 +20,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -141,7 +142,7 @@ def _tidy(values: FloatArray, decimals: int) -> FloatArray:
 
 def _yup_cm(v_m: FloatArray) -> FloatArray:
     v = np.asarray(v_m, dtype=np.float64)
-    return np.stack([v[..., 0], v[..., 2], -v[..., 1]], axis=-1) * _CM_PER_M
+    return cast("FloatArray", np.stack([v[..., 0], v[..., 2], -v[..., 1]], axis=-1) * _CM_PER_M)
 
 
 def _default_end_site_m(sk: Skeleton, k: int) -> tuple[float, float, float]:

@@ -20,6 +20,8 @@ Every bufferView starts on a 4-byte boundary; POSITION and the time input carry 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pygltflib
 from numpy.typing import NDArray
@@ -99,7 +101,7 @@ def _continuous_xyzw(quat_wxyz: FloatArray) -> FloatArray:
     xyzw = np.concatenate([yup_from_zup(q[..., 1:]), q[..., :1]], axis=-1)  # (F, J, 4)
     dots = np.sum(xyzw[1:] * xyzw[:-1], axis=-1)  # (F-1, J)
     flips = np.concatenate([np.zeros((1, xyzw.shape[1])), np.cumsum(dots < 0, axis=0)], axis=0) % 2  # (F, J)
-    return xyzw * np.where(flips[..., None] == 1, -1.0, 1.0)
+    return cast("FloatArray", xyzw * np.where(flips[..., None] == 1, -1.0, 1.0))
 
 
 def _bone_mesh(skeleton: Skeleton) -> tuple[FloatArray, NDArray[np.uint16], NDArray[np.uint32]]:

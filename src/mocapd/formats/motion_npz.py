@@ -58,7 +58,7 @@ def write_motion_npz(path: Path, motion: Motion, joints_m: FloatArray, mocap_typ
     else:
         arrays["local_translation_m"] = trans.astype(np.float64)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(buf, **arrays)
     Path(path).write_bytes(buf.getvalue())
 
 

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import av
 import cv2
@@ -303,7 +303,7 @@ class _Composer:
         for k, track in enumerate(self.tracks):
             x0 = layout.source_width_px + k * layout.panel_width_px
             canvas[:, x0 : x0 + layout.panel_width_px] = track.render(i / self.fps, panel_size)
-        yuv: NDArray[np.uint8] = cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420)  # (3 h / 2, W)
+        yuv = cast("NDArray[np.uint8]", cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420))  # (3 h / 2, W)
         return yuv
 
 

@@ -13,9 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mocapd.errors import InputFault
+
+if TYPE_CHECKING:  # pragma: no cover
+    from av.video.frame import VideoFrame
+    from av.video.stream import VideoStream
 
 __all__ = ["DECODER_OPTIONS", "MAX_PIXELS", "SourceFacts", "main", "probe_video"]
 
@@ -78,7 +82,7 @@ def probe_video(path: Path) -> SourceFacts:
         videos = [s for s in container.streams if s.type == "video"]
         if not videos:
             raise InputFault("source_no_video_stream", "The file has no video stream.")
-        stream = videos[0]
+        stream = cast("VideoStream", videos[0])  # a stream of type video
         has_audio = any(s.type == "audio" for s in container.streams)
         cc = stream.codec_context
         if cc is None or not cc.name:
@@ -87,7 +91,7 @@ def probe_video(path: Path) -> SourceFacts:
             raise InputFault("source_unsupported", f"Frames of {cc.width}x{cc.height} are too large.")
         cc.options = {**cc.options, **DECODER_OPTIONS}  # the decoder about to open refuses larger frames
         stream.thread_type = "AUTO"
-        first = None
+        first: VideoFrame | None = None
         try:
             for frame in container.decode(stream):
                 first = frame

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,7 +81,7 @@ def resample_uniform(time_s: FloatArray, values: FloatArray, times_out_s: FloatA
     w = np.where(span > 0, (times_out_s - time_s[left]) / np.where(span > 0, span, 1.0), 0.0)
     w = np.clip(w, 0.0, 1.0)[:, None]  # (G, 1)
     out = (1.0 - w) * flat[left] + w * flat[right]  # NaN propagates when either side is unknown
-    return out.reshape((times_out_s.shape[0],) + values.shape[1:])
+    return cast("FloatArray", out.reshape((times_out_s.shape[0],) + values.shape[1:]))
 
 
 def hampel_outliers(x: FloatArray, *, window: int = 7, n_sigmas: float = 3.0) -> BoolArray:
@@ -98,7 +99,7 @@ def hampel_outliers(x: FloatArray, *, window: int = 7, n_sigmas: float = 3.0) ->
         med = np.nanmedian(windows, axis=-1)  # (F, C)
         mad = np.nanmedian(np.abs(windows - med[..., None]), axis=-1)  # (F, C)
     threshold = np.maximum(n_sigmas * _MAD_TO_SIGMA * mad, _TINY)  # (F, C)
-    return (np.abs(x - med) > threshold) & (counts >= 3) & np.isfinite(x)
+    return cast("BoolArray", (np.abs(x - med) > threshold) & (counts >= 3) & np.isfinite(x))
 
 
 def fill_gaps(x: FloatArray, max_gap_frames: int) -> tuple[FloatArray, BoolArray, BoolArray]:

@@ -25,6 +25,7 @@ and the world stage may leave the ground a little off z = 0). Speeds are 3D cent
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -302,8 +303,8 @@ def _arc(v0: FloatArray, v1: FloatArray) -> FloatArray:
     a = v0 / np.linalg.norm(v0, axis=1, keepdims=True)
     b = v1 / np.linalg.norm(v1, axis=1, keepdims=True)
     q = np.concatenate([1.0 + np.sum(a * b, axis=1, keepdims=True), np.cross(a, b)], axis=1)
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
+    return cast("FloatArray", q / np.linalg.norm(q, axis=1, keepdims=True))
 
 
 def _conj(q: FloatArray) -> FloatArray:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
+    return cast("FloatArray", q * np.array([1.0, -1.0, -1.0, -1.0]))

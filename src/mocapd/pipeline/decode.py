@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -234,9 +235,9 @@ def iter_frames(
 def _rgb(frame: av.VideoFrame, size: tuple[int, int] | None, turns: int) -> UInt8Image:
     """``frame`` as RGB at ``size`` (coded orientation; FFmpeg's scaler), then turned to display orientation."""
     if size is not None and size != (frame.width, frame.height):
-        rgb = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+        rgb = cast("UInt8Image", frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray())
     else:
-        rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+        rgb = cast("UInt8Image", frame.to_ndarray(format="rgb24"))  # (H, W, 3)
     if turns:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
     return rgb
@@ -252,7 +253,7 @@ def _yuv420(frame: av.VideoFrame, size: tuple[int, int], turns: int) -> UInt8Ima
     u = np.rot90(planes[h : h + h // 4].reshape(h // 2, w // 2), k=turns)
     v = np.rot90(planes[h + h // 4 :].reshape(h // 2, w // 2), k=turns)
     out = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
-    return out.reshape(3 * y.shape[0] // 2, y.shape[1])
+    return cast("UInt8Image", out.reshape(3 * y.shape[0] // 2, y.shape[1]))
 
 
 _DONE = object()

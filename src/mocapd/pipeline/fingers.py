@@ -15,6 +15,7 @@ that leaves the picture relaxes instead of freezing or snapping.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -83,7 +84,7 @@ def _angle(a: FloatArray, b: FloatArray) -> FloatArray:
     """Angle between vectors (..., 3) and (..., 3), radians."""
     na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
     cos = np.einsum("...i,...i->...", a, b) / np.maximum(na * nb, 1e-12)
-    return np.arccos(np.clip(cos, -1.0, 1.0))
+    return cast("FloatArray", np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def finger_angles(points: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -129,7 +130,7 @@ def _limits() -> tuple[FloatArray, FloatArray]:
 
 
 def _relaxed() -> FloatArray:
-    return np.deg2rad(np.array([RELAXED_DEG[f] for f in FINGERS]))  # (5, 3)
+    return cast("FloatArray", np.deg2rad(np.array([RELAXED_DEG[f] for f in FINGERS])))  # (5, 3)
 
 
 def _smooth(x: FloatArray, seen: BoolArray, fps: float) -> FloatArray:

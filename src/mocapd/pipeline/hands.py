@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,11 +38,11 @@ class HandTrack:
 
     @property
     def left_seen(self) -> BoolArray:
-        return np.isfinite(self.left).all(axis=(1, 2))
+        return cast("BoolArray", np.isfinite(self.left).all(axis=(1, 2)))
 
     @property
     def right_seen(self) -> BoolArray:
-        return np.isfinite(self.right).all(axis=(1, 2))
+        return cast("BoolArray", np.isfinite(self.right).all(axis=(1, 2)))
 
 
 def _points(landmarks: Any, width: int, height: int) -> FloatArray:

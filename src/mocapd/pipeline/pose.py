@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -101,7 +101,7 @@ def _build_pose(model: PoseModel, min_detection_confidence: float, min_tracking_
     pose: Any = mp_pose.Pose.__new__(mp_pose.Pose)
     with _GRAPH_LOCK:
         saved = solution_base.resource_util
-        solution_base.resource_util = _OurRoot  # type: ignore[attr-defined]
+        solution_base.resource_util = _OurRoot
         try:
             solution_base.SolutionBase.__init__(
                 pose,
@@ -116,7 +116,7 @@ def _build_pose(model: PoseModel, min_detection_confidence: float, min_tracking_
                 outputs=["pose_landmarks", "pose_world_landmarks", "segmentation_mask"],
             )
         finally:
-            solution_base.resource_util = saved  # type: ignore[attr-defined]
+            solution_base.resource_util = saved
     return pose
 
 
@@ -275,7 +275,7 @@ def mark_identity_switches(
         scale = max(torso[a], torso[b])
         jump = float(np.linalg.norm(hip[b] - hip[a]))
         ratio = max(torso[a], torso[b]) / min(torso[a], torso[b])
-        return jump <= jump_ratio * scale * np.sqrt(1.0 + gap) and ratio <= size_ratio
+        return cast("bool", jump <= jump_ratio * scale * np.sqrt(1.0 + gap) and ratio <= size_ratio)
 
     runs: list[list[int]] = [[int(idx[0])]]
     for a, b in zip(idx[:-1], idx[1:], strict=True):

@@ -10,6 +10,8 @@ At integer ratios every output frame falls on a source frame and is copied exact
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -59,4 +61,4 @@ def _slerp(q0: FloatArray, q1: FloatArray, a: FloatArray) -> FloatArray:
     c0 = np.where(small, 1.0 - w, np.sin((1.0 - w) * theta) / safe)
     c1 = np.where(small, w, np.sin(w * theta) / safe)
     q = c0 * q0 + c1 * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return cast("FloatArray", q / np.linalg.norm(q, axis=-1, keepdims=True))

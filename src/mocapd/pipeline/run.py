@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -115,7 +115,7 @@ def _processed_s(grid_s: FloatArray, fps: float, window_s: float) -> float:
 def _grid(times_s: FloatArray, fps: float) -> FloatArray:
     """Uniform times from the first to the last decoded frame (inclusive within half a period)."""
     n = int(math.floor((times_s[-1] - times_s[0]) * fps + 0.5)) + 1
-    return times_s[0] + np.arange(n) / fps  # (G,)
+    return cast("FloatArray", times_s[0] + np.arange(n) / fps)  # (G,)
 
 
 def _nearest(times_s: FloatArray, grid_s: FloatArray) -> NDArray[np.intp]:

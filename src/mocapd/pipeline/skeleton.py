@@ -126,7 +126,7 @@ class Skeleton:
 
 DEFAULT_SKELETON = Skeleton(
     names=JOINT_NAMES,
-    parents=tuple(-1 if PARENT_NAMES[n] is None else JOINT_NAMES.index(PARENT_NAMES[n]) for n in JOINT_NAMES),  # type: ignore[arg-type]
+    parents=tuple(-1 if PARENT_NAMES[n] is None else JOINT_NAMES.index(PARENT_NAMES[n]) for n in JOINT_NAMES),
     rest_offsets_m=np.array([_REST_OFFSETS_M[n] for n in JOINT_NAMES], dtype=np.float64),
 )
 

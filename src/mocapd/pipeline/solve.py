@@ -42,7 +42,7 @@ by its heading (yaw), and the legs at rest.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -303,7 +303,7 @@ def _frame_from(primary: FloatArray, reference: FloatArray) -> FloatArray:
 
 
 def _rest_basis(d0: FloatArray, r0: FloatArray) -> FloatArray:
-    return _frame_from(d0[None], r0[None])[0]  # (3, 3)
+    return cast("FloatArray", _frame_from(d0[None], r0[None])[0])  # (3, 3)
 
 
 def _pelvis_frame(pos: FloatArray) -> FloatArray:
@@ -350,7 +350,7 @@ def _world_rotations(pos: FloatArray, offsets: FloatArray, mocap_type: str) -> t
 
     def rest_dir(j: int) -> FloatArray:
         (child,) = [c for c, p in enumerate(_SK.parents) if p == j]
-        return offsets[child] / np.linalg.norm(offsets[child])
+        return cast("FloatArray", offsets[child] / np.linalg.norm(offsets[child]))
 
     # Hinge references of the four limbs, shared by both bones of the limb.
     hinge: dict[str, FloatArray] = {}
@@ -484,7 +484,7 @@ def _fill_rows(a: FloatArray) -> FloatArray:
     idx = np.where(good, np.arange(len(a)), -1)
     idx = np.maximum.accumulate(idx)
     idx[idx < 0] = int(np.flatnonzero(good)[0])
-    return a[idx]
+    return cast("FloatArray", a[idx])
 
 
 def _local_quats(world: FloatArray) -> FloatArray:

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
@@ -69,7 +70,7 @@ def to_i420(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
             raise ValueError(f"I420 planes must be (3 h / 2, w) with h, w even, got {image.shape}")
         return np.ascontiguousarray(image, dtype=np.uint8)
     h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-    yuv: NDArray[np.uint8] = cv2.cvtColor(np.ascontiguousarray(image[:h, :w]), cv2.COLOR_RGB2YUV_I420)
+    yuv = cast("NDArray[np.uint8]", cv2.cvtColor(np.ascontiguousarray(image[:h, :w]), cv2.COLOR_RGB2YUV_I420))
     return yuv
 
 
@@ -118,7 +119,7 @@ class SourceCopy:
         """``(time_s, rgb (h, w, 3))`` for every frame of the copy, in order."""
         planes = self._read_raw() if self.raw else self._read_h264()
         for time_s, yuv in zip(self._times_s, planes, strict=False):
-            yield time_s, cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+            yield time_s, cast("NDArray[np.uint8]", cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420))
 
     # -- writer thread ------------------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ class SourceCopy:
     def _write_raw(self) -> None:
         with open(self.path, "wb") as file:
             while (yuv := self._next()) is not None:
-                file.write(memoryview(yuv).cast("B"))
+                file.write(memoryview(yuv.data).cast("B"))
 
     def _write_h264(self) -> None:
         container: av.container.OutputContainer | None = None
@@ -195,7 +196,7 @@ class SourceCopy:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                yield frame.to_ndarray()  # (3 h / 2, w) I420 planes, as written
+                yield cast("NDArray[np.uint8]", frame.to_ndarray())  # (3 h / 2, w) I420 planes, as written
 
 
 class SourceCopies:

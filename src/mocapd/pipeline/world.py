@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -156,7 +157,7 @@ def _rotvec_to_matrix(rv: FloatArray) -> FloatArray:
     kx[..., 1, 0], kx[..., 1, 2] = k[..., 2], -k[..., 0]
     kx[..., 2, 0], kx[..., 2, 1] = -k[..., 1], k[..., 0]
     eye = np.broadcast_to(np.eye(3), kx.shape)
-    return eye + np.sin(theta) * kx + (1.0 - np.cos(theta)) * (kx @ kx)
+    return cast("FloatArray", eye + np.sin(theta) * kx + (1.0 - np.cos(theta)) * (kx @ kx))
 
 
 def _matrix_to_rotvec(m: FloatArray) -> FloatArray:
@@ -215,7 +216,7 @@ def fit_body_rotation(
     def errors(r: FloatArray, tt: FloatArray) -> FloatArray:
         p = np.einsum("fij,fnj->fni", r, xyz) + tt[:, None, :]  # (F, N, 3)
         z = np.where(np.abs(p[..., 2:]) > 1e-6, p[..., 2:], 1e-6)
-        return f * p[..., :2] / z + c - uv  # (F, N, 2) pixels
+        return cast("FloatArray", f * p[..., :2] / z + c - uv)  # (F, N, 2) pixels
 
     def robust_weights(r: FloatArray, tt: FloatArray) -> FloatArray:
         if robust_scale is None:
@@ -226,7 +227,7 @@ def fit_body_rotation(
         some = np.isfinite(used).any(axis=1)
         med[some] = np.nanmedian(used[some], axis=1)
         scale = robust_scale * np.maximum(med, 1e-3)[:, None]
-        return w / (1.0 + (e / scale) ** 2)
+        return cast("FloatArray", w / (1.0 + (e / scale) ** 2))
 
     def residual(r: FloatArray, tt: FloatArray, sw: FloatArray) -> FloatArray:
         return (errors(r, tt) * sw).reshape(frames, -1)  # (F, 2N)
@@ -321,7 +322,7 @@ def _rotation_between(a: FloatArray, b: FloatArray) -> FloatArray:
         return np.eye(3)
     k = v / s
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
+    return cast("FloatArray", np.eye(3) + s * kx + (1 - c) * (kx @ kx))
 
 
 def _floor_normal(points: FloatArray, min_spread_m: float) -> FloatArray | None:
@@ -347,7 +348,7 @@ def _floor_normal(points: FloatArray, min_spread_m: float) -> FloatArray | None:
     if norm < 1e-9:
         return None
     normal = normal / norm
-    return normal if normal[2] >= 0 else -normal
+    return cast("FloatArray | None", normal if normal[2] >= 0 else -normal)
 
 
 # Segment mass fractions (Dempster, as tabulated by Winter) and the joints whose mean stands for each

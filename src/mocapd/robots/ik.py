@@ -63,7 +63,7 @@ def solve_frames(
     posture_costs[:6] = 0.0
     posture = mink.PostureTask(model, cost=posture_costs)
     posture.set_target(q)
-    all_tasks: list[mink.Task] = [*tasks, posture]  # type: ignore[list-item]
+    all_tasks: list[mink.Task] = [*tasks, posture]
 
     velocities = {j.name: j.velocity_rad_s for j in desc.joints}
     config_limit = mink.ConfigurationLimit(model)

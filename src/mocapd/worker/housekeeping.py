@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 
 from mocapd.config import Settings
 from mocapd.db import queue
@@ -112,7 +113,7 @@ def purge_finished(db: Database, store: ObjectStore, *, now: datetime | None = N
                     Job.purge_after < now,
                 )
             )
-            if res.rowcount:
+            if cast("CursorResult[Any]", res).rowcount:
                 purged.append(job_id)
     return purged
 
@@ -136,7 +137,7 @@ def purge_avatars(db: Database, store: ObjectStore, *, now: datetime | None = No
         with db.write() as s:
             res = s.execute(delete(Avatar).where(Avatar.id == avatar_id, Avatar.status.in_(["draft", "failed", "deleted"]),
                                                  Avatar.purge_after < now))
-            if res.rowcount:
+            if cast("CursorResult[Any]", res).rowcount:
                 purged.append(avatar_id)
     return purged
 

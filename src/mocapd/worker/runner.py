@@ -238,7 +238,7 @@ class StageRunner:
             _check_source(job, source)
         trim_end_s = job.trim_end_s
         if trim_end_s is None:
-            trim_end_s = float(job.source_facts.get("durationSec", 0.0))  # type: ignore[arg-type]
+            trim_end_s = float(job.source_facts.get("durationSec", 0.0))
         out_dir = tmp / "out"
         out_dir.mkdir()
         inputs_dir = self._download_inputs(job, tmp)

@@ -226,7 +226,7 @@ class Supervisor:
             db.dispose()
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
+def _worker_context() -> multiprocessing.context.ForkServerContext:
     """``forkserver``: workers fork from a clean single-threaded server that preloaded the worker modules
     (no threads, locks or connections inherited from the parent, and a restart costs milliseconds)."""
     ctx = multiprocessing.get_context("forkserver")

@@ -11,12 +11,13 @@ import struct
 import zlib
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from mocapd.formats.fbx.encode import HEAD_MAGIC, FbxNode, Float32, Int16, Int64, PropValue
 
 __all__ = ["FbxFormatError", "decode_fbx", "fbx_version"]
 
-_ARRAY_DTYPES = {b"b": np.bool_, b"i": "<i4", b"l": "<i8", b"f": "<f4", b"d": "<f8"}
+_ARRAY_DTYPES: dict[bytes, DTypeLike] = {b"b": np.bool_, b"i": "<i4", b"l": "<i8", b"f": "<f4", b"d": "<f8"}
 
 
 class FbxFormatError(ValueError):

@@ -12,6 +12,8 @@ or ``a - c`` is defined, and we keep ``a`` from the previous frame.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -66,7 +68,7 @@ def euler_xyz_from_matrix(m: FloatArray, prev_a_rad: FloatArray | None = None) -
     m = np.asarray(m, dtype=np.float64)
     if m.ndim == 2:
         prev = None if prev_a_rad is None else np.reshape(prev_a_rad, (1,))
-        return euler_xyz_from_matrix(m[None], prev)[0]
+        return cast("FloatArray", euler_xyz_from_matrix(m[None], prev)[0])
     b = np.arcsin(np.clip(-m[..., 2, 0], -1.0, 1.0))
     a = np.arctan2(m[..., 2, 1], m[..., 2, 2])
     c = np.arctan2(m[..., 1, 0], m[..., 0, 0])

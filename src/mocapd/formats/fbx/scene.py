@@ -28,6 +28,7 @@ importer accepts without a checksum, so the same motion always gives the same by
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -82,7 +83,7 @@ def _vec(v: FloatArray) -> tuple[float, float, float]:
 
 
 def _ktimes(num_frames: int, fps: float) -> NDArray[np.int64]:
-    return np.rint(np.arange(num_frames) * (KTIME_PER_S / fps)).astype(np.int64)  # (F,)
+    return cast("NDArray[np.int64]", np.rint(np.arange(num_frames) * (KTIME_PER_S / fps)).astype(np.int64))  # (F,)
 
 
 # Candidate rest orientations (wxyz, Y-up frame): identity, Rx(+90 deg) (Y -> +Z, forward),
@@ -93,7 +94,7 @@ _TAIL_CLEARANCE_CM = 0.1
 
 
 def _conj(q: FloatArray) -> FloatArray:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
+    return cast("FloatArray", q * np.array([1.0, -1.0, -1.0, -1.0]))
 
 
 def _rest_orientations(skeleton: Skeleton, translated: set[int]) -> FloatArray:
