@@ -542,18 +542,18 @@ def finger_mapping(
         if hand is None:
             continue
         for start in children.get(hand, []):
-            finger = _finger_of(names[start])
-            if finger is None or f"{finger}_01_{side}" in out:
+            digit = _finger_of(names[start])
+            if digit is None or f"{digit}_01_{side}" in out:
                 continue
             chain = [start]
             while True:
-                kids = [c for c in children.get(chain[-1], []) if _finger_of(names[c]) == finger
+                kids = [c for c in children.get(chain[-1], []) if _finger_of(names[c]) == digit
                         and not split_name(names[c])[2]]
                 if not kids:
                     break
                 chain.append(kids[0])
-            for k, bone in enumerate(chain[:3], start=1):
-                out[f"{finger}_0{k}_{side}"] = names[bone]
+            for k, link in enumerate(chain[:3], start=1):
+                out[f"{digit}_0{k}_{side}"] = names[link]
     return out
 
 
