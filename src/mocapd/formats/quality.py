@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mocapd.formats.pose_topology import LANDMARK_NAMES, name_side
+from mocapd.pipeline.layout import BLAZEPOSE_33, name_side
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -214,7 +214,7 @@ def _per_joint_confidence(inp: QualityInputs) -> dict[str, float | None]:
     person = np.asarray(inp.person_mask, dtype=bool)  # (F,)
     seen = vis[person]  # (P, 33)
     out: dict[str, float | None] = {}
-    for k, name in enumerate(LANDMARK_NAMES):
+    for k, name in enumerate(BLAZEPOSE_33.names):
         col = seen[:, k] if seen.size else np.empty(0)
         col = col[np.isfinite(col)]
         out[name] = _num(col.mean(), 3) if col.size else None
@@ -419,7 +419,7 @@ def _warnings(report: dict[str, Any], *, feet_tracked: bool) -> list[str]:
 
 def _check(inp: QualityInputs) -> None:
     f = np.asarray(inp.person_mask).shape[0]
-    if np.asarray(inp.visibility).shape != (f, len(LANDMARK_NAMES)):
+    if np.asarray(inp.visibility).shape != (f, BLAZEPOSE_33.num_landmarks):
         raise ValueError(f"visibility must be ({f}, 33), got {np.asarray(inp.visibility).shape}")
     for name in ("interpolated_mask", "held_mask"):
         if np.asarray(getattr(inp, name)).shape != (f,):

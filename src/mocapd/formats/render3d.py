@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from mocapd.formats.pose_topology import POSE_CONNECTIONS, landmark_side, name_side
+from mocapd.pipeline.layout import BLAZEPOSE_33, name_side
 
 __all__ = [
     "BACKGROUND_RGB",
@@ -144,16 +144,16 @@ def draw_landmarks_2d(img: ImageU8, landmarks_px: FloatArray, *, thickness_px: i
     landmark gets a dot.
     """
     pt, ok = _pts(landmarks_px)
-    pairs = [(a, b) for a, b in POSE_CONNECTIONS if ok[a] and ok[b]]
+    pairs = [(a, b) for a, b in BLAZEPOSE_33.connection_indices if ok[a] and ok[b]]
     radius = max(2, thickness_px + 1)
     for a, b in pairs:  # a dark outline first keeps the lines readable on bright footage
         _line(img, pt[a], pt[b], OUTLINE_RGB, thickness_px + 2)
     for a, b in pairs:
-        sa, sb = landmark_side(a), landmark_side(b)
+        sa, sb = BLAZEPOSE_33.side(a), BLAZEPOSE_33.side(b)
         _line(img, pt[a], pt[b], side_colour(sa if sa == sb else 0), thickness_px)
     for k in (k for k in range(len(pt)) if ok[k]):
         _dot(img, pt[k], OUTLINE_RGB, radius + 1)
-        _dot(img, pt[k], side_colour(landmark_side(k)), radius)
+        _dot(img, pt[k], side_colour(BLAZEPOSE_33.side(k)), radius)
 
 
 @lru_cache(maxsize=8)

@@ -33,13 +33,14 @@ from numpy.typing import NDArray
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.decode import VideoInfo, iter_frames, prefetch
+from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.pose import (
     FULL,
-    PoseDetector,
     PoseModel,
     PoseTrack,
     TrackBuilder,
     hip_centre_and_torso_px,
+    open_detector,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,7 +72,9 @@ SPLIT_MIN_WINDOW_S = 4.0  # shorter windows: one pass (a second detector's start
 SPLIT_MIN_CORES = 4  # see `detect_segments`
 SEAM_AGREE_FRAMES = 3
 SEAM_TOLERANCE = 0.1  # mean 2D landmark distance, in torso lengths, for "the same person"
-_SEAM_LANDMARKS = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])  # shoulders .. ankles
+_SEAM_LANDMARKS = np.array(
+    [i for pair in BLAZEPOSE_33.pairs("shoulder", "elbow", "wrist", "hip", "knee", "ankle") for i in pair]
+)  # shoulders .. ankles
 # The decoder (and the preview copy's writer) run at this lower priority than the detector. BlazePose is
 # the bottleneck and takes one core; without it FFmpeg's decoder threads, when they all wake at once,
 # take turns with the detector on both cores: BlazePose went from 19.9 to 23.5 ms a frame beside a
@@ -185,7 +188,7 @@ class _SecondSegment(threading.Thread):
             nice=DECODE_NICE,
         )
         try:
-            with PoseDetector(self.pose_model) as detector:
+            with open_detector(self.pose_model) as detector:
                 for frame in frames:
                     if self.stop.is_set():
                         return
@@ -317,7 +320,7 @@ def detect_window(
     progress("preflight", 0.0, force=True)
     in_preflight = True
     try:
-        with PoseDetector(pose_model) as detector:
+        with open_detector(pose_model) as detector:
             for frame in frames:
                 past_split = frame.time_s >= split_s - 1e-9
                 if copies and (second is None or not past_split):  # the second segment copies its own range

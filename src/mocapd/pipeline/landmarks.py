@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Skeleton
 
 __all__ = [
@@ -44,39 +45,30 @@ _SPINE_FRACTIONS = {"spine_01": 0.10 / 0.48, "spine_02": 0.22 / 0.48, "spine_03"
 _CLAVICLE_FRACTION = 0.03 / 0.18
 _NECK_FRACTION = 0.25
 
+_LAYOUT = BLAZEPOSE_33
+_NOSE = _LAYOUT.index("nose")
+(_L_EAR, _R_EAR), (_L_SHOULDER, _R_SHOULDER), (_L_HIP, _R_HIP) = _LAYOUT.pairs("ear", "shoulder", "hip")
+(_L_WRIST, _R_WRIST), (_L_PINKY, _R_PINKY), (_L_INDEX, _R_INDEX) = _LAYOUT.pairs("wrist", "pinky", "index")
+
 # Joints taken straight from one landmark.
 _DIRECT = {
-    "upperarm_l": 11, "upperarm_r": 12, "lowerarm_l": 13, "lowerarm_r": 14, "hand_l": 15, "hand_r": 16,
-    "thigh_l": 23, "thigh_r": 24, "calf_l": 25, "calf_r": 26, "foot_l": 27, "foot_r": 28,
-    "ball_l": 31, "ball_r": 32,
+    joint: _LAYOUT.index(f"{side}_{landmark}")
+    for part, landmark in (
+        ("upperarm", "shoulder"), ("lowerarm", "elbow"), ("hand", "wrist"),
+        ("thigh", "hip"), ("calf", "knee"), ("foot", "ankle"), ("ball", "foot_index"),
+    )
+    for joint, side in ((f"{part}_l", "left"), (f"{part}_r", "right"))
 }  # fmt: skip
 
 # Landmarks that feed a joint (also the ones worth cleaning): nose, ears, torso, limbs, hands, feet.
-LANDMARKS_USED: tuple[int, ...] = (
-    0,
-    7,
-    8,
-    11,
-    12,
-    13,
-    14,
-    15,
-    16,
-    17,
-    18,
-    19,
-    20,
-    23,
-    24,
-    25,
-    26,
-    27,
-    28,
-    29,
-    30,
-    31,
-    32,
-)
+LANDMARKS_USED: tuple[int, ...] = tuple(
+    sorted(
+        {_NOSE}
+        | {i for pair in _LAYOUT.pairs(
+            "ear", "shoulder", "elbow", "wrist", "pinky", "index", "hip", "knee", "ankle", "heel", "foot_index"
+        ) for i in pair}
+    )
+)  # fmt: skip
 
 
 def zup_from_mediapipe(points: FloatArray) -> FloatArray:
@@ -98,10 +90,10 @@ def joints_from_landmarks(landmarks: FloatArray, skeleton: Skeleton = DEFAULT_SK
     lm = np.asarray(landmarks, dtype=np.float64)
     f = lm.shape[0]
     out = np.full((f, skeleton.num_joints, 3), np.nan)
-    hip = _mid(lm[:, 23], lm[:, 24])  # (F, 3)
-    sho = _mid(lm[:, 11], lm[:, 12])  # (F, 3)
-    ear = _mid(lm[:, 7], lm[:, 8])  # (F, 3)
-    head = np.where(np.isfinite(ear), ear, lm[:, 0])  # (F, 3)
+    hip = _mid(lm[:, _L_HIP], lm[:, _R_HIP])  # (F, 3)
+    sho = _mid(lm[:, _L_SHOULDER], lm[:, _R_SHOULDER])  # (F, 3)
+    ear = _mid(lm[:, _L_EAR], lm[:, _R_EAR])  # (F, 3)
+    head = np.where(np.isfinite(ear), ear, lm[:, _NOSE])  # (F, 3)
     joints: dict[str, FloatArray] = {
         "pelvis": hip,
         "head": head,
@@ -109,8 +101,8 @@ def joints_from_landmarks(landmarks: FloatArray, skeleton: Skeleton = DEFAULT_SK
     }
     for name, frac in _SPINE_FRACTIONS.items():
         joints[name] = hip + frac * (sho - hip)
-    joints["clavicle_l"] = sho + _CLAVICLE_FRACTION * (lm[:, 11] - sho)
-    joints["clavicle_r"] = sho + _CLAVICLE_FRACTION * (lm[:, 12] - sho)
+    joints["clavicle_l"] = sho + _CLAVICLE_FRACTION * (lm[:, _L_SHOULDER] - sho)
+    joints["clavicle_r"] = sho + _CLAVICLE_FRACTION * (lm[:, _R_SHOULDER] - sho)
     for name, idx in _DIRECT.items():
         joints[name] = lm[:, idx]
     for name, pos in joints.items():
@@ -123,9 +115,9 @@ def joint_visibility(visibility: FloatArray, skeleton: Skeleton = DEFAULT_SKELET
     """Per-joint confidence (F, J) from landmark visibility (F, 33): the minimum over the landmarks
     a joint is built from (root: the hips)."""
     v = np.asarray(visibility, dtype=np.float64)
-    hips = np.minimum(v[:, 23], v[:, 24])
-    sho = np.minimum(v[:, 11], v[:, 12])
-    ear = np.maximum(np.minimum(v[:, 7], v[:, 8]), v[:, 0])
+    hips = np.minimum(v[:, _L_HIP], v[:, _R_HIP])
+    sho = np.minimum(v[:, _L_SHOULDER], v[:, _R_SHOULDER])
+    ear = np.maximum(np.minimum(v[:, _L_EAR], v[:, _R_EAR]), v[:, _NOSE])
     per: dict[str, FloatArray] = {
         "root": hips,
         "pelvis": hips,
@@ -134,8 +126,8 @@ def joint_visibility(visibility: FloatArray, skeleton: Skeleton = DEFAULT_SKELET
     }
     for name in _SPINE_FRACTIONS:
         per[name] = np.minimum(hips, sho)
-    per["clavicle_l"] = np.minimum(sho, v[:, 11])
-    per["clavicle_r"] = np.minimum(sho, v[:, 12])
+    per["clavicle_l"] = np.minimum(sho, v[:, _L_SHOULDER])
+    per["clavicle_r"] = np.minimum(sho, v[:, _R_SHOULDER])
     for name, idx in _DIRECT.items():
         per[name] = v[:, idx]
     out = np.zeros((v.shape[0], skeleton.num_joints))
@@ -148,6 +140,6 @@ def joint_visibility(visibility: FloatArray, skeleton: Skeleton = DEFAULT_SKELET
 def hand_points(landmarks: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Left and right hand centres (F, 3): mean of wrist, index and pinky (15/19/17, 16/20/18)."""
     lm = np.asarray(landmarks, dtype=np.float64)
-    left = (lm[:, 15] + lm[:, 17] + lm[:, 19]) / 3.0
-    right = (lm[:, 16] + lm[:, 18] + lm[:, 20]) / 3.0
+    left = (lm[:, _L_WRIST] + lm[:, _L_PINKY] + lm[:, _L_INDEX]) / 3.0
+    right = (lm[:, _R_WRIST] + lm[:, _R_PINKY] + lm[:, _R_INDEX]) / 3.0
     return left, right

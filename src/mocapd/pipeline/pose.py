@@ -1,4 +1,11 @@
-"""BlazePose (MediaPipe 0.10.21, Full model) over a stream of frames, plus identity-switch gating.
+"""Pose detectors over a stream of frames, plus identity-switch gating.
+
+A detector (`Detector`) returns, per frame, the landmarks of its `LandmarkLayout`
+(`mocapd.pipeline.layout`). `open_detector(model)` starts the one registered for the model's family
+(`DETECTORS`); the service's family is BlazePose (MediaPipe 0.10.21, Full or Heavy: `PoseDetector`),
+whose 33 landmarks (`BLAZEPOSE_33`) the rest of the pipeline reads by name. Another model registers a
+factory for its family here; one with more landmarks (a holistic model's hands) keeps BlazePose's 33
+first in its layout.
 
 Per frame we keep, for the 33 BlazePose landmarks:
 
@@ -20,14 +27,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.pipeline.layout import BLAZEPOSE_33, LandmarkLayout
+
 __all__ = [
+    "DETECTORS",
     "FULL",
     "NUM_LANDMARKS",
+    "Detection",
+    "Detector",
     "PoseDetector",
     "PoseModel",
     "PoseTrack",
@@ -35,12 +47,16 @@ __all__ = [
     "detect_poses",
     "hip_centre_and_torso_px",
     "mark_identity_switches",
+    "open_detector",
 ]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
-NUM_LANDMARKS = 33
-_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = 11, 12, 23, 24
+NUM_LANDMARKS = BLAZEPOSE_33.num_landmarks
+_L_SHOULDER, _R_SHOULDER, _L_HIP, _R_HIP = BLAZEPOSE_33.indices("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+# One frame's detection: landmarks normalised to the input image (L, 2), world landmarks in metres
+# (L, 3: hip-centred, camera-aligned x right, y down, z away), visibility (L,) in [0, 1].
+Detection = tuple[FloatArray, FloatArray, FloatArray]
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class PoseModel:
     file installed by `mocapd models fetch`, found under ``resource_root`` (see `mocapd.model_files`)."""
 
     name: str = "blazepose_full"
+    family: str = "blazepose"  # the `DETECTORS` entry that runs it
     complexity: int = 1  # MediaPipe's model_complexity: 1 Full, 2 Heavy
     label: str = "BlazePose Full"
     resource_root: Path | None = None  # None: the wheel's own files
@@ -120,12 +137,31 @@ def _build_pose(model: PoseModel, min_detection_confidence: float, min_tracking_
     return pose
 
 
+class Detector(Protocol):
+    """A pose model in tracking mode over one stream of frames; a context manager (native state)."""
+
+    @property
+    def layout(self) -> LandmarkLayout: ...
+
+    def detect(self, rgb: NDArray[np.uint8]) -> Detection | None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Detector: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
 class PoseDetector:
     """One MediaPipe Pose graph in tracking mode; use as a context manager (it owns native state).
 
     ``detect(rgb)`` returns ``(landmarks_norm (33, 2), world_m (33, 3), visibility (33,))`` or None.
     The Full model ships inside the wheel; Heavy is read from the models directory. Nothing is downloaded.
     """
+
+    layout = BLAZEPOSE_33
 
     def __init__(
         self, model: PoseModel = FULL, *, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
@@ -146,7 +182,7 @@ class PoseDetector:
             self._pose.close()
             self._pose = None
 
-    def detect(self, rgb: NDArray[np.uint8]) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    def detect(self, rgb: NDArray[np.uint8]) -> Detection | None:
         result = self._pose.process(rgb)
         if result.pose_landmarks is None or result.pose_world_landmarks is None:
             return None
@@ -156,6 +192,18 @@ class PoseDetector:
         world = np.array([(p.x, p.y, p.z) for p in wl], dtype=np.float64)  # (33, 3)
         vis = np.array([p.visibility for p in lm], dtype=np.float64)  # (33,)
         return norm, world, vis
+
+
+DETECTORS: dict[str, Callable[[PoseModel], Detector]] = {"blazepose": PoseDetector}
+
+
+def open_detector(model: PoseModel = FULL) -> Detector:
+    """A new detector running ``model``, from the factory registered for its family."""
+    try:
+        factory = DETECTORS[model.family]
+    except KeyError:
+        raise LookupError(f"no pose detector for {model.family!r}; registered: {sorted(DETECTORS)}") from None
+    return factory(model)
 
 
 class TrackBuilder:
@@ -172,7 +220,7 @@ class TrackBuilder:
         self.vis: list[FloatArray] = []
         self.person: list[bool] = []
 
-    def add(self, time_s: float, det: tuple[FloatArray, FloatArray, FloatArray] | None) -> None:
+    def add(self, time_s: float, det: Detection | None) -> None:
         if det is None:
             self.px.append(np.full((NUM_LANDMARKS, 2), np.nan))
             self.world.append(np.full((NUM_LANDMARKS, 3), np.nan))
@@ -217,7 +265,7 @@ def detect_poses(
     frames: Iterable[tuple[float, NDArray[np.uint8]]],
     image_size_px: tuple[int, int],
     *,
-    detector: PoseDetector | None = None,
+    detector: Detector | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> PoseTrack:
     """Run BlazePose on ``(time_s, rgb)`` frames; ``image_size_px`` is the original display size.
@@ -227,7 +275,7 @@ def detect_poses(
     """
     builder = TrackBuilder(image_size_px)
     own = detector is None
-    det = detector or PoseDetector()
+    det = detector or open_detector()
     try:
         for i, (time_s, rgb) in enumerate(frames):
             builder.add(time_s, det.detect(rgb))

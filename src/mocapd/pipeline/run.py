@@ -38,6 +38,7 @@ from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
 from mocapd.pipeline.detect import analysis_step, detect_window, preview_scale, preview_side_px
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
+from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.pose import FULL, PoseModel, PoseTrack
 from mocapd.pipeline.settings import JobSettings
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
@@ -75,6 +76,7 @@ PROGRESS_INTERVAL_S = 0.25
 HIP_WIDTH_FACTOR = 0.85  # BlazePose hip landmarks -> hip joint centres (see `_narrow_hips`)
 _PELVIS = DEFAULT_SKELETON.index("pelvis")
 _THIGHS = (DEFAULT_SKELETON.index("thigh_l"), DEFAULT_SKELETON.index("thigh_r"))
+_TORSO = BLAZEPOSE_33.indices("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 _PROCESSING_SHARE_POSE = 0.8  # fraction of the processing stage spent in pose detection
 
 
@@ -135,7 +137,7 @@ def _track_on_grid(track: PoseTrack, grid_s: FloatArray) -> PoseTrack:
     )  # (G, 33)
     near = _nearest(track.time_s, grid_s)
     person = track.person[near]
-    valid = track.valid[near] & np.all(np.isfinite(px[:, [11, 12, 23, 24]]), axis=(1, 2))
+    valid = track.valid[near] & np.all(np.isfinite(px[:, list(_TORSO)]), axis=(1, 2))
     return PoseTrack(grid_s, track.image_size_px, px, world, np.nan_to_num(vis), person, valid)
 
 

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from mocapd.pipeline.clean import butterworth_zero_phase, fill_gaps
 from mocapd.pipeline.landmarks import zup_from_mediapipe
+from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Skeleton
 
 __all__ = [
@@ -56,9 +57,15 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 
 # Shoulders, hips, knees, ankles, heels, foot indices: stable, well-scaled landmarks for the fit.
-FIT_LANDMARKS: tuple[int, ...] = (11, 12, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
+FIT_LANDMARKS: tuple[int, ...] = tuple(
+    i for pair in BLAZEPOSE_33.pairs("shoulder", "hip", "knee", "ankle", "heel", "foot_index") for i in pair
+)
 # The rotation refinement also uses the arms (they give the shape its width and depth).
-_ROTATION_LANDMARKS: tuple[int, ...] = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32)
+_ROTATION_LANDMARKS: tuple[int, ...] = tuple(
+    i
+    for pair in BLAZEPOSE_33.pairs("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "heel", "foot_index")
+    for i in pair
+)
 # Cauchy scale of the rotation refinement in multiples of each frame's median reprojection error: the
 # usual 2.385 sigma (95 % efficiency under Gaussian noise), with sigma = median / 1.177 for the norms of
 # 2D Gaussian errors. cam01 MPJPE is flat over 0.5-2 (109.0-109.3 mm; 110.0 at 5, 110.3 without).

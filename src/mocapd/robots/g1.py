@@ -168,6 +168,11 @@ class G1Description:
     variant: str
     joints: tuple[G1Joint, ...]
     pelvis_height_m: float = PELVIS_HEIGHT_M
+    robot_type: str = "unitree_g1"
+
+    def model(self) -> mujoco.MjModel:
+        """The compiled MuJoCo model of this variant (`load_g1_model`, cached)."""
+        return load_g1_model(self.variant)
 
     @property
     def joint_names(self) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from mocapd.robots.g1 import G1Description, load_g1_model
+from mocapd.robots.description import RobotDescription
 from mocapd.robots.targets import FrameTargets
 
 __all__ = ["solve_frames"]
@@ -33,7 +33,7 @@ LM_DAMPING = 0.05  # Levenberg-Marquardt damping of the frame tasks (scaled by t
 
 
 def solve_frames(
-    desc: G1Description,
+    desc: RobotDescription,
     targets: list[FrameTargets],
     fps: float,
     *,
@@ -46,7 +46,7 @@ def solve_frames(
 
     ``freeze_legs`` keeps the free joint and all leg joints at their initial (standing) values.
     """
-    model = load_g1_model(desc.variant)
+    model = desc.model()
     num_frames = targets[0].pos_m.shape[0]
     configuration = mink.Configuration(model)
     q = np.zeros(model.nq)
@@ -65,7 +65,7 @@ def solve_frames(
     posture.set_target(q)
     all_tasks: list[mink.Task] = [*tasks, posture]
 
-    velocities = {j.name: j.velocity_rad_s for j in desc.joints}
+    velocities = {name: float(v) for name, v in zip(desc.joint_names, desc.velocity_rad_s, strict=True)}
     config_limit = mink.ConfigurationLimit(model)
     vel_limit = mink.VelocityLimit(model, velocities)
     limits_all: list[mink.Limit] = [config_limit, vel_limit]
@@ -74,9 +74,9 @@ def solve_frames(
     constraints = []
     if freeze_legs:
         leg_dofs = list(range(6)) + [
-            int(model.jnt_dofadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j.name)])
-            for j in desc.joints
-            if any(p in j.name for p in ("hip", "knee", "ankle"))
+            int(model.jnt_dofadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)])
+            for name in desc.joint_names
+            if any(p in name for p in ("hip", "knee", "ankle"))
         ]
         constraints.append(mink.DofFreezingTask(model, dof_indices=leg_dofs))
 

@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from mocapd.robots.g1 import G1Description, load_g1_model
+from mocapd.robots.description import RobotDescription
 
 __all__ = ["RobotKinematics", "forward_kinematics"]
 
@@ -18,7 +18,7 @@ IntArray = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class RobotKinematics:
-    link_pos_m: FloatArray  # (F, B, 3), links in G1Description.links order
+    link_pos_m: FloatArray  # (F, B, 3), links in RobotDescription.links order
     sole_points_m: FloatArray  # (F, 2, 4, 3): left/right, four sole contact points (sole plane)
     sole_centre_m: FloatArray  # (F, 2, 3): the left_sole / right_sole sites
     site_pos_m: dict[str, FloatArray]  # name -> (F, 3)
@@ -26,10 +26,10 @@ class RobotKinematics:
 
 
 def forward_kinematics(
-    desc: G1Description, qpos: FloatArray, *, self_contacts: bool = False
+    desc: RobotDescription, qpos: FloatArray, *, self_contacts: bool = False
 ) -> RobotKinematics:
     """Run MuJoCo kinematics for every frame of ``qpos`` (F, 7 + N)."""
-    model = load_g1_model(desc.variant)
+    model = desc.model()
     data = mujoco.MjData(model)
     f = qpos.shape[0]
     body_ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in desc.links]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mocapd.robots.g1 import G1Description
+from mocapd.robots.description import RobotDescription
 from mocapd.robots.kinematics import RobotKinematics
 
 __all__ = ["foot_skate_cm_s", "joint_limit_figures", "robot_quality", "sole_penetration_mm"]
@@ -27,7 +27,7 @@ FloatArray = NDArray[np.float64]
 SKATE_HEIGHT_M = 0.01
 
 
-def joint_limit_figures(desc: G1Description, dof_pos_rad: FloatArray, fps: float) -> dict[str, Any]:
+def joint_limit_figures(desc: RobotDescription, dof_pos_rad: FloatArray, fps: float) -> dict[str, Any]:
     """Position-limit and speed-limit violations of ``dof_pos_rad`` (F, N)."""
     lo, hi, vmax = desc.lower_rad, desc.upper_rad, desc.velocity_rad_s
     excess = np.maximum(lo - dof_pos_rad, dof_pos_rad - hi)  # (F, N)
@@ -64,7 +64,7 @@ def foot_skate_cm_s(sole_centre_m: FloatArray, fps: float) -> float:
 
 
 def robot_quality(
-    desc: G1Description,
+    desc: RobotDescription,
     dof_pos_rad: FloatArray,
     fps: float,
     kin: RobotKinematics,

@@ -26,7 +26,8 @@ from scipy.ndimage import gaussian_filter1d
 from mocapd.errors import InputFault
 from mocapd.pipeline.contacts import FootContacts, detect_contacts
 from mocapd.pipeline.skeleton import Motion
-from mocapd.robots.g1 import G1Description, g1_description
+from mocapd.robots.description import RobotDescription
+from mocapd.robots.g1 import g1_description
 from mocapd.robots.human_contacts import contacts_from_pipeline
 from mocapd.robots.ik import solve_frames
 from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
@@ -114,7 +115,7 @@ def _hold_invalid_frames(motion: Motion) -> tuple[Motion, BoolArray]:
     return Motion(motion.skeleton, motion.fps, t[src], q[src]), valid
 
 
-def _filter_joints(desc: G1Description, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]) -> FloatArray:
+def _filter_joints(desc: RobotDescription, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]) -> FloatArray:
     """Gaussian filter (sigma 0.75 frame) on the root pose and the joint angles, angles clamped to the limits.
 
     A frame where the filtered legs would touch each other and the IK solution's did not keeps the IK
@@ -155,7 +156,7 @@ def _interpolate_gaps(values: FloatArray, known: BoolArray) -> FloatArray:
 
 
 def _settle_on_ground(
-    desc: G1Description, qpos: FloatArray, contacts: BoolArray, grounded: BoolArray
+    desc: RobotDescription, qpos: FloatArray, contacts: BoolArray, grounded: BoolArray
 ) -> FloatArray:
     """Shift the root so the robot stands on z = 0 without sliding or sinking.
 
@@ -200,14 +201,14 @@ def _settle_on_ground(
     return out
 
 
-def _frame_positions(desc: G1Description, kin: RobotKinematics, t: FrameTargets) -> FloatArray:
+def _frame_positions(desc: RobotDescription, kin: RobotKinematics, t: FrameTargets) -> FloatArray:
     if t.frame_type == "site":
         return kin.site_pos_m[t.frame]
     return kin.link_pos_m[:, desc.links.index(t.frame)]
 
 
 def _tracking_errors(
-    desc: G1Description, kin: RobotKinematics, targets: list[FrameTargets]
+    desc: RobotDescription, kin: RobotKinematics, targets: list[FrameTargets]
 ) -> dict[str, float]:
     """Mean distance (m) between robot frames and their position targets, per body part."""
     errors: dict[str, list[FloatArray]] = {}

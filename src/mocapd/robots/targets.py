@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
 from mocapd.pipeline.skeleton import Motion
-from mocapd.robots.g1 import G1Description, load_g1_model
+from mocapd.robots.description import RobotDescription
 
 __all__ = [
     "FACING_QUAT_WXYZ",
@@ -97,9 +97,9 @@ class RobotRest:
     tpose_quat_wxyz: dict[str, FloatArray]  # name -> (4,), T-pose
 
 
-def robot_rest_frames(desc: G1Description) -> RobotRest:
+def robot_rest_frames(desc: RobotDescription) -> RobotRest:
     """Link and site frames of the G1 relative to its pelvis, at zero and in a T-pose."""
-    model = load_g1_model(desc.variant)
+    model = desc.model()
     data = mujoco.MjData(model)
     names = list(desc.links)
 
@@ -133,7 +133,7 @@ def _seg_len(rest_offsets_m: FloatArray, names: tuple[str, ...], child: str) -> 
     return float(np.linalg.norm(rest_offsets_m[names.index(child)]))
 
 
-def scale_factors(motion: Motion, desc: G1Description) -> ScaleFactors:
+def scale_factors(motion: Motion, desc: RobotDescription) -> ScaleFactors:
     """Per-group factors from the human skeleton's rest lengths and the robot's zero pose."""
     rest = robot_rest_frames(desc)
     sk = motion.skeleton
@@ -183,7 +183,7 @@ def human_ground_m(motion: Motion, pos_h: FloatArray | None = None) -> float:
 
 def scaled_targets(
     motion: Motion,
-    desc: G1Description,
+    desc: RobotDescription,
     contacts: BoolArray,
     *,
     upper_body: bool = False,

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mocapd.formats.pose_topology import LANDMARK_NAMES
 from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
+from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON
 from mocapd.robots.g1 import g1_description
 from mocapd.robots.motion import RobotMotion
@@ -73,14 +73,14 @@ def test_frame_counts_ratio_and_gap_warning() -> None:
 def test_per_joint_confidence_is_the_mean_visibility_over_frames_with_a_person() -> None:
     n = 20
     vis = np.full((n, 33), 0.9)
-    vis[:, LANDMARK_NAMES.index("left_ankle")] = np.linspace(0.2, 0.4, n)  # mean 0.3
+    vis[:, BLAZEPOSE_33.index("left_ankle")] = np.linspace(0.2, 0.4, n)  # mean 0.3
     person = np.ones(n, dtype=bool)
     person[:5] = False
     vis[:5] = np.nan  # no detection: no visibility
-    vis[5:, LANDMARK_NAMES.index("nose")] = [0.5, 0.7] * 7 + [0.6]  # mean over person frames 0.6
+    vis[5:, BLAZEPOSE_33.index("nose")] = [0.5, 0.7] * 7 + [0.6]  # mean over person frames 0.6
     report = build_quality_report(_inputs(n, visibility=vis, person_mask=person))
     conf = report["perJointConfidence"]
-    assert list(conf) == list(LANDMARK_NAMES)
+    assert list(conf) == list(BLAZEPOSE_33.names)
     assert conf["nose"] == pytest.approx(0.6, abs=1e-3)
     assert conf["left_ankle"] == pytest.approx(np.linspace(0.2, 0.4, n)[5:].mean(), abs=1e-3)
     assert conf["right_ankle"] == pytest.approx(0.9)
