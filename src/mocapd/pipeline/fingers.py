@@ -20,6 +20,7 @@ from typing import cast
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.pipeline.layout import HAND_21
 from mocapd.pipeline.skeleton import Motion, Skeleton
 
 __all__ = [
@@ -39,11 +40,18 @@ BoolArray = NDArray[np.bool_]
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 FINGER_NAMES: tuple[str, ...] = tuple(f"{f}_0{k}_{s}" for s in ("l", "r") for f in FINGERS for k in (1, 2, 3))
 
-# MediaPipe hand landmarks: 0 wrist; thumb 1-4 (CMC, MCP, IP, tip); index 5-8 (MCP, PIP, DIP, tip);
-# middle 9-12; ring 13-16; pinky 17-20.
-_CHAIN = {"thumb": (1, 2, 3, 4), "index": (5, 6, 7, 8), "middle": (9, 10, 11, 12), "ring": (13, 14, 15, 16),
-          "pinky": (17, 18, 19, 20)}
-_WRIST, _INDEX_MCP, _MIDDLE_MCP, _PINKY_MCP = 0, 5, 9, 17
+# MediaPipe hand landmarks (`HAND_21`): the wrist; each finger's four points from its base (thumb: CMC,
+# MCP, IP, tip; the others: MCP, PIP, DIP, tip).
+_CHAIN = {
+    finger: tuple(i for i, n in enumerate(HAND_21.names) if n.startswith(prefix))
+    for finger, prefix in (
+        ("thumb", "thumb_"), ("index", "index_finger_"), ("middle", "middle_finger_"), ("ring", "ring_finger_"),
+        ("pinky", "pinky_"),
+    )
+}  # fmt: skip
+_WRIST, _INDEX_MCP, _MIDDLE_MCP, _PINKY_MCP = HAND_21.indices(
+    "wrist", "index_finger_mcp", "middle_finger_mcp", "pinky_mcp"
+)
 
 # Left-hand rest offsets (metres, world axes, T-pose with the palm down): the first bone of each finger
 # from the hand joint (the wrist), the next two from the previous joint. The right hand mirrors X.

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.pipeline.decode import iter_frames, prefetch
+from mocapd.pipeline.layout import HAND_21
 
 __all__ = ["HandTrack", "detect_hands", "on_grid"]
 
@@ -28,6 +29,7 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 DETECT_MAX_SIDE_PX = 1280  # hands are small: keep more pixels than the body detector does
 _NICE = 5
+_N = HAND_21.num_landmarks  # landmarks per hand
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class HandTrack:
 
 def _points(landmarks: Any, width: int, height: int) -> FloatArray:
     if landmarks is None:
-        return np.full((21, 3), np.nan)
+        return np.full((_N, 3), np.nan)
     return np.array([(p.x * width, p.y * height, p.z * width) for p in landmarks.landmark], dtype=np.float64)
 
 
@@ -72,15 +74,15 @@ def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: 
     finally:
         frames.close()  # type: ignore[attr-defined]
     if not times:
-        return HandTrack(np.zeros(0), np.zeros((0, 21, 3)), np.zeros((0, 21, 3)))
+        return HandTrack(np.zeros(0), np.zeros((0, _N, 3)), np.zeros((0, _N, 3)))
     return HandTrack(np.array(times), np.stack(left), np.stack(right))
 
 
 def on_grid(track: HandTrack, grid_s: FloatArray, tolerance_s: float) -> HandTrack:
     """The detections nearest each grid time (within ``tolerance_s``; NaN otherwise)."""
     g = np.asarray(grid_s, dtype=np.float64)
-    left = np.full((g.shape[0], 21, 3), np.nan)
-    right = np.full((g.shape[0], 21, 3), np.nan)
+    left = np.full((g.shape[0], _N, 3), np.nan)
+    right = np.full((g.shape[0], _N, 3), np.nan)
     if track.time_s.size:
         idx = np.clip(np.searchsorted(track.time_s, g), 1, max(1, track.time_s.size - 1))
         lo = np.clip(idx - 1, 0, track.time_s.size - 1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "BLAZEPOSE_33",
+    "HAND_21",
     "LandmarkLayout",
     "name_side",
 ]
@@ -128,3 +129,25 @@ def _blazepose_connections() -> tuple[tuple[str, str], ...]:
 
 
 BLAZEPOSE_33 = LandmarkLayout("blazepose_33", _BLAZEPOSE_NAMES, _blazepose_connections())
+
+
+def _hand_names() -> tuple[str, ...]:
+    fingers = {
+        "thumb": ("cmc", "mcp", "ip", "tip"),
+        **{f: ("mcp", "pip", "dip", "tip") for f in ("index_finger", "middle_finger", "ring_finger", "pinky")},
+    }
+    return ("wrist",) + tuple(f"{finger}_{joint}" for finger, joints in fingers.items() for joint in joints)
+
+
+def _hand_connections() -> tuple[tuple[str, str], ...]:
+    # MediaPipe HAND_CONNECTIONS: each finger's chain from the wrist (the thumb) or its knuckle, and the palm.
+    names = _hand_names()
+    pairs = (
+        (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11), (11, 12),
+        (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (0, 17), (17, 18), (18, 19), (19, 20),
+    )  # fmt: skip
+    return tuple((names[a], names[b]) for a, b in pairs)
+
+
+# MediaPipe's 21 hand landmarks (``HandLandmark`` order), one hand; the side is the hand's own.
+HAND_21 = LandmarkLayout("mediapipe_hand_21", _hand_names(), _hand_connections())

@@ -10,7 +10,7 @@ import pytest
 from numpy.typing import NDArray
 
 from mocapd.pipeline import pose
-from mocapd.pipeline.layout import BLAZEPOSE_33, LandmarkLayout
+from mocapd.pipeline.layout import BLAZEPOSE_33, HAND_21, LandmarkLayout
 from mocapd.pipeline.pose import Detection, PoseModel, detect_poses, open_detector
 
 
@@ -84,3 +84,8 @@ def test_a_registered_detector_runs_the_detection(monkeypatch: pytest.MonkeyPatc
 def test_an_unknown_detector_is_named() -> None:
     with pytest.raises(LookupError, match="no pose detector for 'openpose'"):
         open_detector(PoseModel(name="openpose_25", family="openpose"))
+
+
+def test_the_hand_layout_is_mediapipes() -> None:
+    assert HAND_21.num_landmarks == 21 and len(HAND_21.connections) == 21
+    assert HAND_21.indices("wrist", "thumb_tip", "index_finger_mcp", "middle_finger_mcp", "pinky_tip") == (0, 4, 5, 9, 20)
