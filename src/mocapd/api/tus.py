@@ -30,8 +30,10 @@ independent client):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import secrets
 import time
@@ -324,9 +326,17 @@ async def _stream(state: AppState, svc: JobService, request: Request, job: Job, 
     whole = _HASHERS.take(row.upload_id, row.offset)
     committed = row.offset
     renewed_s = time.monotonic()
+    pending: asyncio.Future[None] | None = None  # a checkpoint whose fsync runs while bytes keep arriving
+
+    async def settle() -> None:
+        nonlocal pending
+        if pending is not None:
+            task, pending = pending, None
+            await task
 
     async def commit(everything: bool, *, release: bool = False) -> None:
         nonlocal committed, renewed_s
+        await settle()
         durable, store_state = await run_in_threadpool(writer.checkpoint, everything=everything)
         ok = await run_in_threadpool(lambda: uploads.commit(db, job.id, row.upload_id, token, offset=durable,
                                                             store_state=store_state, ttl_s=LOCK_TTL_S, release=release))
@@ -335,6 +345,28 @@ async def _stream(state: AppState, svc: JobService, request: Request, job: Job, 
         await run_in_threadpool(writer.committed)
         committed, renewed_s = durable, time.monotonic()
 
+    async def commit_behind() -> None:
+        """A checkpoint within the request: with the local store its fsync runs beside the stream, and the
+        offset is committed once the bytes are on disk."""
+        nonlocal pending
+        await settle()
+        prepared = writer.background_checkpoint()
+        if prepared is None:
+            await commit(False)
+            return
+        offset, sync = prepared
+
+        async def run() -> None:
+            nonlocal committed, renewed_s
+            store_state = await run_in_threadpool(sync)
+            ok = await run_in_threadpool(lambda: uploads.commit(db, job.id, row.upload_id, token, offset=offset,
+                                                                store_state=store_state, ttl_s=LOCK_TTL_S))
+            if not ok:
+                raise MocapdError("upload_locked", "This request lost the upload's lock.", job_id=job.id)
+            committed, renewed_s = offset, time.monotonic()
+
+        pending = asyncio.ensure_future(run())
+
     disconnected = False
     try:
         async for chunk in request.stream():
@@ -342,9 +374,14 @@ async def _stream(state: AppState, svc: JobService, request: Request, job: Job, 
                 continue
             if writer.offset + len(chunk) > row.length:
                 raise _past_length(job, row.length, writer.offset + len(chunk))
+            if pending is not None and pending.done():
+                await settle()  # raises if the lock was lost
             if time.monotonic() - renewed_s > RENEW_EVERY_S:
                 # Never write on a lock that may have expired: renew it first (committing what is durable).
-                if checksum is None and writer.offset > committed:
+                await settle()
+                if time.monotonic() - renewed_s <= RENEW_EVERY_S:
+                    pass
+                elif checksum is None and writer.offset > committed:
                     await commit(False)
                 elif await run_in_threadpool(uploads.renew, db, job.id, row.upload_id, token, LOCK_TTL_S):
                     renewed_s = time.monotonic()
@@ -358,9 +395,15 @@ async def _stream(state: AppState, svc: JobService, request: Request, job: Job, 
             if writer.full():
                 await run_in_threadpool(writer.flush)
             if checksum is None and writer.checkpoint_due():
-                await commit(False)
+                await commit_behind()
     except ClientDisconnect:
         disconnected = True
+    except BaseException:
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await pending  # an fsync cannot be interrupted; let it finish before the writer goes
+        raise
+    await settle()
     if checksum is not None:
         assert body_hash is not None
         if disconnected or body_hash.digest() != checksum:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from mocapd.storage.s3 import S3Store
 __all__ = ["PART_BYTES", "ResumableWriter", "abort_upload", "begin_upload", "open_writer", "upload_prefix"]
 
 PART_BYTES = 8 << 20  # S3 parts; every part but the last must be at least 5 MiB
-LOCAL_CHECKPOINT_BYTES = 64 << 20  # fsync and commit the offset at least this often during one request
+LOCAL_CHECKPOINT_BYTES = 16 << 20  # fsync (in the background) and commit the offset this often in a request
 
 State = dict[str, Any]
 
@@ -49,6 +50,9 @@ class ResumableWriter(Protocol):
     def flush(self) -> None: ...
     def checkpoint_due(self) -> bool: ...
     def checkpoint(self, *, everything: bool) -> tuple[int, State]: ...  # (durable offset, state to commit)
+    # A checkpoint whose slow part (fsync) may run while more bytes arrive: (offset, the blocking rest,
+    # which returns the state to commit once those bytes are durable); None where there is no such part.
+    def background_checkpoint(self) -> tuple[int, Callable[[], State]] | None: ...
     def committed(self) -> None: ...  # the last checkpoint is in the database: drop what it replaced
     def finish(self) -> None: ...  # every byte is written: make the object at the final key
     def abandon(self) -> None: ...  # drop what was not committed
@@ -122,6 +126,17 @@ class _LocalWriter:
         os.fsync(self.f.fileno())
         self.durable = self.offset
         return self.durable, self.state
+
+    def background_checkpoint(self) -> tuple[int, Callable[[], State]] | None:
+        self.f.flush()  # in the caller's thread: the file object is not shared; fsync works on the descriptor
+        offset, fd = self.offset, self.f.fileno()
+
+        def sync() -> State:
+            os.fsync(fd)  # everything up to ``offset`` (and perhaps more) is on disk after this
+            self.durable = max(self.durable, offset)
+            return self.state
+
+        return offset, sync
 
     def committed(self) -> None:
         pass
@@ -199,6 +214,9 @@ class _S3Writer:
 
     def checkpoint_due(self) -> bool:
         return self.base > self.committed_base  # a new part: make it count before the next one
+
+    def background_checkpoint(self) -> tuple[int, Callable[[], State]] | None:
+        return None  # parts are sent in turn; a checkpoint after one is a database write
 
     def checkpoint(self, *, everything: bool) -> tuple[int, State]:
         """``everything``: the buffer too (stored as the tail); else only the bytes in parts."""
