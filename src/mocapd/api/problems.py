@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mocapd.domain.codes import code_info
+from mocapd.domain.codes import ErrorCode, code_info
 from mocapd.errors import MocapdError
 
 __all__ = ["error_body", "install_error_handlers", "problem_body", "problem_response"]
@@ -18,7 +18,7 @@ PROBLEM_TYPE = "https://mocapd.dev/problems/"
 
 
 def problem_body(
-    code: str,
+    code: ErrorCode,
     detail: str,
     *,
     stage: str | None = None,
@@ -53,7 +53,7 @@ def error_body(exc: MocapdError, instance: str | None = None) -> dict[str, Any]:
 
 
 def problem_response(
-    code: str,
+    code: ErrorCode,
     detail: str,
     *,
     stage: str | None = None,
@@ -66,12 +66,14 @@ def problem_response(
     return JSONResponse(body, status_code=body["status"], media_type="application/problem+json", headers=headers)
 
 
-_FIELD_CODES = {"exportFps": "export_fps_invalid", "mocapType": "mocap_type_invalid"}
+_FIELD_CODES: dict[str, ErrorCode] = {"exportFps": "export_fps_invalid", "mocapType": "mocap_type_invalid"}
+_HTTP_CODES: dict[int, ErrorCode] = {401: "unauthorized", 404: "job_not_found", 405: "validation_error",
+                                     413: "payload_too_large"}
 
 
 def _validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = []
-    code = "validation_error"
+    code: ErrorCode = "validation_error"
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         errors.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
@@ -108,9 +110,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 404: "job_not_found", 405: "validation_error", 413: "payload_too_large"}.get(
-            exc.status_code, "validation_error"
-        )
+        code = _HTTP_CODES.get(exc.status_code, "validation_error")
         if exc.status_code == 404 and not request.url.path.startswith("/api/v1/mocap/jobs/"):
             return JSONResponse(
                 {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such endpoint.",

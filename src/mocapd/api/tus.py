@@ -47,7 +47,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from mocapd.api.schemas import Problem
-from mocapd.api.service import JobService
+from mocapd.api.service import JobService, upload_rules
 from mocapd.api.state import AppState, get_state
 from mocapd.db import uploads
 from mocapd.db.models import Job
@@ -202,15 +202,11 @@ async def _create(job_id: str, request: Request, state: AppState, expires: str |
     length = _int_header(request, "upload-length")
     if length is None:
         raise MocapdError("upload_header_invalid", "Upload-Length is required.")
-    limit = job.max_upload_bytes
-    if length > limit:
-        raise MocapdError("api_file_size_limit_exceeded", f"Upload-Length is {length} bytes; the plan allows {limit}.",
-                          job_id=job.id, details={"limitBytes": limit})
+    rules = upload_rules(job, job_id=job.id)
+    rules.check_limit(length)
     if length == 0:
         raise MocapdError("upload_header_invalid", "Upload-Length must be greater than 0.", job_id=job.id)
-    if job.claimed_bytes is not None and length != job.claimed_bytes:
-        raise MocapdError("upload_size_mismatch", f"Upload-Length is {length}; sourceBytes said {job.claimed_bytes}.",
-                          job_id=job.id)
+    rules.check_size(length)  # the claimed size
     metadata = _metadata(request.headers.get("upload-metadata"))
     checksum = _checksum(request)
     with_body = request.headers.get("content-type", "").split(";")[0].strip().lower() == OFFSET_TYPE
@@ -312,10 +308,12 @@ async def _patch(state: AppState, svc: JobService, request: Request, job: Job, u
         writer.close()
 
 
+_DISCARDED = " It was discarded: create a new upload."
+
+
 def _past_length(job: Job, length: int, reached: int) -> MocapdError:
     if reached > job.max_upload_bytes:
-        return MocapdError("api_file_size_limit_exceeded", f"The upload passed the plan's limit of "
-                           f"{job.max_upload_bytes} bytes.", job_id=job.id, details={"limitBytes": job.max_upload_bytes})
+        return upload_rules(job, job_id=job.id).too_large()
     return MocapdError("upload_header_invalid", f"The body goes past Upload-Length ({length} bytes).", job_id=job.id)
 
 
@@ -433,20 +431,22 @@ async def _finish(state: AppState, svc: JobService, job: Job, row: uploads.Uploa
         local = await run_in_threadpool(writer.digest_of_data)
         sha = local.sha256 if local is not None else None
     if sha is not None:
-        if job.claimed_sha256 is not None and sha != job.claimed_sha256:
+        try:
+            upload_rules(job, job_id=job.id).check_digest(sha, then=_DISCARDED)
+        except MocapdError:
             await run_in_threadpool(_terminate, state, job.id, row, token)
-            raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256; it was "
-                              "discarded: create a new upload.", job_id=job.id)
+            raise
         await run_in_threadpool(svc.record_upload, job.id, row.length, sha, writer.finish)
     else:  # S3 without the running digest (the upload moved between processes): hash the object in the store
         await run_in_threadpool(svc.upload_target, job.id)
         await run_in_threadpool(writer.finish)
         sha = (await run_in_threadpool(state.store.hash_object, job.source_key)).sha256
-        if job.claimed_sha256 is not None and sha != job.claimed_sha256:
+        try:
+            upload_rules(job, job_id=job.id).check_digest(sha, then=_DISCARDED)
+        except MocapdError:
             await run_in_threadpool(state.store.delete, job.source_key)
             await run_in_threadpool(_terminate, state, job.id, row, token)
-            raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256; it was "
-                              "discarded: create a new upload.", job_id=job.id)
+            raise
         await run_in_threadpool(svc.record_upload, job.id, row.length, sha)
     ok = await run_in_threadpool(lambda: uploads.commit(state.db, job.id, row.upload_id, token, offset=row.length,
                                                         store_state={**row.store_state, "finished": True},

@@ -50,9 +50,13 @@ class UploadRules:
             raise MocapdError("upload_size_mismatch", f"Received {nbytes} bytes; sourceBytes said {self.claimed_bytes}.",
                               stage=self.stage, job_id=self.job_id)
 
+    def check_digest(self, sha256: str, *, then: str = "") -> None:
+        """The claimed digest (``then``: what happens next, added to the message)."""
+        if self.claimed_sha256 is not None and sha256 != self.claimed_sha256:
+            raise MocapdError("upload_checksum_mismatch", f"The upload's SHA-256 differs from sourceSha256.{then}",
+                              stage=self.stage, job_id=self.job_id)
+
     def check_received(self, nbytes: int, sha256: str) -> None:
         """A completely read body: its size as `check_size`, then the claimed digest."""
         self.check_size(nbytes)
-        if self.claimed_sha256 is not None and sha256 != self.claimed_sha256:
-            raise MocapdError("upload_checksum_mismatch", "The upload's SHA-256 differs from sourceSha256.",
-                              stage=self.stage, job_id=self.job_id)
+        self.check_digest(sha256)
