@@ -196,10 +196,14 @@ def serve(
         from mocapd.worker.supervisor import supervise
 
         supervisor = supervise(settings, n)
+    from mocapd.webhooks import start_dispatcher
+
+    dispatcher = start_dispatcher(settings)  # webhook deliveries, in this process
     typer.echo(f"mocapd listening on http://{host}:{port} with {n} worker process(es); data in {settings.data_dir}")
     try:
         _run_api(settings, host, port, api_processes)
     finally:
+        dispatcher.stop()
         if supervisor is not None:
             supervisor.stop()
 
@@ -219,14 +223,19 @@ def worker(
     data_dir: DataDir = None,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Worker processes on this machine.")] = 1,
 ) -> None:
-    """Run only workers against the configured database (scale-out: any number of machines)."""
+    """Run only workers (and a webhook dispatcher) against the configured database (scale-out: any number of machines)."""
+    from mocapd.webhooks import start_dispatcher
     from mocapd.worker.supervisor import run_workers
 
     settings = _settings(data_dir)
     _check_service(settings, signs_links=False)
     _admin_db(settings).dispose()
     _log_start(settings, "worker", concurrency=concurrency)
-    run_workers(settings, concurrency)
+    dispatcher = start_dispatcher(settings)  # scale-out: every worker machine also delivers webhooks
+    try:
+        run_workers(settings, concurrency)
+    finally:
+        dispatcher.stop()
 
 
 ModelsDir = Annotated[

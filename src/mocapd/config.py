@@ -35,6 +35,10 @@ class Settings:
     probe_slots: int = 2  # uploads probed at once per API process (each in a child process)
     probe_wait_s: float = 30.0  # longer than this for a slot: 503 validation_busy
     models_dir: Path | None = None  # model files the wheels lack (`mocapd models fetch`); default <data_dir>/models
+    rate_limit_rps: float | None = None  # every key's budget (burst twice that; 0 = off); None: the plan's
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"  # seconds before each retry
+    webhook_allow_private: bool = False  # let webhooks reach private, loopback addresses and plain http
+    webhook_disable_after_s: float = 5 * 86400.0  # an endpoint failing every delivery this long is disabled
 
     @property
     def resolved_database_url(self) -> str:
@@ -100,6 +104,10 @@ _ENV = {
     "dev_account_credits": ("MOCAPD_DEV_CREDITS", int),
     "probe_slots": ("MOCAPD_PROBE_SLOTS", int),
     "probe_wait_s": ("MOCAPD_PROBE_WAIT_SECONDS", float),
+    "rate_limit_rps": ("MOCAPD_RATE_LIMIT", float),
+    "webhook_retry_schedule": ("MOCAPD_WEBHOOK_RETRY_SCHEDULE", str),
+    "webhook_allow_private": ("MOCAPD_WEBHOOK_ALLOW_PRIVATE", lambda v: v.strip().lower() in ("1", "true", "yes")),
+    "webhook_disable_after_s": ("MOCAPD_WEBHOOK_DISABLE_AFTER", float),
 }
 
 

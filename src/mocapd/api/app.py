@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -46,14 +47,29 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     app.add_middleware(GuardAndCount)
 
-    from mocapd.api import routes_account, routes_avatars, routes_files, routes_jobs, routes_ops, tus
+    from mocapd.api import (
+        routes_account,
+        routes_avatars,
+        routes_files,
+        routes_jobs,
+        routes_ops,
+        routes_webhooks,
+        tus,
+    )
+    from mocapd.api.schemas import Problem
     from mocapd.api.studio import routes as routes_studio
 
-    app.include_router(routes_jobs.router)
-    app.include_router(routes_avatars.router)
+    # every call made with an API key spends from its request budget (mocapd.api.auth)
+    limited: dict[int | str, dict[str, Any]] = {
+        429: {"model": Problem, "content": {"application/problem+json": {}},
+              "description": "Past the key's request budget (`rate_limited`, with `Retry-After`)"}
+    }
+    app.include_router(routes_jobs.router, responses=limited)
+    app.include_router(routes_avatars.router, responses=limited)
     app.include_router(routes_files.router)
     app.include_router(tus.router)
-    app.include_router(routes_account.router)
+    app.include_router(routes_account.router, responses=limited)
+    app.include_router(routes_webhooks.router, responses=limited)
     app.include_router(routes_ops.router)
     app.include_router(routes_studio.router)
     return app

@@ -2,75 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from mocapd.api.signing import Signer
 from mocapd.db.models import Artifact, Job, JobEvent, LedgerEntry
-from mocapd.domain.codes import code_info
 from mocapd.domain.targets import JOB_FILES, TARGET_KINDS, resolve_target
+from mocapd.domain.wire import iso, job_dict
 
 __all__ = ["event_dict", "iso", "job_dict", "ledger_dict", "result_dict"]
 
 _URL_FIELDS = tuple(dict.fromkeys(k.url_field for k in TARGET_KINDS.values()))
-
-
-def iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def job_dict(job: Job | Any) -> dict[str, Any]:
-    facts = job.source_facts or {}
-    error = None
-    if job.error_code:
-        info = code_info(job.error_code)
-        error = {
-            "code": job.error_code,
-            "message": job.error_message or info.title,
-            "stage": job.error_stage,
-            "retryable": info.retryable,
-            "retryFrom": info.retry_from.value,
-        }
-    return {
-        "id": job.id,
-        "status": job.status,
-        "stage": job.stage,
-        "progress": round(float(job.progress or 0.0), 4),
-        "targetIds": list(job.target_ids),
-        "exportFps": job.export_fps,
-        "mocapType": job.mocap_type,
-        "modelQuality": getattr(job, "model_quality", None) or "standard",
-        "handTracking": bool(getattr(job, "hand_tracking", False)),
-        "title": job.title,
-        "source": {
-            "filename": job.source_filename,
-            "bytes": job.upload_bytes,
-            "sha256": job.upload_sha256,
-            "durationSec": facts.get("durationSec"),
-            "fps": facts.get("fps"),
-            "width": facts.get("width"),
-            "height": facts.get("height"),
-            "codec": facts.get("codec"),
-            "rotationDeg": facts.get("rotationDeg"),
-        },
-        "trimStartSec": job.trim_start_s,
-        "trimEndSec": job.trim_end_s,
-        "billing": {
-            "heldVCredits": job.held_credits,
-            "chargedVCredits": job.charged_credits,
-            "refundedVCredits": job.refunded_credits,
-            "channel": job.channel,
-        },
-        "error": error,
-        "attempts": job.attempts,
-        "sourceType": getattr(job, "source_type", None) or "upload",
-        "parentJobId": getattr(job, "parent_job_id", None),
-        "createdAt": iso(job.created_at),
-        "updatedAt": iso(job.updated_at),
-        "completedAt": iso(job.completed_at),
-    }
 
 
 def event_dict(ev: JobEvent | Any) -> dict[str, Any]:

@@ -52,6 +52,8 @@ def ensure_plans(session: Session) -> None:
                     retention_days=p.retention_days,
                     queue_weight=p.queue_weight,
                     active=p.active,
+                    rate_limit_rps=p.rate_limit_rps,
+                    rate_limit_burst=p.rate_limit_burst,
                 )
             )
     session.flush()
@@ -68,6 +70,8 @@ def plan_limits(plan: Plan) -> PlanLimits:
         queue_weight=plan.queue_weight,
         active=plan.active,
         options=plan_options(plan.name),
+        rate_limit_rps=plan.rate_limit_rps,
+        rate_limit_burst=plan.rate_limit_burst,
     )
 
 

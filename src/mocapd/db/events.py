@@ -19,6 +19,7 @@ from sqlalchemy import Insert, insert
 from sqlalchemy.orm import Session
 
 from mocapd.db.models import JobEvent
+from mocapd.db.outbox import record_job_status
 from mocapd.domain.jobs import NOTE_EVENTS, EventType, JobStatus, check_transition
 
 __all__ = ["JobRow", "record_note", "record_transition"]
@@ -113,8 +114,9 @@ def _after_transition(
     event: EventType,
     now: datetime | None,
 ) -> None:
-    """The hook for rows that must commit with a status change (a webhook outbox): write them here with
-    ``session``. Nothing yet."""
+    """The hook for rows that must commit with a status change: the webhook outbox's message (written
+    with ``session``, so in the transaction of the change)."""
+    record_job_status(session, job, to_status, now or datetime.now(UTC))
 
 
 def record_note(

@@ -36,6 +36,9 @@ __all__ = [
     "TusUpload",
     "StudioSession",
     "UTCDateTime",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookMessage",
 ]
 
 NAMING = {
@@ -84,6 +87,8 @@ class Plan(Base):
     retention_days: Mapped[int] = mapped_column(Integer)
     queue_weight: Mapped[int] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    rate_limit_rps: Mapped[float] = mapped_column(Float, default=20.0, server_default="20")
+    rate_limit_burst: Mapped[int] = mapped_column(Integer, default=40, server_default="40")
 
 
 class Account(Base):
@@ -102,6 +107,9 @@ class ApiKey(Base):
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the request budget's token bucket (mocapd.db.ratelimit): tokens left at rl_at (unix seconds)
+    rl_tokens: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rl_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Job(Base):
@@ -293,4 +301,59 @@ class Avatar(Base):
     __table_args__ = (
         Index("ix_avatars_account_created", "account_id", "created_at", "id"),
         Index("ix_avatars_purge", "purge_after"),
+    )
+
+
+class WebhookEndpoint(Base):
+    """An account's webhook receiver. ``secret`` (``whsec_<base64>``) signs every message sent to it."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON)  # event types, or ["*"]
+    description: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    secret: Mapped[str] = mapped_column(String(120))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookMessage(Base):
+    """One event, written in the transaction of the change it reports (the outbox). ``id`` is the
+    ``webhook-id`` of every delivery of it; ``body`` the exact bytes sent (signed as they are)."""
+
+    __tablename__ = "webhook_messages"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One message to one endpoint: pending until a 2xx (succeeded) or the retry schedule runs out
+    (failed). A dispatcher claims it by moving ``next_attempt_at`` past its lease and bumping
+    ``lease_token``; its result is written only under that token."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(ForeignKey("webhook_messages.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | succeeded | failed
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # attempts started
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at", "id"),
     )

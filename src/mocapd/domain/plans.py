@@ -28,6 +28,8 @@ class PlanLimits:
     active: bool = True
     options: tuple[str, ...] = ()  # job options the plan includes ("model_high")
     max_avatar_bytes: int = 100 * 1000 * 1000  # an avatar's model file (SPEC 12)
+    rate_limit_rps: float = 20.0  # API requests a second per key (token bucket refill)
+    rate_limit_burst: int = 40  # the bucket's size
 
     def allows_target(self, target_id: str) -> bool:
         return "*" in self.allowed_targets or target_id in self.allowed_targets
