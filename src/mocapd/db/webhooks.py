@@ -70,19 +70,25 @@ def _claim_sql(dialect: str) -> tuple[Any, Any]:
         .order_by(t.c.next_attempt_at)
         .limit(bindparam("n"))
     )
+    values = {
+        "attempt": t.c.attempt + 1,
+        "lease_token": t.c.lease_token + 1,
+        "next_attempt_at": bindparam("lease_until", type_=ts),
+        "updated_at": now,
+    }
+    returning = (t.c.id, t.c.endpoint_id, t.c.message_id, t.c.attempt, t.c.lease_token)
     if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    take = (
-        update(t)
-        .where(t.c.id.in_(due.scalar_subquery()), t.c.status == "pending", t.c.next_attempt_at <= now)
-        .values(
-            attempt=t.c.attempt + 1,
-            lease_token=t.c.lease_token + 1,
-            next_attempt_at=bindparam("lease_until", type_=ts),
-            updated_at=now,
+        # UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) pick: the locked pick is made once (under
+        # ``id IN (subquery)`` PostgreSQL may run the subquery again and take more than n rows)
+        pick = due.with_for_update(skip_locked=True).subquery("pick")
+        take = update(t).where(t.c.id == pick.c.id).values(**values).returning(*returning)
+    else:
+        take = (
+            update(t)
+            .where(t.c.id.in_(due.scalar_subquery()), t.c.status == "pending", t.c.next_attempt_at <= now)
+            .values(**values)
+            .returning(*returning)
         )
-        .returning(t.c.id, t.c.endpoint_id, t.c.message_id, t.c.attempt, t.c.lease_token)
-    )
     look = select(t.c.id).where(t.c.status == "pending", t.c.next_attempt_at <= now).limit(1)
     return look, take
 
@@ -110,11 +116,12 @@ def claim_deliveries(db: Database, n: int, lease_s: float, *, now: datetime | No
                 )
             )
         }
-        bodies = dict(
-            s.execute(
+        bodies = {
+            m.id: m.body
+            for m in s.execute(
                 select(WebhookMessage.id, WebhookMessage.body).where(WebhookMessage.id.in_({r.message_id for r in rows}))
-            ).tuples()
-        )
+            )
+        }
     return [
         ClaimedDelivery(
             id=r.id,

@@ -104,8 +104,8 @@ def check_url(url: str, *, allow_private: bool) -> tuple[str, str, int]:
     if parts.fragment:
         raise UrlRefused("The URL must not have a fragment.")
     if not allow_private:
-        if host in _METADATA_HOSTS or host == "localhost" or host.endswith(".localhost"):
-            raise UrlRefused(f"The host {host} is not reachable from the public internet.")
+        if host in _METADATA_HOSTS:  # names resolving to 127.0.0.1 and the like are caught after DNS
+            raise UrlRefused(f"The host {host} is a cloud metadata service.")
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:

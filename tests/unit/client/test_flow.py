@@ -268,3 +268,17 @@ def test_the_default_output_folder_is_fixed_when_the_job_is_created(fake: FakeAp
     (record,) = runner.records.unfinished()
     runner.run(record)
     assert (first / JOB / "motion.fbx").read_bytes() == ART and not any(later.iterdir())
+
+
+def test_rate_limited_answers_are_retried_after_retry_after(fake: FakeApi, clock: Clock, video: Path,
+                                                            tmp_path: Path) -> None:
+    limited = lambda req: httpx.Response(  # noqa: E731
+        429, json={"status": 429, "code": "rate_limited", "detail": "slow down", "stage": "request",
+                   "retryable": True, "retryFrom": "none"},
+        headers={"content-type": "application/problem+json", "retry-after": "7"})
+    for route in ("create", "complete-upload", "poll"):
+        fake.script[route].append(limited)
+    record = _runner(fake, clock, tmp_path).submit(video, JobRequest(), tmp_path / "out")
+    assert record.stage is RecordStage.DONE
+    assert fake.calls.count("create") == 2 and fake.calls.count("complete-upload") == 2
+    assert sum(1 for s in clock.sleeps if s >= 7.0) >= 3  # never sooner than Retry-After
