@@ -6,6 +6,7 @@
    write speed, and the server's peak memory growth (VmHWM - VmRSS before, from /proc).
 
     .venv/bin/python bench/api_load.py --clients 64 --seconds 15 --upload-mb 500
+    .venv/bin/python bench/api_load.py --rate-limit 1000000 ...   # the same with the request budget on
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def main() -> None:
     ap.add_argument("--upload-mb", type=int, default=500)
     ap.add_argument("--rate", type=float, default=800, help="open-loop polls per second over all clients")
     ap.add_argument("--api-processes", type=int, default=2)
+    ap.add_argument("--rate-limit", default="0",
+                    help="MOCAPD_RATE_LIMIT for the server: 0 = limiter off; 1000000 = on, every poll spends from "
+                         "the key's bucket (one key for all clients) but none is refused")
     ap.add_argument("--driver", choices=["auto", "wrk", "httpx"], default="auto",
                     help="load generator: wrk (C, apt-get install wrk) or httpx (Python, shares the CPU)")
     args = ap.parse_args()
@@ -148,7 +152,7 @@ def main() -> None:
         cli(data, "credits", "grant", "bench", "100000")
         key = cli(data, "keys", "create", "bench").strip().splitlines()[-1]
         port = free_port()
-        env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning"}
+        env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning", "MOCAPD_RATE_LIMIT": args.rate_limit}
         server = subprocess.Popen([sys.executable, "-m", "mocapd", "api", "--data-dir", str(data), "--host", "127.0.0.1",
                                    "--port", str(port), "--api-processes", str(args.api_processes)], env=env)
         base = f"http://127.0.0.1:{port}"

@@ -65,8 +65,10 @@ ALLOWED: dict[str, set[str]] = {
     "db": _BASE | {"config"},
     "storage": _BASE | {"config"},
     "worker": _BASE | {"config", "db", "storage", *_MOTION},
-    # api: the avatar reader too (mocapd.avatars minus its retargeting, see the test below)
-    "api": _BASE | {"config", "db", "storage", "media", "avatars"},
+    # api: the avatar reader too (mocapd.avatars minus its retargeting, see the test below), and the webhooks'
+    # URL check at creation
+    "api": _BASE | {"config", "db", "storage", "media", "avatars", "webhooks"},
+    "webhooks": _BASE | {"config", "db"},  # the webhook dispatcher
     "client": set(),
 }
 TOP_LEVEL = {"cli", "__main__", "__init__"}  # the command line may import everything (lazily)

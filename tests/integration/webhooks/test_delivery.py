@@ -30,7 +30,7 @@ from mocapd.db.outbox import enqueue_event
 from mocapd.webhooks import Dispatcher, send_signed
 from tests.integration.queue.support import admit, create_draft, new_database, seed_account
 from tests.support.postgres import fresh_postgres
-from tests.support.receiver import Receiver, receiver
+from tests.support.receiver import receiver
 
 SCHEDULE = "0.2,0.2,0.2"  # three quick retries
 
