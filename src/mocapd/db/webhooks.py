@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from mocapd.db.engine import Database
@@ -30,6 +30,7 @@ __all__ = [
     "ClaimedDelivery",
     "claim_deliveries",
     "new_secret",
+    "purge_messages",
     "record_attempt",
     "redeliver",
 ]
@@ -199,3 +200,21 @@ def redeliver(s: Session, delivery: WebhookDelivery) -> WebhookDelivery:
     )
     s.add(d)
     return d
+
+
+MESSAGE_RETENTION_DAYS = 30
+
+
+def purge_messages(db: Database, *, now: datetime | None = None, keep_days: int = MESSAGE_RETENTION_DAYS,
+                   job_ids: Sequence[str] = ()) -> int:
+    """Delete messages (their deliveries cascade) older than ``keep_days`` with no delivery still
+    pending, and every message of ``job_ids`` (jobs purged at the end of their retention: the messages
+    carry copies of the job). Returns how many were deleted."""
+    now = now or _now()
+    m, d = WebhookMessage.__table__, WebhookDelivery.__table__
+    pending = select(d.c.id).where(d.c.message_id == m.c.id, d.c.status == "pending").exists()
+    with db.write() as s:
+        n = s.execute(delete(m).where(m.c.created_at < now - timedelta(days=keep_days), ~pending)).rowcount or 0
+        if job_ids:
+            n += s.execute(delete(m).where(m.c.job_id.in_(list(job_ids)))).rowcount or 0
+    return int(n)

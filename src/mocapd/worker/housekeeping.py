@@ -26,6 +26,7 @@ from mocapd.db.engine import Database
 from mocapd.db.models import Avatar, Job, TusUpload
 from mocapd.db.queue import lock_rows, retention_days_of
 from mocapd.db.transitions import mark_expired
+from mocapd.db.webhooks import purge_messages
 from mocapd.domain.jobs import TERMINAL_STATUSES, JobStatus
 from mocapd.storage.base import ObjectStore
 from mocapd.storage.resumable import abort_upload
@@ -150,4 +151,5 @@ def run_housekeeping(
     report.drafts_expired = expire_drafts(db, store, draft_ttl_s=settings.draft_ttl_s, now=now)
     report.purged = purge_finished(db, store, now=now)
     report.avatars_purged = purge_avatars(db, store, now=now)
+    purge_messages(db, now=now, job_ids=report.purged)  # webhook messages: old ones, and those of purged jobs
     return report

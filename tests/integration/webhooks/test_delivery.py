@@ -414,3 +414,51 @@ def _message_body(db: Database, message_id: str) -> str:
         m = s.get(WebhookMessage, message_id)
         assert m is not None
         return m.body
+
+
+def test_an_endpoint_failing_for_the_whole_window_is_disabled(tmp_path: Path) -> None:
+    for e in _env(tmp_path, webhook_disable_after_s=0.5, webhook_retry_schedule="0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1"):
+        with receiver([500]) as rx:
+            ep = e.endpoint(rx.url)
+            with e.db.write() as s:
+                enqueue_event(s, e.account_id, "job.failed", {"job": {"id": "mocap_d"}}, job_id="mocap_d")
+            with _Running(e.db, e.settings):
+                deadline = time.monotonic() + 10
+                while e.client.get(f"/api/v1/webhooks/{ep['webhookId']}", headers=e.headers()).json()["data"]["enabled"]:
+                    assert time.monotonic() < deadline, "never disabled"
+                    time.sleep(0.1)
+                time.sleep(0.3)
+            [item] = e.deliveries(ep["webhookId"])
+            assert item["status"] == "failed"  # no retries left for a disabled endpoint
+            got = e.client.get(f"/api/v1/webhooks/{ep['webhookId']}", headers=e.headers()).json()["data"]
+            assert "failed" in got["disabledReason"]
+            # a disabled endpoint gets no new events; re-enabled by its owner, it does again
+            with e.db.write() as s:
+                assert enqueue_event(s, e.account_id, "job.failed", {"job": {}}, job_id="mocap_e") is None
+            r = e.client.patch(f"/api/v1/webhooks/{ep['webhookId']}", json={"enabled": True}, headers=e.headers())
+            assert r.json()["data"]["enabled"] is True and r.json()["data"]["disabledReason"] is None
+            with e.db.write() as s:
+                assert enqueue_event(s, e.account_id, "job.failed", {"job": {}}, job_id="mocap_e") is not None
+
+
+def test_housekeeping_forgets_old_and_purged_jobs_messages(env: Env) -> None:
+    from datetime import timedelta
+
+    from mocapd.db.models import WebhookMessage
+    from mocapd.db.webhooks import purge_messages
+
+    env.endpoint("https://93.184.216.34/a")
+    with env.db.write() as s:
+        old = enqueue_event(s, env.account_id, "job.completed", {"job": {}}, job_id="mocap_old",
+                            timestamp=_utc(time.time()) - timedelta(days=40))
+        kept = enqueue_event(s, env.account_id, "job.completed", {"job": {}}, job_id="mocap_new")
+        purged = enqueue_event(s, env.account_id, "job.completed", {"job": {}}, job_id="mocap_gone")
+        pending_old = enqueue_event(s, env.account_id, "job.completed", {"job": {}}, job_id="mocap_p",
+                                    timestamp=_utc(time.time()) - timedelta(days=40))
+        for d in s.scalars(select(WebhookDelivery).where(WebhookDelivery.message_id.in_([old, kept, purged]))):
+            d.status = "succeeded"
+    assert purge_messages(env.db, job_ids=["mocap_gone"]) == 2
+    with env.db.read() as s:
+        left = set(s.scalars(select(WebhookMessage.id)))
+        assert left == {kept, pending_old}
+        assert {d.message_id for d in s.scalars(select(WebhookDelivery))} == {kept, pending_old}
