@@ -35,7 +35,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data: Path = tmp_path_factory.mktemp("fuzz")
-    cfg = Settings(data_dir=data, secret="fuzz")
+    cfg = Settings(data_dir=data, secret="fuzz", rate_limit_rps=0)  # conformance, not the request budget
     db = Database(cfg.resolved_database_url)
     upgrade(db)
     with db.write() as s:

@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
               "description": "Past the key's request budget (`rate_limited`, with `Retry-After`)"}
     }
     app.include_router(routes_jobs.router, responses=limited)
-    app.include_router(routes_avatars.router, responses=limited)
+    app.include_router(routes_avatars.router)  # (its own responses; the budget applies all the same)
     app.include_router(routes_files.router)
     app.include_router(tus.router)
     app.include_router(routes_account.router, responses=limited)
