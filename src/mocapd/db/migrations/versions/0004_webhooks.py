@@ -1,7 +1,7 @@
 """webhooks (endpoints, the outbox of messages, deliveries) and the per-key request budget
 
 Revision ID: 0004_webhooks
-Revises: 0005_avatars
+Revises: 0009_hands
 Create Date: 2026-12-06 03:00:00
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import mocapd.db.models
 
 revision = '0004_webhooks'
-down_revision = '0005_avatars'
+down_revision = '0009_hands'
 branch_labels = None
 depends_on = None
 
