@@ -45,8 +45,12 @@ def main() -> None:
     root = mediapipe_resource_root(models, Path(mediapipe.__file__).resolve().parents[1])
     heavy = PoseModel(name="blazepose_heavy", complexity=2, label="BlazePose Heavy", resource_root=root)
 
-    body = [f.rgb for _, f in zip(range(args.frames), iter_frames(Path(args.clip), max_side_px=DETECT_MAX_SIDE_PX))]
-    big = [f.rgb for _, f in zip(range(args.frames), iter_frames(Path(args.clip), max_side_px=HANDS_MAX_SIDE_PX))]
+    def first_frames(max_side_px: int) -> list[object]:
+        frames = iter_frames(Path(args.clip), max_side_px=max_side_px)
+        return [next(frames).rgb for _ in range(args.frames)]
+
+    body = first_frames(DETECT_MAX_SIDE_PX)
+    big = first_frames(HANDS_MAX_SIDE_PX)
     times: dict[str, list[float]] = {"full": [], "heavy": [], "holistic": []}
     for _ in range(args.rounds):
         for name in times:
