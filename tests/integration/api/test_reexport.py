@@ -69,6 +69,10 @@ def test_reexport_reuses_the_stored_motion_without_the_pose_model(
         raise AssertionError("a re-export ran the pose model")
 
     monkeypatch.setattr(pose.PoseDetector, "__init__", no_pose_model)
+    for family in list(pose.DETECTORS):
+        monkeypatch.setitem(pose.DETECTORS, family, no_pose_model)
+    with pytest.raises(AssertionError, match="pose model"):
+        pose.open_detector()  # the trap works: any detection from here on fails its job
 
     _, other_key = api.new_account("someone-else")
     foreign = api.client.post(f"/api/v1/mocap/jobs/{parent['jobId']}/exports", json={}, headers=api.headers(other_key))
