@@ -37,6 +37,7 @@ from mocapd.errors import InputFault, SystemFault
 from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
 from mocapd.pipeline.detect import analysis_step, detect_window, preview_scale, preview_side_px
+from mocapd.pipeline.flips import repair_flips
 from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
 from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.pose import FULL, PoseModel, PoseTrack
@@ -206,6 +207,7 @@ class Analysis:
     processed_s: float = 0.0  # seconds of video processed (decoded timestamps of the window): the charge
     pose_model: PoseModel = FULL  # the landmark model that ran
     hands: dict[str, Any] | None = None  # handTracking: hands seen per side, the detector, its time
+    misread_frames: int = 0  # frames read front-to-back by the detector, repaired (`mocapd.pipeline.flips`)
 
 
 PLANTED_FOOT_NOISE_MPS = 0.8
@@ -320,7 +322,9 @@ def analyse_video(
     progress("processing", _PROCESSING_SHARE_POSE, force=True)
 
     # -- clean, joints, world ---------------------------------------------------------------------
-    world_clean, px_clean = clean_landmarks(track, fps)
+    # Front/back misreadings repaired first (`mocapd.pipeline.flips`); ``track`` stays as detected.
+    read, misread = repair_flips(track)
+    world_clean, px_clean = clean_landmarks(read, fps)
     intrinsics = camera_intrinsics(
         info.width_px,
         info.height_px,
@@ -329,7 +333,7 @@ def analyse_video(
     )
     fit_weights = np.where(
         (world_clean.known | world_clean.interpolated) & (px_clean.known | px_clean.interpolated),
-        np.maximum(track.visibility, 0.5), 0.0,
+        np.maximum(read.visibility, 0.5), 0.0,
     )  # (G, 33)
     translation0 = fit_root_translation(
         px_clean.values, world_clean.values, fit_weights, intrinsics
@@ -362,6 +366,7 @@ def analyse_video(
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
         motion, solve_report, export, export_contacts, timings, copy, step, processed_s, pose_model, hands,
+        int(misread.sum()),
     )  # fmt: skip
 
 
