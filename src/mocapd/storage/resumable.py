@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from mocapd.errors import SystemFault
+from mocapd.errors import MocapdError, SystemFault
 from mocapd.storage.base import ObjectStore, StoredObject
 from mocapd.storage.local import LocalStore
 from mocapd.storage.s3 import S3Store
@@ -97,8 +97,8 @@ class _LocalWriter:
         self.path = store.path(str(state["prefix"]) + "/data")
         try:
             self.f = open(self.path, "r+b")  # noqa: SIM115 - held across the request
-        except FileNotFoundError as exc:
-            raise SystemFault("internal_error", "the upload's bytes are gone from storage") from exc
+        except FileNotFoundError as exc:  # finished (or aborted) by a request whose record was never written
+            raise MocapdError("upload_not_found", "The upload's bytes are gone; create a new upload.") from exc
         size = os.fstat(self.f.fileno()).st_size
         if size < offset:
             self.f.close()
@@ -203,10 +203,18 @@ class _S3Writer:
     def full(self) -> bool:
         return len(self.buffer) >= PART_BYTES
 
+    def _part(self, number: int, data: bytes) -> str:
+        try:
+            return self.store.upload_part(self.final, self.upload_id, number, data)
+        except SystemFault as exc:
+            if exc.details.get("s3Code") == "NoSuchUpload":  # completed or aborted by an unrecorded request
+                raise MocapdError("upload_not_found", "The upload is gone; create a new upload.") from exc
+            raise
+
     def flush(self) -> None:
         while len(self.buffer) >= PART_BYTES:
             number = len(self.parts) + 1
-            etag = self.store.upload_part(self.final, self.upload_id, number, bytes(self.buffer[:PART_BYTES]))
+            etag = self._part(number, bytes(self.buffer[:PART_BYTES]))
             self.parts.append([number, etag, PART_BYTES])
             del self.buffer[:PART_BYTES]
             self.base += PART_BYTES
@@ -247,7 +255,7 @@ class _S3Writer:
         self.flush()
         if self.buffer:
             number = len(self.parts) + 1
-            etag = self.store.upload_part(self.final, self.upload_id, number, bytes(self.buffer))
+            etag = self._part(number, bytes(self.buffer))
             self.parts.append([number, etag, len(self.buffer)])
             self.buffer.clear()
         self.store.complete_multipart(self.final, self.upload_id, [(int(n), str(e)) for n, e, _ in self.parts])
