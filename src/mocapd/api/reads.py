@@ -153,6 +153,7 @@ def account_payload(s: Session, account_id: str) -> dict[str, Any]:
             "retentionDays": plan.retention_days,
             "queueWeight": plan.queue_weight,
             "active": plan.active,
+            "options": list(plan.options),
         },
         "balances": balances,
         "activeJobs": active_job_count(s, acct.id),

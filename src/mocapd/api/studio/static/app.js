@@ -131,7 +131,7 @@ function stateOf(job) {
   const up = uploads.get(job.id);
   if (up && up.state === 'uploading') return 'uploading';
   if (up && up.state === 'paused') return 'upload paused';
-  if (up && (up.state === 'completing' || (up.state === 'done' && job.status === 'draft'))) return 'uploaded';
+  if (up && (up.state === 'completing' || up.state === 'quoted' || (up.state === 'done' && job.status === 'draft'))) return 'uploaded';
   switch (job.status) {
     case 'draft':
       if (job.stage === 'uploaded' || job.stage === 'validating') return 'uploaded';
@@ -157,10 +157,18 @@ const TERMINAL = new Set(['completed', 'failed', 'canceled']);
 
 // ---- uploads (tus when the server offers it, else a plain PUT) ------------------------------------
 
-function startUpload(jobId, file, links) {
+function startUpload(jobId, file, links, { confirmPrice = false } = {}) {
   const up = { jobId, file, loaded: 0, total: file.size, state: 'uploading', error: null, listeners: new Set(),
-    resumable: false, pause: null, resume: null };
+    resumable: false, pause: null, resume: null, quote: null, start: null };
   const emit = () => up.listeners.forEach((fn) => fn(up));
+  const uploaded = async () => {
+    if (!confirmPrice) { complete(); return; }
+    // the price before paying: the server probes the upload as complete-upload would, holding nothing
+    try { up.quote = await api('POST', `${JOBS}/${jobId}/quote`); } catch (e) { up.quote = null; }
+    up.state = 'quoted';
+    up.start = complete;
+    emit();
+  };
   const complete = async () => {
     up.state = 'completing'; emit();
     try {
@@ -183,7 +191,7 @@ function startUpload(jobId, file, links) {
       storeFingerprintForResuming: false,
       metadata: { filename: file.name, filetype: file.type || 'application/octet-stream' },
       onProgress: (loaded, total) => { up.loaded = loaded; up.total = total; emit(); },
-      onSuccess: () => { up.loaded = up.total; complete(); },
+      onSuccess: () => { up.loaded = up.total; uploaded(); },
       onError: (e) => {
         const res = e.originalResponse;
         let problem = null;
@@ -202,7 +210,7 @@ function startUpload(jobId, file, links) {
       xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
       xhr.upload.onprogress = (ev) => { up.loaded = ev.loaded; up.total = ev.total || file.size; emit(); };
       xhr.onload = () => {
-        if (xhr.status >= 200 && xhr.status < 300) { up.loaded = up.total; complete(); return; }
+        if (xhr.status >= 200 && xhr.status < 300) { up.loaded = up.total; uploaded(); return; }
         let problem = null;
         try { problem = JSON.parse(xhr.responseText); } catch (x) { problem = null; }
         fail(new ApiError(xhr.status, problem));
@@ -404,6 +412,15 @@ async function pageNewJob() {
   const fps = h('select', { id: 'fps' }, ...[24, 30, 60, 120].map((v) => h('option', { value: String(v), selected: (prefill ? prefill.exportFps : 30) === v }, `${v} frames a second`)));
   const body = h('select', { id: 'body' }, h('option', { value: 'full_body' }, 'Full body'), h('option', { value: 'upper_body', selected: prefill && prefill.mocapType === 'upper_body' }, 'Upper body only'));
   const title = h('input', { id: 'title', type: 'text', maxlength: '200', value: prefill && prefill.title ? prefill.title : '' });
+  // plan-gated job options (modelQuality "high", handTracking): shown on every plan, disabled with the reason
+  const planOptions = new Set(account.limits.options || []);
+  const gated = (opt) => (planOptions.has(opt) ? null : h('span', { class: 'hint' }, ' (not on your plan: starter and premium include it)'));
+  const quality = h('select', { id: 'model-quality', testid: 'new-job-model-quality' },
+    h('option', { value: 'standard' }, 'Standard pose model'),
+    h('option', { value: 'high', disabled: !planOptions.has('model_high'), selected: prefill && prefill.modelQuality === 'high' && planOptions.has('model_high') }, 'High: the larger pose model, slower'));
+  const hands = h('input', { type: 'checkbox', id: 'hand-tracking', testid: 'new-job-hand-tracking',
+    disabled: !planOptions.has('hands'), checked: Boolean(prefill && prefill.handTracking && planOptions.has('hands')) });
+  const confirmPrice = h('input', { type: 'checkbox', id: 'confirm-price', testid: 'new-job-confirm-price' });
   const submit = h('button', { type: 'submit', testid: 'new-job-submit' }, 'Upload and start');
 
   const form = h('form', { novalidate: true },
@@ -412,7 +429,11 @@ async function pageNewJob() {
       h('div', { class: 'row' }, targets,
         h('div', {}, h('label', { for: 'fps' }, 'Frame rate of the files'), fps,
           h('label', { for: 'body', style: 'margin-top:12px' }, 'Body'), body,
-          h('label', { for: 'title', style: 'margin-top:12px' }, 'Title ', h('span', { class: 'hint' }, '(optional)')), title))),
+          h('label', { for: 'title', style: 'margin-top:12px' }, 'Title ', h('span', { class: 'hint' }, '(optional)')), title)),
+      h('div', { class: 'row' },
+        h('div', {}, h('label', { for: 'model-quality' }, 'Pose model'), quality, gated('model_high')),
+        h('div', {}, h('label', { class: 'check', for: 'hand-tracking' }, hands, 'Capture the fingers too', gated('hands')),
+          h('label', { class: 'check', for: 'confirm-price' }, confirmPrice, 'Show me the price before the job starts')))),
     err,
     h('div', { class: 'actions' }, submit));
   form.addEventListener('submit', async (ev) => {
@@ -423,13 +444,15 @@ async function pageNewJob() {
     if (!targetIds.length) { err.replaceChildren(errorBox(new Error('Pick at least one thing to make.'))); return; }
     const req = { sourceFilename: file.name, sourceBytes: file.size, targetIds, exportFps: Number(fps.value), mocapType: body.value };
     if (title.value.trim()) req.title = title.value.trim();
+    if (quality.value === 'high') req.modelQuality = 'high';
+    if (hands.checked) req.handTracking = true;
     const ts = parseFloat(startIn.value); const te = parseFloat(endIn.value);
     if (Number.isFinite(ts) && ts > 0) req.trimStartSec = ts;
     if (Number.isFinite(te) && te > 0) req.trimEndSec = te;
     submit.disabled = true;
     try {
       const created = await api('POST', JOBS, req, { idempotent: true });
-      startUpload(created.jobId, file, created);
+      startUpload(created.jobId, file, created, { confirmPrice: confirmPrice.checked });
       go(`/studio/jobs/${created.jobId}`);
     } catch (e) {
       err.replaceChildren(errorBox(e));
@@ -512,12 +535,17 @@ async function pageJob(jobId) {
   const controls = h('div', { class: 'actions' });
   const problem = h('div');
   const results = h('div');
+  const quoteBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'quote-h' });
   main.append(
     h('h1', {}, job.title || job.source.filename || job.id),
+    job.parentJobId ? h('p', { class: 'muted', testid: 'job-parent' }, 'Re-exported from ',
+      h('a', { href: `/studio/jobs/${job.parentJobId}`, 'data-link': true, class: 'mono' }, job.parentJobId),
+      ': made from that job\'s motion, without capturing the video again.') : '',
     h('section', { class: 'panel status-box', 'aria-label': 'Status' },
       h('div', { class: 'row', style: 'align-items:center' }, h('div', { style: 'flex:0 0 auto' }, pill),
         h('div', { class: 'progress', role: 'progressbar', 'aria-label': 'Progress', 'aria-valuemin': '0', 'aria-valuemax': '100' }, bar)),
       steps, line, problem, controls),
+    quoteBox,
     results);
   const progressEl = bar.parentElement;
   let resultsShown = false;
@@ -547,10 +575,47 @@ async function pageJob(jobId) {
     else if (job.status === 'processing') line.textContent = `${job.stage === 'packaging' ? 'Writing the files' : 'Capturing the motion'}: ${pct}%`;
     else if (job.status === 'completed') line.textContent = `Done ${fmtDate(job.completedAt)}. Charged ${job.billing.chargedVCredits} credits (${job.billing.channel} balance).`;
     else if (job.status === 'canceled') line.textContent = 'This job was canceled; any held credits were released.';
+    else if (up && up.state === 'quoted') line.textContent = 'Uploaded. Check the price below, then start the job.';
+    else if (job.status === 'draft' && !up && job.stage === 'uploaded') line.textContent = 'Uploaded. Check the price below, then start the job.';
     else if (job.status === 'draft' && !up) line.textContent = 'The video has not been uploaded yet.';
     else if (job.status === 'failed') line.textContent = 'Nothing was charged for this job.';
     else line.textContent = '';
     drawControls(st, up);
+    drawQuote(up);
+  };
+
+  // the price before paying (POST .../quote holds nothing); shown while the uploaded job is a draft
+  let quoteFor = null;
+  const drawQuote = async (up) => {
+    const waiting = (up && up.state === 'quoted') || (!up && job.status === 'draft' && job.stage === 'uploaded');
+    if (!waiting) { quoteBox.hidden = true; quoteFor = null; return; }
+    if (quoteFor) return;
+    quoteFor = job.id;
+    let q = up ? up.quote : null;
+    const qerr = h('div');
+    if (!q) { try { q = await api('POST', `${JOBS}/${job.id}/quote`); } catch (e) { qerr.append(errorBox(e)); } }
+    const start = async () => {
+      startBtn.disabled = true;
+      if (up && up.start) { await up.start(); return; }
+      await retryComplete();
+    };
+    const startBtn = h('button', { type: 'button', testid: 'job-start', onclick: start },
+      q && q.vCredits !== null && q.vCredits !== undefined ? `Start for ${q.vCredits} credits` : 'Start the job');
+    const words = [];
+    if (q) {
+      words.push(h('p', { testid: 'job-quote' }, q.vCredits !== null && q.vCredits !== undefined
+        ? `This job costs ${q.vCredits} credits from your ${q.channel} balance (${q.available} available)` +
+          (q.durationSec ? ` for ${fmtSec(q.durationSec)} of video.` : '.')
+        : 'The price cannot be worked out for this file.'));
+      if (!q.admissible) {
+        words.push(h('div', { class: 'error', role: 'alert', testid: 'job-quote-problems' },
+          h('p', {}, 'The job cannot start as it is:'),
+          h('ul', {}, (q.problems || []).map((p) => h('li', {}, p.detail || p.title || 'A problem with this file.')))));
+      }
+    }
+    quoteBox.replaceChildren(h('h2', { id: 'quote-h' }, 'Price'), ...words, qerr,
+      h('div', { class: 'actions' }, q && !q.admissible ? '' : startBtn));
+    quoteBox.hidden = false;
   };
 
   const drawControls = (st, up) => {
@@ -650,7 +715,9 @@ async function showResults(job, holder) {
     const video = h('video', { muted: true, playsinline: true, preload: 'metadata', 'aria-label': 'The source with the detected skeleton' });
     if (result.previewVideoUrl) video.src = result.previewVideoUrl;
     const glbChoice = h('select', { id: 'viewer-glb', 'aria-label': 'Model to show' },
-      files.filter((f) => f.name.endsWith('.glb')).map((f) => h('option', { value: f.name, selected: f.name === glbName }, f.name)));
+      files.filter((f) => f.name.endsWith('.glb')).map((f) => h('option', { value: f.name, selected: f.name === glbName },
+        f.name.startsWith('avatar_') ? `Your avatar (${f.name})` : f.name === 'motion.glb' ? 'Skeleton (motion.glb)' : f.name)));
+    glbChoice.dataset.testid = 'viewer-model';
     const play = h('button', { type: 'button', testid: 'viewer-play' }, 'Play');
     const back = h('button', { type: 'button', class: 'secondary', 'aria-label': 'One frame back' }, '◀ frame');
     const fwd = h('button', { type: 'button', class: 'secondary', 'aria-label': 'One frame forward' }, 'frame ▶');
@@ -733,7 +800,47 @@ async function showResults(job, holder) {
         h('td', {}, h('a', { href: f.url, download: f.name, testid: `job-download-${f.name}` }, f.name)),
         h('td', { class: 'num' }, fmtBytes(f.bytes)),
         h('td', { class: 'mono hide-phone' }, f.sha256))))))));
+  sections.push(await reexportPanel(job));
   holder.replaceChildren(...sections);
+}
+
+// a completed job's motion made again: another frame rate, other targets (a new avatar), upper body only
+async function reexportPanel(job) {
+  let account = null; let avatars = [];
+  try { account = await api('GET', '/api/v1/account'); } catch (e) { account = null; }
+  try { avatars = ((await api('GET', '/api/v1/avatars?limit=100')).items || []).filter((a) => a.status === 'ready'); } catch (e) { avatars = []; }
+  const allowed = new Set(account ? account.limits.allowedTargets || [] : ['default']);
+  const err = h('div');
+  const targets = h('fieldset', {}, h('legend', {}, 'Make'));
+  const add = (id, label) => {
+    const ok = allowed.has(id) || (id.startsWith('avatar:') && account && account.plan !== 'free');
+    targets.append(h('label', { class: 'check', for: `rx-${id}` },
+      h('input', { type: 'checkbox', id: `rx-${id}`, value: id, testid: `reexport-target-${id}`, checked: job.targetIds.includes(id) && ok, disabled: !ok }),
+      label, ok ? '' : h('span', { class: 'hint' }, ' (not on your plan)')));
+  };
+  add('default', 'Animated skeleton');
+  add('unitree_g1', 'Unitree G1 robot motion');
+  for (const a of avatars) add(`avatar:${a.avatarId}`, `Avatar: ${a.name}`);
+  const fps = h('select', { id: 'rx-fps', testid: 'reexport-fps' }, ...[24, 30, 60, 120].map((v) => h('option', { value: String(v), selected: job.exportFps === v }, `${v} frames a second`)));
+  const body = h('select', { id: 'rx-body' }, h('option', { value: 'full_body' }, 'Full body'),
+    h('option', { value: 'upper_body', selected: job.mocapType === 'upper_body' }, 'Upper body only'));
+  const submit = h('button', { type: 'submit', testid: 'reexport-submit' }, 'Make a new export');
+  const form = h('form', { class: 'panel', 'aria-labelledby': 'rx-h' }, h('h2', { id: 'rx-h' }, 'Export again'),
+    h('p', { class: 'muted' }, 'A new job from this motion, without capturing the video again: another frame rate, other targets, or the upper body only. It costs one credit per 10 seconds.'),
+    h('div', { class: 'row' }, targets,
+      h('div', {}, h('label', { for: 'rx-fps' }, 'Frame rate of the files'), fps, h('label', { for: 'rx-body', class: 'spaced' }, 'Body'), body)),
+    err, h('div', { class: 'actions' }, submit));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault(); err.replaceChildren();
+    const targetIds = [...targets.querySelectorAll('input:checked')].map((b) => b.value);
+    if (!targetIds.length) { err.replaceChildren(errorBox(new Error('Pick at least one thing to make.'))); return; }
+    submit.disabled = true;
+    try {
+      const child = await api('POST', `${JOBS}/${job.id}/exports`, { exportFps: Number(fps.value), targetIds, mocapType: body.value }, { idempotent: true });
+      go(`/studio/jobs/${child.job.id}`);
+    } catch (e) { err.replaceChildren(errorBox(e)); submit.disabled = false; }
+  });
+  return form;
 }
 
 function pct(x) { return x === null || x === undefined ? 'unknown' : `${Math.round(x * 100)} %`; }
@@ -843,6 +950,7 @@ async function pageAvatars() {
       progress.textContent = 'Preparing the avatar…';
       const av = await api('POST', `/api/v1/avatars/${created.avatarId}/complete-upload`);
       progress.textContent = '';
+      name.value = ''; file.value = '';
       await refreshList();
       showAvatar(av);
     } catch (e) { err.replaceChildren(errorBox(e)); progress.textContent = ''; }
@@ -853,12 +961,12 @@ async function pageAvatars() {
     if (!page.items.length) { list.replaceChildren(h('div', { class: 'panel empty' }, 'No avatars yet.')); return; }
     list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Status'), h('th', { class: 'hide-phone' }, 'Format'),
-        h('th', { class: 'num' }, 'Bones'), h('th', { class: 'num hide-phone' }, 'Height'), h('th', {}, ''))),
-      h('tbody', {}, page.items.map((a) => h('tr', {},
-        h('td', {}, a.name), h('td', {}, h('span', { class: a.status === 'ready' ? 'pill completed' : a.status === 'failed' ? 'pill failed' : 'pill' }, a.status)),
-        h('td', { class: 'hide-phone' }, a.format || ''), h('td', { class: 'num' }, a.bones ?? ''),
+        h('th', { class: 'num hide-phone' }, 'Bones'), h('th', { class: 'num hide-phone' }, 'Height'), h('th', {}, ''))),
+      h('tbody', {}, page.items.map((a) => h('tr', { 'data-avatar': a.avatarId },
+        h('td', {}, a.name), h('td', {}, h('span', { class: a.status === 'ready' ? 'pill completed' : a.status === 'failed' ? 'pill failed' : 'pill', testid: 'avatar-row-status' }, a.status === 'draft' ? 'preparing' : a.status)),
+        h('td', { class: 'hide-phone' }, a.format || ''), h('td', { class: 'num hide-phone' }, a.bones ?? ''),
         h('td', { class: 'num hide-phone' }, a.heightM ? `${a.heightM.toFixed(2)} m` : ''),
-        h('td', {}, h('button', { type: 'button', class: 'secondary', onclick: () => showAvatar(a) }, 'Bone mapping'))))))));
+        h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Bone mapping of ${a.name}`, onclick: () => showAvatar(a) }, 'Bone mapping'))))))));
   };
   const showAvatar = (a) => {
     const rows = Object.entries(a.mapping || {});
@@ -866,11 +974,12 @@ async function pageAvatars() {
     const derr = h('div');
     const table = h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Skeleton bone'), h('th', {}, 'Avatar bone'))),
       h('tbody', {}, rows.concat((a.unmapped || []).map((b) => [b, ''])).map(([bone, target]) => {
-        const inp = h('input', { type: 'text', value: target || '', 'aria-label': `Avatar bone for ${bone}`, placeholder: 'not mapped' });
+        const inp = h('input', { type: 'text', value: target || '', 'aria-label': `Avatar bone for ${bone}`, placeholder: 'not mapped',
+          testid: `avatar-bone-${bone}`, spellcheck: 'false', autocomplete: 'off' });
         inputs[bone] = inp;
         return h('tr', {}, h('td', { class: 'mono' }, bone), h('td', {}, inp));
       })));
-    const save = h('button', { type: 'button' }, 'Save mapping');
+    const save = h('button', { type: 'button', testid: 'avatar-save' }, 'Save mapping');
     save.addEventListener('click', async () => {
       derr.replaceChildren();
       const mapping = {};
@@ -878,18 +987,29 @@ async function pageAvatars() {
       try {
         const updated = await api('PATCH', `/api/v1/avatars/${a.avatarId}`, { mapping });
         await refreshList(); showAvatar(updated);
-      } catch (e) { derr.replaceChildren(errorBox(e)); }
+        detail.querySelector('[data-testid=avatar-saved]').textContent = 'The mapping is saved and checked.';
+      } catch (e) {
+        derr.replaceChildren(h('div', { class: 'error', role: 'alert', testid: 'avatar-mapping-error' },
+          e.status === 422 ? `This mapping cannot be used, so nothing was changed: ${explain(e)}` : explain(e)));
+      }
     });
-    const del = h('button', { type: 'button', class: 'danger' }, 'Delete avatar');
+    const del = h('button', { type: 'button', class: 'danger', testid: 'avatar-delete' }, 'Delete avatar');
     del.addEventListener('click', async () => {
       if (!window.confirm(`Delete ${a.name}? Finished jobs keep their files.`)) return;
       try { await api('DELETE', `/api/v1/avatars/${a.avatarId}`); detail.replaceChildren(); await refreshList(); } catch (e) { derr.replaceChildren(errorBox(e)); }
     });
     detail.replaceChildren(h('section', { class: 'panel', 'aria-labelledby': 'avatar-h' },
       h('h2', { id: 'avatar-h', tabindex: '-1' }, a.name),
-      h('dl', { class: 'facts' }, h('dt', {}, 'Status'), h('dd', {}, a.status),
+      h('dl', { class: 'facts' }, h('dt', {}, 'Status'), h('dd', { testid: 'avatar-status' }, a.status === 'draft' ? 'preparing' : a.status),
+        h('dt', {}, 'File'), h('dd', {}, `${a.sourceFilename || ''} (${(a.format || '').toUpperCase()}, ${a.bones ?? '?'} bones)`),
+        h('dt', {}, 'Height'), h('dd', {}, a.heightM ? `${a.heightM.toFixed(2)} m` : 'unknown'),
         h('dt', {}, 'Rest pose'), h('dd', {}, (a.restPose || '').replace('_', '-')),
         h('dt', {}, 'Fingers'), h('dd', {}, a.fingers ? 'yes' : 'no')),
+      a.status === 'ready' ? h('p', { class: 'muted', testid: 'avatar-mapping-summary' },
+        `${rows.length} skeleton bones are mapped onto this character` +
+        ((a.unmapped || []).length ? `; ${a.unmapped.length} have no match (${a.unmapped.join(', ')}) and keep their rest pose.` : '.') +
+        ' Correct a bone below by typing the character\'s own bone name.') : '',
+      h('p', { class: 'hint', role: 'status', testid: 'avatar-saved' }),
       a.error ? h('div', { class: 'error' }, a.error.detail || a.error.title || 'The avatar could not be prepared.') : '',
       (a.warnings || []).length ? h('ul', {}, a.warnings.map((w) => h('li', {}, typeof w === 'string' ? w : (w.message || '')))) : '',
       h('div', { class: 'table-wrap' }, table), derr, h('div', { class: 'actions' }, save, del)));

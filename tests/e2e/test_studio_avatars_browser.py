@@ -1,0 +1,170 @@
+"""The Studio's avatar, job-option, quote and re-export pages in a real headless Chromium against a real
+`mocapd serve` with a worker: a real rig uploaded and prepared with its automatic bone mapping, a bone
+corrected (and a wrong one explained in words), a short real clip captured onto that avatar after the
+price was shown, the avatar's GLB in the viewer and its files in the downloads, a re-export at another
+frame rate whose page names its parent, the avatar deleted; a plan without the options shows them
+disabled with the reason. Screenshots of the avatars page at desktop and phone width into docs/studio/."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import shared_file
+from tests.e2e.test_studio_browser import (
+    DESKTOP,
+    _shoot,
+    _sign_in,
+    _unlabelled_controls,
+    playwright_api,
+    studio,  # noqa: F401  (the module's server and browser)
+)
+
+pytestmark = pytest.mark.slow
+expect = playwright_api.expect
+
+
+def _wait_status(page: Any, wanted: str, timeout_s: float = 300) -> list[str]:
+    seen: list[str] = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        state = page.get_by_test_id("job-status").text_content() or ""
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if state == wanted or state.startswith("failed") or state == "canceled":
+            break
+        page.wait_for_timeout(250)
+    assert seen[-1] == wanted, (seen, page.locator("main").text_content())
+    return seen
+
+
+def test_an_avatar_is_prepared_corrected_animated_reexported_and_deleted(studio: dict[str, Any]) -> None:  # noqa: F811
+    base, key = studio["base"], studio["key"]
+    rig = shared_file("avatars/m2m_male.glb")
+    clip = shared_file("pose2sim_balancing/cam01.mp4")
+    ctx = studio["browser"].new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    page.on("dialog", lambda d: d.accept())
+    _sign_in(page, base, key)
+
+    # upload a real rig; the page shows it prepared with its automatic mapping
+    page.get_by_role("link", name="Avatars").click()
+    page.wait_for_url("**/studio/avatars")
+    page.get_by_label("Name").fill("Male figure")
+    page.get_by_test_id("avatar-file").set_input_files(str(rig))
+    page.get_by_test_id("avatar-submit").click()
+    expect(page.get_by_test_id("avatar-status")).to_have_text("ready", timeout=60_000)
+    expect(page.get_by_test_id("avatar-row-status")).to_have_text("ready")
+    summary = page.get_by_test_id("avatar-mapping-summary").text_content() or ""
+    assert re.search(r"\d+ skeleton bones are mapped", summary), summary
+    head = page.get_by_test_id("avatar-bone-head")
+    auto_head = head.input_value()
+    assert auto_head, "the automatic mapping left the head empty"
+    avatar_id = page.locator("tr[data-avatar]").first.get_attribute("data-avatar")
+    assert avatar_id and avatar_id.startswith("av_")
+    assert _unlabelled_controls(page) == []
+
+    # a wrong bone is refused with words and changes nothing; a right one is saved
+    head.fill("no_such_bone")
+    page.get_by_test_id("avatar-save").click()
+    problem = page.get_by_test_id("avatar-mapping-error")
+    expect(problem).to_contain_text("cannot be used")
+    assert "{" not in (problem.text_content() or "")
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert api.get(f"/api/v1/avatars/{avatar_id}").json()["data"]["mapping"]["head"] == auto_head
+    neck = page.get_by_test_id("avatar-bone-neck_01").input_value()
+    assert neck and neck != auto_head
+    page.get_by_test_id("avatar-bone-head").fill(auto_head)
+    page.get_by_test_id("avatar-save").click()
+    expect(page.get_by_test_id("avatar-saved")).to_have_text("The mapping is saved and checked.")
+    assert api.get(f"/api/v1/avatars/{avatar_id}").json()["data"]["mapping"]["head"] == auto_head
+    assert "{" not in (page.locator("main").text_content() or "")
+    _shoot(page, "avatars")
+
+    # a job onto the avatar from the new-job page, with its price shown before it starts
+    page.get_by_role("link", name="New job").first.click()
+    page.wait_for_url("**/studio/new")
+    page.get_by_test_id("new-job-file").set_input_files(str(clip))
+    page.get_by_test_id(f"new-job-target-avatar:{avatar_id}").check()
+    assert page.get_by_test_id("new-job-hand-tracking").is_enabled()  # the dev account's plan (starter) has it
+    page.get_by_test_id("new-job-confirm-price").check()
+    page.get_by_test_id("new-job-submit").click()
+    page.wait_for_url("**/studio/jobs/mocap_*")
+    job_id = page.url.rsplit("/", 1)[1]
+    quote = page.get_by_test_id("job-quote")
+    expect(quote).to_contain_text("credits from your studio balance", timeout=60_000)
+    assert page.get_by_test_id("job-status").text_content() == "uploaded"
+    assert api.get(f"/api/v1/mocap/jobs/{job_id}").json()["data"]["job"]["status"] == "draft"  # nothing held yet
+    quoted = int(re.search(r"costs (\d+) credits", quote.text_content() or "").group(1))  # type: ignore[union-attr]
+    page.get_by_test_id("job-start").click()
+    _wait_status(page, "completed")
+    job = api.get(f"/api/v1/mocap/jobs/{job_id}").json()["data"]["job"]
+    assert job["billing"]["chargedVCredits"] == quoted and job["billing"]["channel"] == "studio"
+
+    # the avatar's GLB is in the viewer's model picker and shows; its files download with their digests
+    page.wait_for_selector("[data-testid=job-viewer][data-loaded=true]", timeout=60_000)
+    glb = f"avatar_{avatar_id}.glb"
+    picker = page.get_by_test_id("viewer-model")
+    assert glb in picker.locator("option").evaluate_all("(os) => os.map((o) => o.value)")
+    page.evaluate("document.querySelector('[data-testid=job-viewer]').dataset.loaded = 'false'")
+    picker.select_option(glb)
+    page.wait_for_selector("[data-testid=job-viewer][data-loaded=true]", timeout=60_000)
+    result = api.get(f"/api/v1/mocap/jobs/{job_id}/result").json()["data"]
+    digests = {f["name"]: f["sha256"] for f in result["files"]}
+    for name in (f"avatar_{avatar_id}.fbx", glb):
+        href = page.get_by_test_id(f"job-download-{name}").get_attribute("href")
+        assert hashlib.sha256(page.request.get(href).body()).hexdigest() == digests[name]
+
+    # a re-export at another frame rate: a child job whose page names its parent
+    page.get_by_test_id("reexport-fps").select_option("24")
+    page.get_by_test_id(f"reexport-target-avatar:{avatar_id}").uncheck()
+    assert page.get_by_test_id("reexport-target-default").is_checked()
+    page.get_by_test_id("reexport-submit").click()
+    page.wait_for_url(re.compile(r".*/studio/jobs/(?!" + job_id + r")mocap_[^/]+$"))
+    child_id = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_test_id("job-parent")).to_contain_text(job_id)
+    _wait_status(page, "completed", 180)
+    child = api.get(f"/api/v1/mocap/jobs/{child_id}").json()["data"]["job"]
+    assert child["parentJobId"] == job_id and child["exportFps"] == 24 and child["targetIds"] == ["default"]
+    page.get_by_test_id("job-parent").get_by_role("link").click()
+    page.wait_for_url(f"**/studio/jobs/{job_id}")
+
+    # delete the avatar; the list is empty again, the finished job keeps its files
+    page.get_by_role("link", name="Avatars").click()
+    page.wait_for_url("**/studio/avatars")
+    page.get_by_role("button", name="Bone mapping of Male figure").click()
+    page.get_by_test_id("avatar-delete").click()
+    expect(page.get_by_text("No avatars yet.")).to_be_visible()
+    assert api.get(f"/api/v1/avatars/{avatar_id}").status_code == 404
+    assert api.get(f"/api/v1/mocap/jobs/{job_id}/result").json()["data"]["files"]
+    api.close()
+    ctx.close()
+
+
+def test_a_plan_without_the_options_shows_them_disabled_with_the_reason(studio: dict[str, Any]) -> None:  # noqa: F811
+    from mocapd.config import Settings
+    from mocapd.db.accounts import create_account, create_key
+    from mocapd.db.engine import Database
+
+    db = Database(Settings(data_dir=studio["data"]).resolved_database_url)
+    try:
+        with db.write() as s:
+            free_key = create_key(s, create_account(s, "free-plan-user", "free"))
+    finally:
+        db.dispose()
+    ctx = studio["browser"].new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    _sign_in(page, studio["base"], free_key)
+    page.goto(f"{studio['base']}/studio/new")
+    hands = page.get_by_test_id("new-job-hand-tracking")
+    hands.wait_for()
+    assert hands.is_disabled()
+    assert page.locator("#model-quality option[value=high]").is_disabled()
+    assert "not on your plan" in (page.locator("label[for=hand-tracking]").text_content() or "")
+    assert _unlabelled_controls(page) == []
+    ctx.close()
