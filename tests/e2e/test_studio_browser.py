@@ -41,7 +41,7 @@ if CHROMIUM is None:
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data = tmp_path_factory.mktemp("studio") / "data"
     port = _free_port()
-    env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", "MOCAPD_WEBHOOK_ALLOW_PRIVATE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mocapd", "serve", "--data-dir", str(data), "--port", str(port),
                              "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     key = None
@@ -203,7 +203,7 @@ def test_a_person_captures_a_clip_in_the_studio(studio: dict[str, Any]) -> None:
     page.wait_for_url("**/studio/jobs")
     page.wait_for_selector("[data-testid=job-row-status]")
     _shoot(page, "jobs")
-    for name, path in (("webhooks", "/studio/webhooks"),):  # the avatars page: test_studio_avatars_browser.py
+    for name, path in (("webhooks", "/studio/webhooks"),):  # the avatars page: test_studio_pages_browser.py
         page.goto(base + path)
         page.wait_for_selector("h1")
         page.wait_for_timeout(300)

@@ -1090,7 +1090,7 @@ async function pageWebhooks() {
     return;
   }
   const err = h('div');
-  const url = h('input', { id: 'wh-url', type: 'url', placeholder: 'https://example.com/mocapd-events', required: true });
+  const url = h('input', { id: 'wh-url', type: 'url', placeholder: 'https://example.com/mocapd-events', required: true, testid: 'webhook-url' });
   const desc = h('input', { id: 'wh-desc', type: 'text', maxlength: '200' });
   const events = h('fieldset', {}, h('legend', {}, 'Events'),
     h('label', { class: 'check' }, h('input', { type: 'checkbox', value: '*', checked: true }), 'All events'),
@@ -1098,11 +1098,11 @@ async function pageWebhooks() {
   const secretBox = h('div');
   const form = h('form', { class: 'panel' }, h('h2', { style: 'margin-top:0' }, 'Add an endpoint'),
     h('label', { for: 'wh-url' }, 'URL'), url, h('label', { for: 'wh-desc', style: 'margin-top:12px' }, 'Description ', h('span', { class: 'hint' }, '(optional)')), desc,
-    h('div', { style: 'margin-top:12px' }, events), err, secretBox, h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Add endpoint')));
+    h('div', { style: 'margin-top:12px' }, events), err, secretBox, h('div', { class: 'actions' }, h('button', { type: 'submit', testid: 'webhook-submit' }, 'Add endpoint')));
   const list = h('div');
   const detail = h('div');
   const showSecret = (secret) => secretBox.replaceChildren(h('div', { class: 'secret', role: 'status' },
-    h('p', { style: 'margin-top:0' }, 'The signing secret, shown only now. Copy it into your receiver:'), h('p', { class: 'mono' }, secret)));
+    h('p', { style: 'margin-top:0' }, 'The signing secret, shown only now. Copy it into your receiver:'), h('p', { class: 'mono', testid: 'webhook-secret' }, secret)));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault(); err.replaceChildren(); secretBox.replaceChildren();
     const chosen = [...events.querySelectorAll('input:checked')].map((b) => b.value);
@@ -1120,37 +1120,51 @@ async function pageWebhooks() {
     if (!page.items.length) { list.replaceChildren(h('div', { class: 'panel empty' }, 'No endpoints yet.')); return; }
     list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'URL'), h('th', { class: 'hide-phone' }, 'Events'), h('th', {}, 'Enabled'), h('th', {}, ''))),
-      h('tbody', {}, page.items.map((w) => h('tr', {}, h('td', { class: 'mono' }, w.url), h('td', { class: 'hide-phone' }, (w.events || []).join(', ')),
-        h('td', {}, w.enabled ? 'yes' : 'no'),
-        h('td', {}, h('button', { type: 'button', class: 'secondary', onclick: () => showHook(w) }, 'Details'))))))));
+      h('tbody', {}, page.items.map((w) => h('tr', { 'data-webhook': w.webhookId }, h('td', { class: 'mono' }, w.url), h('td', { class: 'hide-phone' }, (w.events || []).join(', ')),
+        h('td', { testid: 'webhook-enabled' }, w.enabled ? 'yes' : (w.disabledReason ? `no (${w.disabledReason})` : 'no')),
+        h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Details of ${w.url}`, onclick: () => showHook(w) }, 'Details'))))))));
   };
+  const DELIVERY = { pending: 'waiting to be sent', succeeded: 'delivered', failed: 'failed' };
+  let stopPoll = null;
+  cleanup.push(() => { if (stopPoll) stopPoll(); });
   const showHook = async (w) => {
+    if (stopPoll) stopPoll();
     const derr = h('div');
     const body = h('tbody');
     const loadDeliveries = async () => {
       const d = await api('GET', `/api/v1/webhooks/${w.webhookId}/deliveries?limit=50`);
       const rows = (d.items || []).map((x) => h('tr', {}, h('td', {}, fmtDate(x.createdAt)), h('td', { class: 'mono' }, x.eventType),
-        h('td', {}, x.status), h('td', { class: 'num' }, x.attempt), h('td', { class: 'num' }, x.responseStatus ?? ''),
+        h('td', { testid: 'webhook-delivery-status' }, DELIVERY[x.status] || x.status,
+          x.status !== 'succeeded' && x.nextAttemptAt ? h('span', { class: 'hint' }, ` (next try ${fmtDate(x.nextAttemptAt)})`) : ''),
+        h('td', { class: 'num' }, x.attempt), h('td', { class: 'num' }, x.responseStatus ?? ''),
         h('td', {}, h('button', { type: 'button', class: 'secondary', onclick: async () => {
           try { await api('POST', `/api/v1/webhooks/${w.webhookId}/deliveries/${x.id}/redeliver`); await loadDeliveries(); } catch (e) { derr.replaceChildren(errorBox(e)); }
         } }, 'Send again'))));
       body.replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: '6', class: 'empty' }, 'Nothing sent yet.'))]));
     };
-    const act = (label, fn, cls = 'secondary') => h('button', { type: 'button', class: cls, onclick: async () => {
+    const act = (label, fn, cls = 'secondary', testid = null) => h('button', { type: 'button', class: cls, testid, onclick: async () => {
       derr.replaceChildren();
       try { await fn(); } catch (e) { derr.replaceChildren(errorBox(e)); }
     } }, label);
     detail.replaceChildren(h('section', { class: 'panel', 'aria-labelledby': 'wh-h' }, h('h2', { id: 'wh-h', tabindex: '-1', class: 'mono' }, w.url),
       h('div', { class: 'actions' },
-        act('Send a test event', async () => { await api('POST', `/api/v1/webhooks/${w.webhookId}/test`); await loadDeliveries(); }),
-        act(w.enabled ? 'Disable' : 'Enable', async () => { const u = await api('PATCH', `/api/v1/webhooks/${w.webhookId}`, { enabled: !w.enabled }); await refresh(); showHook(u); }),
-        act('New secret', async () => { const r = await api('POST', `/api/v1/webhooks/${w.webhookId}/rotate-secret`); showSecret(r.secret); }),
-        act('Delete', async () => { if (!window.confirm('Delete this endpoint?')) return; await api('DELETE', `/api/v1/webhooks/${w.webhookId}`); detail.replaceChildren(); await refresh(); }, 'danger')),
+        act('Send a test event', async () => { await api('POST', `/api/v1/webhooks/${w.webhookId}/test`); await loadDeliveries(); }, 'secondary', 'webhook-test'),
+        act(w.enabled ? 'Disable' : 'Enable', async () => { const u = await api('PATCH', `/api/v1/webhooks/${w.webhookId}`, { enabled: !w.enabled }); await refresh(); showHook(u); }, 'secondary', 'webhook-toggle'),
+        act('New secret', async () => { const r = await api('POST', `/api/v1/webhooks/${w.webhookId}/rotate-secret`); showSecret(r.secret); secretBox.scrollIntoView({ block: 'nearest' }); }, 'secondary', 'webhook-rotate'),
+        act('Delete', async () => {
+          if (!window.confirm('Delete this endpoint?')) return;
+          await api('DELETE', `/api/v1/webhooks/${w.webhookId}`); if (stopPoll) stopPoll(); detail.replaceChildren(); secretBox.replaceChildren(); await refresh();
+        }, 'danger', 'webhook-delete')),
       derr, h('h3', {}, 'Deliveries'),
       h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'When'), h('th', {}, 'Event'), h('th', {}, 'Status'),
         h('th', { class: 'num' }, 'Attempt'), h('th', { class: 'num' }, 'Answer'), h('th', {}, ''))), body))));
     detail.querySelector('h2').focus();
     try { await loadDeliveries(); } catch (e) { derr.replaceChildren(errorBox(e)); }
+    // a live delivery log while the endpoint is open (deliveries are sent in the background)
+    let timer = null; let stopped = false;
+    const tick = async () => { try { await loadDeliveries(); } catch (e) { /* shown on the next action */ } if (!stopped) timer = setTimeout(tick, 2000); };
+    timer = setTimeout(tick, 2000);
+    stopPoll = () => { stopped = true; clearTimeout(timer); };
   };
   main.append(form, list, detail);
   try { await refresh(); } catch (e) { list.replaceChildren(errorBox(e)); }

@@ -3,12 +3,17 @@
 corrected (and a wrong one explained in words), a short real clip captured onto that avatar after the
 price was shown, the avatar's GLB in the viewer and its files in the downloads, a re-export at another
 frame rate whose page names its parent, the avatar deleted; a plan without the options shows them
-disabled with the reason. Screenshots of the avatars page at desktop and phone width into docs/studio/."""
+disabled with the reason. A webhook endpoint added, sent a test event (received by a local receiver and
+verified with its signature), disabled, given a new secret and deleted. Screenshots of the avatars and
+webhooks pages at desktop and phone width into docs/studio/."""
 
 from __future__ import annotations
 
 import hashlib
+import http.server
+import json
 import re
+import threading
 import time
 from typing import Any
 
@@ -168,3 +173,71 @@ def test_a_plan_without_the_options_shows_them_disabled_with_the_reason(studio: 
     assert "not on your plan" in (page.locator("label[for=hand-tracking]").text_content() or "")
     assert _unlabelled_controls(page) == []
     ctx.close()
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Receiver.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base class's name)
+        pass
+
+
+def test_a_webhook_endpoint_is_added_tested_disabled_rotated_and_deleted(studio: dict[str, Any]) -> None:  # noqa: F811
+    base, key = studio["base"], studio["key"]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
+        if c.get("/api/v1/webhooks").status_code == 404:
+            pytest.skip("this build has no webhooks API")
+    standardwebhooks = pytest.importorskip("standardwebhooks", reason="the standardwebhooks package verifies signatures")
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/mocapd-events"
+    ctx = studio["browser"].new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    page.on("dialog", lambda d: d.accept())
+    try:
+        _sign_in(page, base, key)
+        page.get_by_role("link", name="Webhooks").click()
+        page.wait_for_url("**/studio/webhooks")
+        expect(page.get_by_text("No endpoints yet.")).to_be_visible()
+        page.get_by_test_id("webhook-url").fill(hook_url)
+        page.get_by_label("Description").fill("Render farm")
+        page.get_by_test_id("webhook-submit").click()
+        secret = page.get_by_test_id("webhook-secret")
+        expect(secret).to_contain_text("whsec_")
+        first_secret = (secret.text_content() or "").strip()
+        expect(page.get_by_test_id("webhook-enabled")).to_have_text("yes")
+        assert _unlabelled_controls(page) == []
+
+        # a test event reaches the receiver, signed with the secret shown once; the log shows it delivered
+        page.get_by_role("button", name=f"Details of {hook_url}").click()
+        page.get_by_test_id("webhook-test").click()
+        expect(page.get_by_test_id("webhook-delivery-status").first).to_have_text("delivered", timeout=30_000)
+        headers, body = next((h, b) for h, b in _Receiver.got if json.loads(b)["type"] == "webhook.test")
+        standardwebhooks.Webhook(first_secret).verify(body, headers)
+        assert "{" not in (page.locator("main").text_content() or "")
+        _shoot(page, "webhooks")
+
+        # disable, rotate (a new secret, shown once), delete
+        page.get_by_test_id("webhook-toggle").click()
+        expect(page.get_by_test_id("webhook-enabled")).to_have_text("no")
+        expect(page.get_by_test_id("webhook-toggle")).to_have_text("Enable")
+        page.get_by_test_id("webhook-rotate").click()
+        expect(page.get_by_test_id("webhook-secret")).not_to_have_text(first_secret)
+        assert (page.get_by_test_id("webhook-secret").text_content() or "").startswith("whsec_")
+        page.reload()
+        page.wait_for_selector("[data-testid=webhook-enabled]")
+        assert page.get_by_test_id("webhook-secret").count() == 0  # shown only when made
+        page.get_by_role("button", name=f"Details of {hook_url}").click()
+        page.get_by_test_id("webhook-delete").click()
+        expect(page.get_by_text("No endpoints yet.")).to_be_visible()
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
+            assert c.get("/api/v1/webhooks").json()["data"]["items"] == []
+    finally:
+        ctx.close()
+        receiver.shutdown()
