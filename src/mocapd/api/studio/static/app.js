@@ -1120,8 +1120,8 @@ async function pageWebhooks() {
     if (!page.items.length) { list.replaceChildren(h('div', { class: 'panel empty' }, 'No endpoints yet.')); return; }
     list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'URL'), h('th', { class: 'hide-phone' }, 'Events'), h('th', {}, 'Enabled'), h('th', {}, ''))),
-      h('tbody', {}, page.items.map((w) => h('tr', { 'data-webhook': w.webhookId }, h('td', { class: 'mono' }, w.url), h('td', { class: 'hide-phone' }, (w.events || []).join(', ')),
-        h('td', { testid: 'webhook-enabled' }, w.enabled ? 'yes' : (w.disabledReason ? `no (${w.disabledReason})` : 'no')),
+      h('tbody', {}, page.items.map((w) => h('tr', { 'data-webhook': w.webhookId }, h('td', { class: 'mono' }, w.url), h('td', { class: 'hide-phone' }, (w.events || []).includes('*') ? 'all' : (w.events || []).join(', ')),
+        h('td', { testid: 'webhook-enabled' }, w.enabled ? 'yes' : (w.disabledReason ? `no: ${w.disabledReason}` : 'no')),
         h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Details of ${w.url}`, onclick: () => showHook(w) }, 'Details'))))))));
   };
   const DELIVERY = { pending: 'waiting to be sent', succeeded: 'delivered', failed: 'failed' };
