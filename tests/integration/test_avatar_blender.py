@@ -12,7 +12,8 @@ import pytest
 
 from mocapd.avatars.prepare import prepare_bytes
 from mocapd.avatars.retarget import retarget_to_avatar
-from mocapd.avatars.rig import yup_rotation
+from mocapd.avatars.rig import Rig, load_rig, save_rig, yup_rotation
+from mocapd.formats.avatar_gltf import write_avatar_glb
 from mocapd.formats.fbx.avatar import write_avatar_fbx
 from mocapd.pipeline.contacts import detect_contacts
 from mocapd.pipeline.resample import resample_motion
@@ -24,6 +25,7 @@ from tests.support.rigs import RIGS, rig_bytes
 bpy = pytest.importorskip("bpy", reason="bpy (Blender as a module) is in the dev extra")
 
 _FRAMES = 45
+_TEXTURED = {"godette.vrm", "m2m_male.glb"}  # the shared rigs whose materials use an image
 _ZUP_FROM_YUP = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # Blender's import of a Y-up file
 
 
@@ -76,3 +78,49 @@ def test_blender_imports_the_avatar_fbx(name: str, tmp_path: Path) -> None:
     dg = bpy.context.evaluated_depsgraph_get()
     v1 = np.array([tuple(v.co) for v in meshes[0].evaluated_get(dg).to_mesh().vertices])
     assert np.abs(v1 - v0).max() > 0.01 * prepared.facts["heightM"]
+
+
+Look = list[tuple[bool, list[str], list[str]]]
+
+
+def _look(rig: Rig) -> Look:
+    """Per mesh (sorted): whether it has UVs, its materials' names, and those with a base colour texture."""
+    out = []
+    for mesh in rig.meshes:
+        used = sorted({int(m) for m in mesh.triangle_materials if m >= 0}) if mesh.triangle_materials is not None else []
+        mats = [rig.materials[m] for m in used]
+        out.append((mesh.uvs is not None, sorted(m.name for m in mats),
+                    sorted(m.name for m in mats if "baseColor" in m.textures)))
+    return sorted(out)
+
+
+def _imported_look() -> Look:
+    out = []
+    for obj in bpy.context.scene.objects:
+        if obj.type != "MESH" or not obj.vertex_groups:  # (the glTF importer adds a bone-shape sphere)
+            continue
+        mats = [m for m in obj.data.materials if m is not None]
+        textured = {
+            m.name for m in mats
+            if m.use_nodes and any(n.type == "TEX_IMAGE" and n.image is not None and n.image.size[0] > 0
+                                   for n in m.node_tree.nodes)
+        }
+        out.append((len(obj.data.uv_layers) > 0, sorted(m.name for m in mats), sorted(textured)))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("name", RIGS)
+def test_blender_imports_the_avatar_glb_with_its_uvs_materials_and_textures(name: str, tmp_path: Path) -> None:
+    prepared = prepare_bytes(rig_bytes(name), name)
+    rig = load_rig(save_rig(prepared.rig))  # what a job reads
+    motion = _short_take()
+    anim = retarget_to_avatar(motion, rig, prepared.facts["mapping"], detect_contacts(motion))
+    path = tmp_path / f"avatar_{Path(name).stem}.glb"
+    path.write_bytes(write_avatar_glb(anim))
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.import_scene.gltf(filepath=str(path)) == {"FINISHED"}
+    expected = _look(rig)
+    assert _imported_look() == expected
+    if name in _TEXTURED:
+        assert any(textured for _, _, textured in expected)

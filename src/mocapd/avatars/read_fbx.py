@@ -17,7 +17,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.avatars.errors import AvatarError
-from mocapd.avatars.rig import MAX_BONES, MAX_VERTICES, Rig, RigMesh, top_influences
+from mocapd.avatars.rig import (
+    MAX_BONES,
+    MAX_VERTICES,
+    Rig,
+    RigImage,
+    RigMaterial,
+    RigMesh,
+    RigTexture,
+    image_mime,
+    top_influences,
+)
 
 __all__ = ["read_fbx"]
 
@@ -55,6 +65,101 @@ def _triangulate(faces: NDArray[Any]) -> NDArray[np.int64]:
     first = np.repeat(faces[:, 0], counts)
     step = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.stack([first, first + step + 1, first + step + 2], axis=1)
+
+
+def _split_corners(corners: NDArray[np.int64], keys: NDArray[np.int64], num_vertices: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Give every control point one vertex per distinct corner attribute key (UV index, normal index).
+
+    ``corners`` (C,) are the control points of the polygon corners and ``keys`` (C, K) their attribute
+    indices. Returns each new vertex's control point (V',) and each corner's new vertex (C,). A control
+    point keeps its own index for its first key (so an unsplit mesh keeps its vertices and their
+    order, unused ones included); further keys are appended."""
+    if not len(corners):
+        return np.arange(num_vertices, dtype=np.int64), corners
+    rows = np.concatenate([corners[:, None], keys], axis=1)
+    unique, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    # the first key (by corner order) of each control point keeps its index
+    order = np.argsort(first, kind="stable")
+    point = unique[:, 0]
+    vertex_of = np.full(len(unique), -1, dtype=np.int64)
+    claimed = np.zeros(num_vertices, dtype=bool)
+    extra: list[int] = []
+    for u in order:
+        cp = int(point[u])
+        if not claimed[cp]:
+            claimed[cp] = True
+            vertex_of[u] = cp
+        else:
+            vertex_of[u] = num_vertices + len(extra)
+            extra.append(cp)
+    source = np.concatenate([np.arange(num_vertices, dtype=np.int64), np.array(extra, dtype=np.int64)])
+    return source, vertex_of[inverse]
+
+
+class _Materials:
+    """ufbx materials (Lambert/Phong/PBR) as ``RigMaterial``s, each kept once; embedded textures as images."""
+
+    def __init__(self) -> None:
+        self.materials: list[RigMaterial] = []
+        self.images: list[RigImage] = []
+        self.warnings: list[str] = []
+        self._by_id: dict[int, int] = {}
+        self._image_by_id: dict[int, int | None] = {}
+
+    def material(self, mat: Any) -> int:
+        if mat is None:
+            return -1
+        key = int(mat.typed_id)
+        if key not in self._by_id:
+            self._by_id[key] = len(self.materials)
+            self.materials.append(self._convert(mat))
+        return self._by_id[key]
+
+    def _convert(self, mat: Any) -> RigMaterial:
+        fbx = own(mat.fbx)
+        diffuse = own(fbx.diffuse_color)
+        c = own(diffuse.value_vec4)
+        factor = 1.0  # DiffuseFactor is left out, as Blender's and Unreal's importers leave it out
+        opacity = 1.0
+        transparency = own(fbx.transparency_factor)
+        if transparency.has_value:
+            opacity = 1.0 - float(own(transparency.value_vec4).x)
+        rgb = [float(c.x) * factor, float(c.y) * factor, float(c.z) * factor]
+        if not all(np.isfinite(rgb)) or not np.isfinite(opacity):
+            rgb, opacity = [0.8, 0.8, 0.8], 1.0
+        out = RigMaterial(
+            name=str(mat.name) or "material",
+            base_color=[*(min(max(v, 0.0), 1.0) for v in rgb), min(max(opacity, 0.0), 1.0)],
+            metallic=0.0,
+            roughness=0.8,
+        )
+        if out.base_color[3] < 1.0:
+            out.alpha_mode = "BLEND"
+        for slot, prop in (("baseColor", diffuse), ("normal", own(fbx.normal_map)), ("emissive", own(fbx.emission_color))):
+            tex = own(prop.texture)
+            if tex is not None:
+                image = self._image(tex, out.name)
+                if image is not None:
+                    out.textures[slot] = RigTexture(image=image)
+        if "emissive" in out.textures:
+            out.emissive = [1.0, 1.0, 1.0]
+        return out
+
+    def _image(self, tex: Any, material: str) -> int | None:
+        key = int(tex.typed_id)
+        if key not in self._image_by_id:
+            content = bytes(own(tex.content) or b"")
+            mime = image_mime(content)
+            if mime is None:
+                where = str(tex.relative_filename or tex.filename or tex.name)
+                self.warnings.append(f"material {material}: texture {where} is not embedded in the file; left out")
+                self._image_by_id[key] = None
+            else:
+                name = str(tex.name) or str(tex.relative_filename) or f"image_{len(self.images)}"
+                self._image_by_id[key] = len(self.images)
+                self.images.append(RigImage(name, mime, content))
+        return self._image_by_id[key]
 
 
 def read_fbx(data: bytes, filename: str) -> Rig:
@@ -151,6 +256,7 @@ def _read_scene(scene: Any) -> Rig:
 
     warnings: list[str] = []
     meshes: list[RigMesh] = []
+    materials = _Materials()
     total = 0
     skinned_nodes = {i for _, _, i in skins}
     for i, n in enumerate(nodes):
@@ -168,7 +274,38 @@ def _read_scene(scene: Any) -> Rig:
         tri_corners = _triangulate(faces) if len(faces) else np.zeros((0, 3), dtype=np.int64)
         if tri_corners.size and tri_corners.max() >= len(corners):
             raise AvatarError("avatar_unreadable", "A face refers to a vertex that does not exist.")
-        triangles = corners[tri_corners] if tri_corners.size else tri_corners
+        valid_faces = faces[faces[:, 1] >= 3] if len(faces) else faces
+        # Polygon-corner attributes: texture coordinates (the first UV set) and normals, as indices
+        # per corner; a control point whose corners differ in them is split into several vertices.
+        keys: list[NDArray[np.int64]] = []
+        uv_values = normal_values = None
+        uv = own(mesh.vertex_uv)
+        if uv.exists:
+            uv_values = np.asarray(own(uv.values), dtype=np.float64).reshape(-1, 2)
+            keys.append(np.asarray(own(uv.indices), dtype=np.int64).reshape(-1))
+        vn = own(mesh.vertex_normal)
+        if vn.exists:
+            normal_values = np.asarray(own(vn.values), dtype=np.float64).reshape(-1, 3)
+            keys.append(np.asarray(own(vn.indices), dtype=np.int64).reshape(-1))
+        if any(len(k) != len(corners) or (len(k) and (k.min() < 0 or k.max() >= len(v)))
+               for k, v in zip(keys, [x for x in (uv_values, normal_values) if x is not None], strict=True)):
+            raise AvatarError("avatar_unreadable", "A mesh's texture coordinates or normals do not fit its polygons.")
+        if corners.size and (corners.min() < 0 or corners.max() >= len(verts)):
+            raise AvatarError("avatar_unreadable", "A face refers to a vertex that does not exist.")
+        source, corner_vertex = _split_corners(
+            corners, np.stack(keys, axis=1) if keys else np.zeros((len(corners), 0), dtype=np.int64), len(verts)
+        )
+        first_corner = np.zeros(len(source), dtype=np.int64)  # a corner of each vertex (unused: 0)
+        first_corner[corner_vertex[::-1]] = np.arange(len(corners))[::-1]
+        triangles = corner_vertex[tri_corners] if tri_corners.size else tri_corners
+        face_material = np.asarray(own(mesh.face_material), dtype=np.int64).reshape(-1)
+        mesh_materials = _kept(mesh.materials)
+        triangle_materials = None
+        if mesh_materials and len(face_material) == len(faces):
+            local = np.array([materials.material(m) for m in mesh_materials], dtype=np.int64)
+            fm = face_material[faces[:, 1] >= 3] if len(faces) else face_material
+            fm = np.where((fm >= 0) & (fm < len(local)), fm, 0)
+            triangle_materials = np.repeat(local[fm], valid_faces[:, 1] - 2)
         if i in skinned_nodes:
             skin = next(sk for m_, sk, j in skins if j == i)
             clusters = _kept(skin.clusters)
@@ -199,6 +336,7 @@ def _read_scene(scene: Any) -> Rig:
                 weights[:, k] = np.where(ok, sw[at, 1], 0.0)
             joints, weights = top_influences(joints, np.where(np.isfinite(weights), weights, 0.0))
             pos = verts @ geo_to_world[:3, :3].T + geo_to_world[:3, 3]
+            g_lin = geo_to_world[:3, :3]
         else:
             a = i
             while a >= 0 and not is_bone[a]:
@@ -212,9 +350,21 @@ def _read_scene(scene: Any) -> Rig:
             weights[:, 0] = 1.0
             g = _m(n.geometry_to_world)
             pos = verts @ g[:3, :3].T + g[:3, 3]
+            g_lin = g[:3, :3]
         if len(_kept(mesh.blend_deformers)):
             warnings.append(f"mesh {n.name}: blend shapes are not carried over")
-        meshes.append(RigMesh(str(n.name), pos, None, triangles, joints, weights))
+        uvs = normals = None
+        if uv_values is not None:
+            uvs = uv_values[keys[0][first_corner]] * np.array([1.0, -1.0]) + np.array([0.0, 1.0])  # v up -> down
+            unused = np.ones(len(source), dtype=bool)
+            unused[corner_vertex] = False
+            uvs[unused] = 0.0
+        if normal_values is not None:
+            normals = normal_values[keys[-1][first_corner]] @ np.linalg.inv(g_lin)
+            normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        meshes.append(
+            RigMesh(str(n.name), pos[source], normals, triangles, joints[source], weights[source], uvs, triangle_materials)
+        )
     names = [str(nodes[n].name) for n in bones]
     return Rig(
         format="fbx",
@@ -225,7 +375,9 @@ def _read_scene(scene: Any) -> Rig:
         up_axis=up_axis,
         front_axis=front_axis,
         meshes=meshes,
-        warnings=warnings,
+        warnings=warnings + materials.warnings,
         root_parent=root_parent,
         root_parent_name=root_parent_name,
+        materials=materials.materials,
+        images=materials.images,
     )

@@ -16,7 +16,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.avatars.errors import AvatarError
-from mocapd.avatars.rig import MAX_BONES, MAX_VERTICES, Rig, RigMesh, top_influences
+from mocapd.avatars.rig import (
+    MAX_BONES,
+    MAX_VERTICES,
+    Rig,
+    RigImage,
+    RigMaterial,
+    RigMesh,
+    RigTexture,
+    image_mime,
+    top_influences,
+)
 
 __all__ = ["read_gltf"]
 
@@ -52,6 +62,20 @@ class _Buffers:
                     "avatar_format_unsupported",
                     "The .gltf file refers to external files; upload a .glb or a .gltf with embedded buffers.",
                 )
+
+    def view_bytes(self, index: int | None) -> bytes:
+        """The bytes of bufferView ``index`` (bounds checked)."""
+        views = self.gltf.bufferViews or []
+        if index is None or not 0 <= index < len(views):
+            raise _unreadable("a bufferView index is out of range")
+        view = views[index]
+        if view.buffer is None or not 0 <= view.buffer < len(self.data):
+            raise _unreadable("a buffer index is out of range")
+        start = view.byteOffset or 0
+        end = start + (view.byteLength or 0)
+        if start < 0 or end > len(self.data[view.buffer]):
+            raise _unreadable("a bufferView reaches past the end of its buffer")
+        return bytes(self.data[view.buffer][start:end])
 
     def accessor(self, index: int | None) -> NDArray[Any]:
         """Accessor ``index`` as an (count, width) array (normalised integers scaled to [0, 1])."""
@@ -178,6 +202,115 @@ def _parse_container(data: bytes, is_glb: bool) -> tuple[dict[str, Any], bytes |
     return doc, blob
 
 
+def _triangles(buffers: _Buffers, indices: int | None, num_vertices: int) -> NDArray[np.int64]:
+    """A triangle primitive's vertex triples (T, 3), every index checked against ``num_vertices``."""
+    if indices is not None:
+        idx = buffers.accessor(indices).astype(np.int64).reshape(-1)
+    else:
+        idx = np.arange(num_vertices, dtype=np.int64)
+    idx = idx[: len(idx) - len(idx) % 3]
+    if idx.size and (idx.min() < 0 or idx.max() >= num_vertices):
+        raise _unreadable("a triangle index is out of range")
+    return idx.reshape(-1, 3)
+
+
+class _Materials:
+    """The file's materials as ``RigMaterial``s, with the images their textures use (each kept once).
+
+    A VRM's MToon or unlit material keeps what glTF's core material of the same entry holds (VRM
+    exporters fill its base colour factor and texture), which is the character's look as PBR."""
+
+    _SAMPLER_FIELDS = ("magFilter", "minFilter", "wrapS", "wrapT")
+
+    def __init__(self, gltf: Any, buffers: _Buffers) -> None:
+        self.gltf = gltf
+        self.buffers = buffers
+        self.materials: list[RigMaterial] = []
+        self.images: list[RigImage] = []
+        self.warnings: list[str] = []
+        self._material: dict[int, int] = {}
+        self._image: dict[int, int | None] = {}
+
+    def material(self, index: Any) -> int:
+        """The rig material of glTF material ``index`` (-1 when there is none)."""
+        mats = self.gltf.materials or []
+        if not isinstance(index, int) or not 0 <= index < len(mats):
+            return -1
+        if index not in self._material:
+            self._material[index] = len(self.materials)
+            self.materials.append(self._convert(mats[index], index))
+        return self._material[index]
+
+    def _convert(self, m: Any, index: int) -> RigMaterial:
+        pbr = m.pbrMetallicRoughness
+        out = RigMaterial(name=m.name or f"material_{index}")
+        if pbr is not None:
+            if pbr.baseColorFactor is not None and len(pbr.baseColorFactor) == 4:
+                out.base_color = [float(v) for v in pbr.baseColorFactor]
+            out.metallic = float(pbr.metallicFactor if pbr.metallicFactor is not None else 1.0)
+            out.roughness = float(pbr.roughnessFactor if pbr.roughnessFactor is not None else 1.0)
+        if m.emissiveFactor is not None and len(m.emissiveFactor) == 3:
+            out.emissive = [float(v) for v in m.emissiveFactor]
+        out.alpha_mode = m.alphaMode if m.alphaMode in ("OPAQUE", "MASK", "BLEND") else "OPAQUE"
+        out.alpha_cutoff = float(m.alphaCutoff if m.alphaCutoff is not None else 0.5)
+        out.double_sided = bool(m.doubleSided)
+        slots = {
+            "baseColor": pbr.baseColorTexture if pbr is not None else None,
+            "metallicRoughness": pbr.metallicRoughnessTexture if pbr is not None else None,
+            "normal": m.normalTexture,
+            "emissive": m.emissiveTexture,
+            "occlusion": m.occlusionTexture,
+        }
+        for slot, info in slots.items():
+            tex = self._texture(info, out.name)
+            if tex is not None:
+                out.textures[slot] = tex
+        return out
+
+    def _texture(self, info: Any, material: str) -> RigTexture | None:
+        if info is None or not isinstance(info.index, int):
+            return None
+        textures = self.gltf.textures or []
+        if not 0 <= info.index < len(textures):
+            raise _unreadable("a material names a texture that does not exist")
+        if (info.texCoord or 0) != 0:
+            self.warnings.append(f"material {material}: a texture on a second UV set was left out")
+            return None
+        tex = textures[info.index]
+        image = self._image_of(tex.source, material)
+        if image is None:
+            return None
+        sampler: dict[str, int] = {}
+        samplers = self.gltf.samplers or []
+        if isinstance(tex.sampler, int) and 0 <= tex.sampler < len(samplers):
+            s = samplers[tex.sampler]
+            sampler = {k: int(getattr(s, k)) for k in self._SAMPLER_FIELDS if isinstance(getattr(s, k), int)}
+        return RigTexture(image=image, sampler=sampler)
+
+    def _image_of(self, index: Any, material: str) -> int | None:
+        images = self.gltf.images or []
+        if not isinstance(index, int) or not 0 <= index < len(images):
+            return None
+        if index not in self._image:
+            img = images[index]
+            data: bytes | None = None
+            if img.bufferView is not None:
+                data = self.buffers.view_bytes(img.bufferView)
+            elif isinstance(img.uri, str) and img.uri.startswith("data:"):
+                try:
+                    data = base64.b64decode(img.uri.split(",", 1)[1], validate=False)
+                except (ValueError, IndexError) as exc:
+                    raise _unreadable("an image's data URI is not valid base64") from exc
+            mime = image_mime(data) if data else None
+            if data is None or mime is None:
+                self.warnings.append(f"material {material}: an image that is not an embedded PNG or JPEG was left out")
+                self._image[index] = None
+            else:
+                self._image[index] = len(self.images)
+                self.images.append(RigImage(img.name or f"image_{index}", mime, data))
+        return self._image[index]
+
+
 def read_gltf(data: bytes, filename: str) -> Rig:
     import pygltflib
 
@@ -296,6 +429,8 @@ def read_gltf(data: bytes, filename: str) -> Rig:
 
     warnings: list[str] = []
     meshes: list[RigMesh] = []
+    materials = _Materials(gltf, buffers)
+    merged: dict[tuple[Any, ...], RigMesh] = {}
     total_vertices = 0
     for ni, node in enumerate(nodes):
         if node.mesh is None:
@@ -320,6 +455,18 @@ def read_gltf(data: bytes, filename: str) -> Rig:
             attrs = prim.attributes
             if attrs.POSITION is None:
                 continue
+            # Primitives of one mesh that share their vertices (one per material, as exporters write
+            # them) become one mesh whose triangles carry their materials.
+            shared = (ni, attrs.POSITION, attrs.NORMAL, attrs.TEXCOORD_0, attrs.JOINTS_0, attrs.WEIGHTS_0)
+            if shared in merged:
+                into = merged[shared]
+                more = _triangles(buffers, prim.indices, len(into.positions))
+                mat = materials.material(prim.material)
+                before = (into.triangle_materials if into.triangle_materials is not None
+                          else np.full(len(into.triangles), -1, dtype=np.int64))
+                into.triangles = np.concatenate([into.triangles, more])
+                into.triangle_materials = np.concatenate([before, np.full(len(more), mat, dtype=np.int64)])
+                continue
             pos = buffers.accessor(attrs.POSITION).astype(np.float64)
             if pos.shape[1] != 3 or not np.isfinite(pos).all():
                 raise _unreadable("vertex positions are not finite 3D points")
@@ -331,13 +478,7 @@ def read_gltf(data: bytes, filename: str) -> Rig:
                 nrm = buffers.accessor(attrs.NORMAL).astype(np.float64)
                 if nrm.shape != pos.shape or not np.isfinite(nrm).all():
                     nrm = None
-            if prim.indices is not None:
-                idx = buffers.accessor(prim.indices).astype(np.int64).reshape(-1)
-            else:
-                idx = np.arange(len(pos), dtype=np.int64)
-            idx = idx[: len(idx) - len(idx) % 3]
-            if idx.size and (idx.min() < 0 or idx.max() >= len(pos)):
-                raise _unreadable("a triangle index is out of range")
+            idx = _triangles(buffers, prim.indices, len(pos)).reshape(-1)
             if skin is not None and attrs.JOINTS_0 is not None and attrs.WEIGHTS_0 is not None:
                 pos = pos @ bind_to_scene[:3, :3].T + bind_to_scene[:3, 3]
                 if nrm is not None:
@@ -362,11 +503,23 @@ def read_gltf(data: bytes, filename: str) -> Rig:
                 pos = pos @ m[:3, :3].T + m[:3, 3]
                 if nrm is not None:
                     nrm = nrm @ np.linalg.inv(m[:3, :3])
+            uvs = None
+            if attrs.TEXCOORD_0 is not None:
+                uvs = buffers.accessor(attrs.TEXCOORD_0).astype(np.float64)
+                if uvs.shape != (len(pos), 2) or not np.isfinite(uvs).all():
+                    warnings.append(f"mesh {mesh.name or ni!s}: texture coordinates that do not fit the vertices were left out")
+                    uvs = None
             if prim.targets:
                 warnings.append(f"mesh {mesh.name or ni!s}: morph targets are not carried over")
+            triangles = idx.reshape(-1, 3)
+            material = materials.material(prim.material)
             meshes.append(
-                RigMesh(mesh.name or f"mesh_{ni}", pos, nrm, idx.reshape(-1, 3), vertex_joints, weights)
+                RigMesh(
+                    mesh.name or f"mesh_{ni}", pos, nrm, triangles, vertex_joints, weights, uvs,
+                    None if material < 0 else np.full(len(triangles), material, dtype=np.int64),
+                )
             )
+            merged[shared] = meshes[-1]
     front = {"vrm0": "-z"}.get(kind, "+z")
     return Rig(
         format="vrm" if kind.startswith("vrm") else "gltf",
@@ -378,7 +531,9 @@ def read_gltf(data: bytes, filename: str) -> Rig:
         front_axis=front,
         meshes=meshes,
         vrm_humanoid=humanoid,
-        warnings=warnings,
+        warnings=warnings + materials.warnings,
         root_parent=root_parent,
         root_parent_name=root_parent_name,
+        materials=materials.materials,
+        images=materials.images,
     )

@@ -16,13 +16,24 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["MAX_BONES", "MAX_VERTICES", "RigMesh", "Rig", "compose_world", "load_rig", "save_rig"]
+__all__ = [
+    "MAX_BONES",
+    "MAX_VERTICES",
+    "RigImage",
+    "RigMaterial",
+    "RigMesh",
+    "RigTexture",
+    "Rig",
+    "compose_world",
+    "load_rig",
+    "save_rig",
+]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -31,6 +42,42 @@ IntArray = NDArray[np.int64]
 MAX_BONES = 2048
 MAX_VERTICES = 2_000_000
 MAX_SKIN_INFLUENCES = 4
+
+
+# The texture slots a material may carry, named as glTF names them.
+TEXTURE_SLOTS = ("baseColor", "normal", "metallicRoughness", "emissive", "occlusion")
+
+
+@dataclass
+class RigImage:
+    """An image a material uses, kept as the file's own encoded bytes (PNG or JPEG), stored once."""
+
+    name: str
+    mime_type: str  # "image/png" | "image/jpeg"
+    data: bytes
+
+
+@dataclass
+class RigTexture:
+    image: int  # index into ``Rig.images``
+    # glTF sampler fields (magFilter, minFilter, wrapS, wrapT) when the file names them.
+    sampler: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RigMaterial:
+    """A surface in glTF's metallic-roughness terms (an FBX Lambert/Phong maps onto it: diffuse colour
+    -> base colour, metallic 0). Colours are linear RGB(A), as glTF and FBX store them."""
+
+    name: str
+    base_color: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])  # RGBA
+    metallic: float = 1.0
+    roughness: float = 1.0
+    emissive: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    alpha_mode: str = "OPAQUE"  # "OPAQUE" | "MASK" | "BLEND"
+    alpha_cutoff: float = 0.5
+    double_sided: bool = False
+    textures: dict[str, RigTexture] = field(default_factory=dict)  # slot (TEXTURE_SLOTS) -> texture
 
 
 @dataclass
@@ -43,6 +90,10 @@ class RigMesh:
     triangles: IntArray  # (T, 3)
     joints: IntArray  # (V, 4) bone indices
     weights: FloatArray  # (V, 4), rows sum to 1
+    # Texture coordinates in glTF's convention (origin at the image's top left, v downwards).
+    uvs: FloatArray | None = None  # (V, 2) or None
+    # Each triangle's material, an index into ``Rig.materials`` (-1: none).
+    triangle_materials: IntArray | None = None  # (T,) or None (no material at all)
 
 
 @dataclass
@@ -62,6 +113,8 @@ class Rig:
     root_parent: FloatArray = field(default_factory=lambda: np.eye(4))  # (4, 4)
     root_parent_name: str = "Armature"
     warnings: list[str] = field(default_factory=list)
+    materials: list[RigMaterial] = field(default_factory=list)
+    images: list[RigImage] = field(default_factory=list)
 
     @property
     def num_bones(self) -> int:
@@ -108,7 +161,13 @@ def save_rig(rig: Rig) -> bytes:
         "vrm_humanoid": rig.vrm_humanoid,
         "warnings": rig.warnings,
         "root_parent_name": rig.root_parent_name,
-        "meshes": [{"name": m.name, "normals": m.normals is not None} for m in rig.meshes],
+        "meshes": [
+            {"name": m.name, "normals": m.normals is not None, "uvs": m.uvs is not None,
+             "materials": m.triangle_materials is not None}
+            for m in rig.meshes
+        ],
+        "materials": [asdict(m) for m in rig.materials],
+        "images": [{"name": im.name, "mime_type": im.mime_type} for im in rig.images],
     }
     arrays: dict[str, NDArray[Any]] = {
         "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
@@ -124,6 +183,12 @@ def save_rig(rig: Rig) -> bytes:
         arrays[f"m{i}_weights"] = m.weights.astype(np.float32)
         if m.normals is not None:
             arrays[f"m{i}_normals"] = m.normals.astype(np.float32)
+        if m.uvs is not None:
+            arrays[f"m{i}_uvs"] = m.uvs.astype(np.float32)
+        if m.triangle_materials is not None:
+            arrays[f"m{i}_materials"] = m.triangle_materials.astype(np.int32)
+    for i, im in enumerate(rig.images):
+        arrays[f"img{i}"] = np.frombuffer(im.data, dtype=np.uint8)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -142,8 +207,17 @@ def load_rig(data: bytes) -> Rig:
                     triangles=z[f"m{i}_triangles"].astype(np.int64),
                     joints=z[f"m{i}_joints"].astype(np.int64),
                     weights=z[f"m{i}_weights"].astype(np.float64),
+                    uvs=z[f"m{i}_uvs"].astype(np.float64) if mh.get("uvs") else None,
+                    triangle_materials=z[f"m{i}_materials"].astype(np.int64) if mh.get("materials") else None,
                 )
             )
+        materials = [
+            RigMaterial(**{**m, "textures": {k: RigTexture(**t) for k, t in m["textures"].items()}})
+            for m in header.get("materials", [])
+        ]
+        images = [
+            RigImage(im["name"], im["mime_type"], bytes(z[f"img{i}"])) for i, im in enumerate(header.get("images", []))
+        ]
         return Rig(
             format=header["format"],
             names=list(header["names"]),
@@ -158,6 +232,8 @@ def load_rig(data: bytes) -> Rig:
             root_parent=z["root_parent"].astype(np.float64),
             root_parent_name=str(header["root_parent_name"]),
             warnings=list(header["warnings"]),
+            materials=materials,
+            images=images,
         )
 
 
@@ -220,3 +296,12 @@ def quat_from_matrix(r: FloatArray) -> FloatArray:
     q = np.take_along_axis(cands, pick[..., None, None], axis=-2)[..., 0, :]
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     return np.where(q[..., :1] < 0, -q, q)
+
+
+def image_mime(data: bytes) -> str | None:
+    """The MIME type of an encoded image by its signature (the two kinds glTF allows), else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    return None

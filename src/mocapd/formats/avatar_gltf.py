@@ -5,7 +5,11 @@
   its matrix; every bone keeps its own name and local rest transform (TRS).
 * Meshes sit at the scene root untransformed (as glTF wants for skinned meshes), vertices converted
   to glTF's frame; one skin over every bone, inverse bind matrices from the rest pose; normals are
-  the file's or computed (area-weighted) from the triangles.
+  the file's or computed (area-weighted) from the triangles; the file's texture coordinates
+  (``TEXCOORD_0``); one primitive per material the mesh's triangles use.
+* Materials: the character's own, in glTF's metallic-roughness model (base colour, metallic,
+  roughness, emissive, alpha mode, double-sided) with their textures; each image is embedded once
+  (a bufferView with its MIME type) and each texture keeps the file's sampler settings.
 * Animation ``Take 001``: one time accessor (``f / fps`` s, with min/max); LINEAR rotation samplers
   on the bones whose rotation leaves the rest pose on some frame (quaternions kept in one hemisphere
   frame to frame) and translation samplers on the bones whose position does.
@@ -18,7 +22,7 @@ import pygltflib
 from numpy.typing import NDArray
 
 from mocapd.avatars.retarget import AvatarAnimation
-from mocapd.avatars.rig import Rig, RigMesh, compose_world, decompose, yup_rotation
+from mocapd.avatars.rig import Rig, RigMaterial, RigMesh, RigTexture, compose_world, decompose, yup_rotation
 from mocapd.formats.gltf import _Blob
 
 __all__ = ["write_avatar_glb"]
@@ -89,6 +93,7 @@ def write_avatar_glb(anim: AvatarAnimation) -> bytes:
     ibm = np.linalg.inv(rest_world).transpose(0, 2, 1).astype(np.float32)  # column-major storage
     skin_ibm = blob.accessor(ibm.reshape(nb, 16), "MAT4")
     gltf.skins.append(pygltflib.Skin(name="Armature", joints=bone_nodes, inverseBindMatrices=skin_ibm, skeleton=0))
+    _add_materials(gltf, blob, rig)
     for mesh in rig.meshes:
         _add_mesh(gltf, blob, mesh, conv)
     _add_animation(gltf, blob, anim, bone_nodes)
@@ -112,11 +117,66 @@ def _add_mesh(gltf: pygltflib.GLTF2, blob: _Blob, mesh: RigMesh, conv: FloatArra
         JOINTS_0=blob.accessor(joints.astype(np.uint16), "VEC4", target=pygltflib.ARRAY_BUFFER),
         WEIGHTS_0=blob.accessor(weights.astype(np.float32), "VEC4", target=pygltflib.ARRAY_BUFFER),
     )
-    indices = blob.accessor(mesh.triangles.reshape(-1).astype(np.uint32), "SCALAR",
-                            target=pygltflib.ELEMENT_ARRAY_BUFFER)
-    gltf.meshes.append(pygltflib.Mesh(name=mesh.name, primitives=[pygltflib.Primitive(attributes=attrs, indices=indices)]))
+    if mesh.uvs is not None:
+        attrs.TEXCOORD_0 = blob.accessor(mesh.uvs.astype(np.float32), "VEC2", target=pygltflib.ARRAY_BUFFER)
+    tri_mats = mesh.triangle_materials if mesh.triangle_materials is not None else np.full(len(mesh.triangles), -1)
+    primitives = []
+    for material in dict.fromkeys(int(m) for m in tri_mats):  # in order of first use
+        tris = mesh.triangles[tri_mats == material]
+        indices = blob.accessor(tris.reshape(-1).astype(np.uint32), "SCALAR", target=pygltflib.ELEMENT_ARRAY_BUFFER)
+        primitives.append(pygltflib.Primitive(attributes=attrs, indices=indices,
+                                              material=material if 0 <= material < len(gltf.materials) else None))
+    gltf.meshes.append(pygltflib.Mesh(name=mesh.name, primitives=primitives))
     gltf.nodes.append(pygltflib.Node(name=mesh.name, mesh=len(gltf.meshes) - 1, skin=0))
     gltf.scenes[0].nodes.append(len(gltf.nodes) - 1)
+
+
+def _add_materials(gltf: pygltflib.GLTF2, blob: _Blob, rig: Rig) -> None:
+    """``rig.materials`` become ``gltf.materials`` (same indices), with their images and textures."""
+    for im in rig.images:
+        blob.data.extend(b"\0" * (-len(blob.data) % 4))
+        gltf.bufferViews.append(pygltflib.BufferView(buffer=0, byteOffset=len(blob.data), byteLength=len(im.data)))
+        blob.data.extend(im.data)
+        gltf.images.append(pygltflib.Image(name=im.name, mimeType=im.mime_type, bufferView=len(gltf.bufferViews) - 1))
+    samplers: dict[tuple[tuple[str, int], ...], int] = {}
+    textures: dict[tuple[int, int], int] = {}
+
+    def texture(t: RigTexture) -> int:
+        skey = tuple(sorted(t.sampler.items()))
+        if skey not in samplers:
+            samplers[skey] = len(gltf.samplers)
+            gltf.samplers.append(pygltflib.Sampler(**dict(skey)))
+        key = (t.image, samplers[skey])
+        if key not in textures:
+            textures[key] = len(gltf.textures)
+            gltf.textures.append(pygltflib.Texture(source=t.image, sampler=samplers[skey]))
+        return textures[key]
+
+    def info(m: RigMaterial, slot: str) -> pygltflib.TextureInfo | None:
+        t = m.textures.get(slot)
+        return pygltflib.TextureInfo(index=texture(t)) if t is not None and 0 <= t.image < len(rig.images) else None
+
+    for m in rig.materials:
+        normal, occlusion = info(m, "normal"), info(m, "occlusion")
+        gltf.materials.append(
+            pygltflib.Material(
+                name=m.name,
+                pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
+                    baseColorFactor=[float(v) for v in m.base_color],
+                    baseColorTexture=info(m, "baseColor"),
+                    metallicFactor=float(m.metallic),
+                    roughnessFactor=float(m.roughness),
+                    metallicRoughnessTexture=info(m, "metallicRoughness"),
+                ),
+                normalTexture=pygltflib.NormalMaterialTexture(index=normal.index) if normal else None,
+                occlusionTexture=pygltflib.OcclusionTextureInfo(index=occlusion.index) if occlusion else None,
+                emissiveTexture=info(m, "emissive"),
+                emissiveFactor=[float(v) for v in m.emissive],
+                alphaMode=m.alpha_mode,
+                alphaCutoff=float(m.alpha_cutoff) if m.alpha_mode == "MASK" else None,
+                doubleSided=bool(m.double_sided),
+            )
+        )
 
 
 def _add_animation(gltf: pygltflib.GLTF2, blob: _Blob, anim: AvatarAnimation, bone_nodes: list[int]) -> None:
