@@ -110,6 +110,7 @@ def test_an_avatar_is_prepared_corrected_animated_reexported_and_deleted(studio:
     _wait_status(page, "completed")
     job = api.get(f"/api/v1/mocap/jobs/{job_id}").json()["data"]["job"]
     assert job["billing"]["chargedVCredits"] == quoted and job["billing"]["channel"] == "studio"
+    expect(page.get_by_test_id("job-options")).to_contain_text("Skeleton, Avatar at 30 frames a second")
 
     # the avatar's GLB is in the viewer's model picker and shows; its files download with their digests
     page.wait_for_selector("[data-testid=job-viewer][data-loaded=true]", timeout=60_000)
@@ -133,6 +134,7 @@ def test_an_avatar_is_prepared_corrected_animated_reexported_and_deleted(studio:
     page.wait_for_url(re.compile(r".*/studio/jobs/(?!" + job_id + r")mocap_[^/]+$"))
     child_id = page.url.rsplit("/", 1)[1]
     expect(page.get_by_test_id("job-parent")).to_contain_text(job_id)
+    expect(page.get_by_test_id("job-options")).to_contain_text("Skeleton at 24 frames a second")
     _wait_status(page, "completed", 180)
     child = api.get(f"/api/v1/mocap/jobs/{child_id}").json()["data"]["job"]
     assert child["parentJobId"] == job_id and child["exportFps"] == 24 and child["targetIds"] == ["default"]

@@ -430,10 +430,11 @@ async function pageNewJob() {
         h('div', {}, h('label', { for: 'fps' }, 'Frame rate of the files'), fps,
           h('label', { for: 'body', style: 'margin-top:12px' }, 'Body'), body,
           h('label', { for: 'title', style: 'margin-top:12px' }, 'Title ', h('span', { class: 'hint' }, '(optional)')), title)),
-      h('div', { class: 'row' },
-        h('div', {}, h('label', { for: 'model-quality' }, 'Pose model'), quality, gated('model_high')),
-        h('div', {}, h('label', { class: 'check', for: 'hand-tracking' }, hands, 'Capture the fingers too', gated('hands')),
-          h('label', { class: 'check', for: 'confirm-price' }, confirmPrice, 'Show me the price before the job starts')))),
+      h('fieldset', { class: 'spaced' }, h('legend', {}, 'Options'),
+        h('div', { class: 'row' },
+          h('div', {}, h('label', { for: 'model-quality' }, 'Pose model'), quality, gated('model_high')),
+          h('div', {}, h('label', { class: 'check', for: 'hand-tracking' }, hands, 'Capture the fingers too', gated('hands')),
+            h('label', { class: 'check', for: 'confirm-price' }, confirmPrice, 'Show me the price before the job starts'))))),
     err,
     h('div', { class: 'actions' }, submit));
   form.addEventListener('submit', async (ev) => {
@@ -538,6 +539,9 @@ async function pageJob(jobId) {
   const quoteBox = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'quote-h' });
   main.append(
     h('h1', {}, job.title || job.source.filename || job.id),
+    h('p', { class: 'muted', testid: 'job-options' }, `Makes ${job.targetIds.map(targetName).join(', ')} at ${job.exportFps} frames a second; ` +
+      `${job.mocapType === 'upper_body' ? 'upper body' : 'full body'}, ${job.modelQuality === 'high' ? 'the larger pose model' : 'the standard pose model'}` +
+      `${job.handTracking ? ', fingers captured' : ''}.`),
     job.parentJobId ? h('p', { class: 'muted', testid: 'job-parent' }, 'Re-exported from ',
       h('a', { href: `/studio/jobs/${job.parentJobId}`, 'data-link': true, class: 'mono' }, job.parentJobId),
       ': made from that job\'s motion, without capturing the video again.') : '',
