@@ -1,7 +1,8 @@
 """Every shared rig, animated by a CMU take and written as FBX, imported by Blender (``bpy``): one
 armature with the avatar's own bone names, its meshes bound to it by an Armature modifier and vertex
 groups named after the bones, the take at its length and rate, and on every frame the bones where
-our forward kinematics puts them (so the feet stand where the retargeting put them: on the ground)."""
+our forward kinematics puts them (so the feet stand where the retargeting put them: on the ground);
+and the character's look, in the FBX and in the GLB: UVs, its materials, and its base colour images."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _short_take() -> Motion:
 @pytest.mark.parametrize("name", RIGS)
 def test_blender_imports_the_avatar_fbx(name: str, tmp_path: Path) -> None:
     prepared = prepare_bytes(rig_bytes(name), name)
-    rig, mapping = prepared.rig, prepared.facts["mapping"]
+    rig, mapping = load_rig(save_rig(prepared.rig)), prepared.facts["mapping"]  # the stored rig, as a job reads it
     motion = _short_take()
     anim = retarget_to_avatar(motion, rig, mapping, detect_contacts(motion))
     path = tmp_path / f"avatar_{Path(name).stem}.fbx"
@@ -78,6 +79,9 @@ def test_blender_imports_the_avatar_fbx(name: str, tmp_path: Path) -> None:
     dg = bpy.context.evaluated_depsgraph_get()
     v1 = np.array([tuple(v.co) for v in meshes[0].evaluated_get(dg).to_mesh().vertices])
     assert np.abs(v1 - v0).max() > 0.01 * prepared.facts["heightM"]
+    # the character's look: UVs, materials, and base colour images (embedded in the file)
+    assert _imported_look() == _look(rig)
+    assert all(im.packed_file is not None for im in bpy.data.images if im.source == "FILE")
 
 
 Look = list[tuple[bool, list[str], list[str]]]
@@ -100,9 +104,10 @@ def _imported_look() -> Look:
         if obj.type != "MESH" or not obj.vertex_groups:  # (the glTF importer adds a bone-shape sphere)
             continue
         mats = [m for m in obj.data.materials if m is not None]
-        textured = {
+        textured = {  # an image (with pixels) feeding the material's base colour
             m.name for m in mats
             if m.use_nodes and any(n.type == "TEX_IMAGE" and n.image is not None and n.image.size[0] > 0
+                                   and any(link.to_socket.name == "Base Color" for out in n.outputs for link in out.links)
                                    for n in m.node_tree.nodes)
         }
         out.append((len(obj.data.uv_layers) > 0, sorted(m.name for m in mats), sorted(textured)))

@@ -15,9 +15,11 @@ import pygltflib
 import pytest
 
 from mocapd.avatars.prepare import prepare_bytes
-from mocapd.avatars.retarget import retarget_to_avatar
+from mocapd.avatars.read_fbx import read_fbx
+from mocapd.avatars.retarget import AvatarAnimation, retarget_to_avatar
 from mocapd.avatars.rig import Rig, load_rig, save_rig
 from mocapd.formats.avatar_gltf import write_avatar_glb
+from mocapd.formats.fbx.avatar import write_avatar_fbx
 from mocapd.pipeline.contacts import detect_contacts
 from mocapd.pipeline.resample import resample_motion
 from mocapd.pipeline.skeleton import Motion
@@ -41,12 +43,15 @@ def _stored_rig(name: str) -> Rig:
 
 
 @lru_cache(maxsize=8)
-def _written(name: str) -> pygltflib.GLTF2:
-    rig = _stored_rig(name)
+def _animation(name: str) -> AvatarAnimation:
     motion = _motion()
     mapping = prepare_bytes(rig_bytes(name), name).facts["mapping"]
-    glb = write_avatar_glb(retarget_to_avatar(motion, rig, mapping, detect_contacts(motion)))
-    return pygltflib.GLTF2.load_from_bytes(glb)
+    return retarget_to_avatar(motion, _stored_rig(name), mapping, detect_contacts(motion))
+
+
+@lru_cache(maxsize=8)
+def _written(name: str) -> pygltflib.GLTF2:
+    return pygltflib.GLTF2.load_from_bytes(write_avatar_glb(_animation(name)))
 
 
 def _view(gltf: pygltflib.GLTF2, view: int) -> bytes:
@@ -173,3 +178,28 @@ def test_the_stored_rig_keeps_each_image_once(name: str) -> None:
     out = _written(name)
     assert len(out.images) == len(rig.images)
     assert "materials are not carried over" not in " ".join(rig.warnings)
+
+
+@pytest.mark.parametrize("name", RIGS)
+def test_the_fbx_carries_the_uvs_materials_and_base_colour_images(name: str) -> None:
+    rig = _stored_rig(name)
+    back = read_fbx(write_avatar_fbx(_animation(name)), "out.fbx")  # ufbx reads what we wrote
+    assert sorted(m.name for m in back.materials) == sorted(m.name for m in rig.materials)
+    by_name = {m.name: m for m in back.materials}
+    for m in rig.materials:
+        got = by_name[m.name]
+        assert np.allclose(got.base_color, m.base_color, atol=1e-6)
+        if "baseColor" in m.textures:  # embedded: the same bytes come back
+            assert back.images[got.textures["baseColor"].image].data == rig.images[m.textures["baseColor"].image].data
+        else:
+            assert "baseColor" not in got.textures
+    assert not [w for w in back.warnings if "not embedded" in w]
+    for m0, m1 in zip(rig.meshes, back.meshes, strict=True):
+        assert (m1.uvs is None) == (m0.uvs is None)
+        if m0.uvs is not None and m1.uvs is not None:
+            # each triangle corner keeps its UV (the reader may split vertices, never move a UV)
+            assert np.allclose(m1.uvs[m1.triangles], m0.uvs[m0.triangles], atol=1e-5)
+        if m0.triangle_materials is not None:
+            assert m1.triangle_materials is not None
+            names0 = [rig.materials[k].name for k in m0.triangle_materials]
+            assert [back.materials[k].name for k in m1.triangle_materials] == names0

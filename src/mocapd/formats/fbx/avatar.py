@@ -13,6 +13,11 @@ differs is that the rest pose is the user's:
   triangles, per-vertex normals), each with a ``Skin`` deformer and one ``Cluster`` per bone that
   deforms it (``Indexes``/``Weights``; ``TransformLink`` = the bone's rest global matrix,
   ``Transform`` = its inverse, the mesh sitting at the identity); a ``BindPose`` of the rest pose.
+* Materials: one Phong ``Material`` per material of the character (diffuse colour = base colour,
+  opacity), connected to the meshes that use it (layer 0 carries per-polygon material indices and the
+  UVs); a base colour, normal or emissive image becomes a ``Texture`` on ``DiffuseColor``,
+  ``NormalMap`` or ``EmissiveColor`` over a ``Video`` that embeds the image (``Content``), each image
+  once, as Blender's FBX exporter writes them.
 * One ``AnimationStack``/``AnimationLayer`` ``Take 001``: ``R`` curves (XYZ Euler degrees,
   unwrapped) on the bones whose rotation changes and ``T`` curves on those whose position changes,
   one linear key per frame.
@@ -20,11 +25,13 @@ differs is that the rest pose is the user's:
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.avatars.retarget import AvatarAnimation
-from mocapd.avatars.rig import Rig, compose_world, decompose, yup_rotation
+from mocapd.avatars.rig import Rig, RigImage, RigMaterial, compose_world, decompose, yup_rotation
 from mocapd.formats.avatar_gltf import vertex_normals
 from mocapd.formats.fbx.encode import FBX_VERSION, FbxNode, Int64, encode_fbx
 from mocapd.formats.fbx.euler import matrix_from_quat_wxyz, unwrapped_euler_xyz_rad
@@ -88,7 +95,27 @@ def _global_settings_units(fps: float, stop: int, unit_cm: float) -> FbxNode:
     return node
 
 
-def _geometry(uid: Int64, name: str, positions: FloatArray, triangles: NDArray[np.int64]) -> FbxNode:
+def _layer_element(geo: FbxNode, kind: str, name: str, mapping: str, reference: str) -> FbxNode:
+    element = geo.add(kind, 0)
+    element.add("Version", 101)
+    element.add("Name", name)
+    element.add("MappingInformationType", mapping)
+    element.add("ReferenceInformationType", reference)
+    return element
+
+
+def _geometry(
+    uid: Int64,
+    name: str,
+    positions: FloatArray,
+    normals: FloatArray,
+    triangles: NDArray[np.int64],
+    uvs: FloatArray | None,
+    materials: NDArray[np.int64] | None,
+) -> FbxNode:
+    """A triangle mesh's Geometry: control points, polygons, and layer 0 with per-vertex normals,
+    per-corner UVs (indexed, v upwards as FBX has it) and per-polygon material indices, as Blender's
+    exporter writes them."""
     geo = FbxNode("Geometry", [uid, name + _SEP + "Geometry", "Mesh"])
     geo.children.append(_props70())
     geo.add("GeometryVersion", 124)
@@ -96,18 +123,94 @@ def _geometry(uid: Int64, name: str, positions: FloatArray, triangles: NDArray[n
     index = triangles.astype(np.int32).copy()
     index[:, 2] = -index[:, 2] - 1  # the last corner of each polygon is stored as -(i + 1)
     geo.add("PolygonVertexIndex", index.reshape(-1))
-    normals = geo.add("LayerElementNormal", 0)
-    normals.add("Version", 101)
-    normals.add("Name", "")
-    normals.add("MappingInformationType", "ByVertice")
-    normals.add("ReferenceInformationType", "Direct")
-    normals.add("Normals", vertex_normals(positions, triangles).reshape(-1).astype(np.float64))
+    kinds = ["LayerElementNormal"]
+    _layer_element(geo, "LayerElementNormal", "", "ByVertice", "Direct").add(
+        "Normals", normals.reshape(-1).astype(np.float64)
+    )
+    if uvs is not None:
+        uv = _layer_element(geo, "LayerElementUV", "UVMap", "ByPolygonVertex", "IndexToDirect")
+        uv.add("UV", (uvs * np.array([1.0, -1.0]) + np.array([0.0, 1.0])).reshape(-1).astype(np.float64))
+        uv.add("UVIndex", triangles.reshape(-1).astype(np.int32))
+        kinds.append("LayerElementUV")
+    if materials is not None:
+        mat = _layer_element(geo, "LayerElementMaterial", "", "ByPolygon", "IndexToDirect")
+        mat.add("Materials", materials.astype(np.int32))
+        kinds.append("LayerElementMaterial")
     layer = geo.add("Layer", 0)
     layer.add("Version", 100)
-    element = layer.add("LayerElement")
-    element.add("Type", "LayerElementNormal")
-    element.add("TypedIndex", 0)
+    for kind in kinds:
+        element = layer.add("LayerElement")
+        element.add("Type", kind)
+        element.add("TypedIndex", 0)
     return geo
+
+
+def _material(uid: Int64, m: RigMaterial) -> FbxNode:
+    """A Phong material with the base colour as its diffuse colour (glTF's base colour is linear RGB,
+    as FBX's colours are); opacity from the base colour's alpha."""
+    node = FbxNode("Material", [uid, m.name + _SEP + "Material", ""])
+    node.add("Version", 102)
+    node.add("ShadingModel", "Phong")
+    node.add("MultiLayer", 0)
+    r, g, b, a = (float(v) for v in m.base_color)
+    node.children.append(
+        _props70(
+            _p("EmissiveColor", "Color", "", "A", *map(float, m.emissive)),
+            _p("EmissiveFactor", "Number", "", "A", 1.0),
+            _p("AmbientColor", "Color", "", "A", 0.0, 0.0, 0.0),
+            _p("DiffuseColor", "Color", "", "A", r, g, b),
+            _p("DiffuseFactor", "Number", "", "A", 1.0),
+            _p("TransparentColor", "Color", "", "A", 1.0, 1.0, 1.0),
+            _p("TransparencyFactor", "Number", "", "A", 1.0 - a),
+            _p("Opacity", "Number", "", "A", a),
+            _p("SpecularColor", "Color", "", "A", 1.0, 1.0, 1.0),
+            _p("SpecularFactor", "Number", "", "A", 0.5 * (1.0 - float(m.roughness))),
+            _p("Shininess", "Number", "", "A", 20.0),
+            _p("ShininessExponent", "Number", "", "A", 20.0),
+            _p("ReflectionColor", "Color", "", "A", 1.0, 1.0, 1.0),
+            _p("ReflectionFactor", "Number", "", "A", float(m.metallic)),
+        )
+    )
+    return node
+
+
+def _image_file(index: int, image: RigImage) -> str:
+    """The embedded image's file name (the Texture and the Video must agree on it: importers match
+    them by it)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", image.name).strip("._") or "image"
+    return f"{index}_{stem}" + (".png" if image.mime_type == "image/png" else ".jpg")
+
+
+def _texture(uid: Int64, name: str, filename: str) -> FbxNode:
+    node = FbxNode("Texture", [uid, name + _SEP + "Texture", ""])
+    node.add("Type", "TextureVideoClip")
+    node.add("Version", 202)
+    node.add("TextureName", name + _SEP + "Texture")
+    node.children.append(_props70(_p("UseMaterial", "bool", "", "", 1), _p("UseMipMap", "bool", "", "", 0)))
+    node.add("Media", name + _SEP + "Video")
+    node.add("FileName", filename)
+    node.add("RelativeFilename", filename)
+    node.add("ModelUVTranslation", 0.0, 0.0)
+    node.add("ModelUVScaling", 1.0, 1.0)
+    node.add("Texture_Alpha_Source", "None")
+    node.add("Cropping", 0, 0, 0, 0)
+    return node
+
+
+def _video(uid: Int64, name: str, filename: str, data: bytes) -> FbxNode:
+    """The image itself, embedded (``Content``), as Blender's exporter embeds media."""
+    node = FbxNode("Video", [uid, name + _SEP + "Video", "Clip"])
+    node.add("Type", "Clip")
+    node.children.append(_props70(_p("Path", "KString", "XRefUrl", "", filename)))
+    node.add("UseMipMap", 0)
+    node.add("Filename", filename)
+    node.add("RelativeFilename", filename)
+    node.add("Content", data)
+    return node
+
+
+# Material texture slots -> the FBX material property the texture connects to.
+_TEXTURE_PROPERTY = {"baseColor": "DiffuseColor", "normal": "NormalMap", "emissive": "EmissiveColor"}
 
 
 def write_avatar_fbx(anim: AvatarAnimation) -> bytes:
@@ -152,14 +255,45 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
         links.append((bone_ids[b], arm_id if p < 0 else bone_ids[p], None))
         links.append((attr_ids[b], bone_ids[b], None))
 
+    # Materials, with their textures and the images those embed (each image once).
+    embedded = sorted({t.image for m in rig.materials for slot, t in m.textures.items()
+                       if slot in _TEXTURE_PROPERTY and 0 <= t.image < len(rig.images)})
+    image_ids = {i: ids() for i in embedded}
+    image_files = {i: _image_file(i, rig.images[i]) for i in embedded}
+    for i in embedded:
+        objects.children.append(_video(image_ids[i], rig.images[i].name, image_files[i], rig.images[i].data))
+    material_ids = [ids() for _ in rig.materials]
+    num_textures = 0
+    for k, m in enumerate(rig.materials):
+        objects.children.append(_material(material_ids[k], m))
+        for slot, prop in _TEXTURE_PROPERTY.items():
+            tex = m.textures.get(slot)
+            if tex is None or tex.image not in image_ids:
+                continue
+            tex_id = ids()
+            objects.children.append(_texture(tex_id, rig.images[tex.image].name, image_files[tex.image]))
+            links += [(image_ids[tex.image], tex_id, None), (tex_id, material_ids[k], prop)]
+            num_textures += 1
+
     mesh_ids: list[Int64] = []
     num_clusters = 0
     for mesh in rig.meshes:
         model_id, geo_id, skin_id = ids(), ids(), ids()
         mesh_ids.append(model_id)
         positions = mesh.positions @ up[:3, :3].T
+        normals = (vertex_normals(positions, mesh.triangles) if mesh.normals is None
+                   else mesh.normals @ up[:3, :3].T)
+        local_materials = None
+        used: list[int] = []
+        if mesh.triangle_materials is not None:
+            used = sorted({int(v) for v in mesh.triangle_materials if 0 <= v < len(rig.materials)})
+            lookup = {g: i for i, g in enumerate(used)}
+            local_materials = np.array([lookup.get(int(v), 0) for v in mesh.triangle_materials], dtype=np.int64)
         objects.children.append(_model(model_id, mesh.name, "Mesh", np.zeros(3), np.zeros(3), np.ones(3)))
-        objects.children.append(_geometry(geo_id, mesh.name, positions, mesh.triangles))
+        objects.children.append(
+            _geometry(geo_id, mesh.name, positions, normals, mesh.triangles, mesh.uvs, local_materials if used else None)
+        )
+        links += [(material_ids[g], model_id, None) for g in used]  # the model's material order = the indices
         skin = FbxNode("Deformer", [skin_id, mesh.name + _SEP + "Deformer", "Skin"])
         skin.add("Version", 101)
         skin.add("Link_DeformAcuracy", 50.0)
@@ -237,6 +371,9 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
         "Geometry": len(rig.meshes),
         "Deformer": len(rig.meshes) + num_clusters,
         "Pose": 1,
+        "Material": len(rig.materials),
+        "Texture": num_textures,
+        "Video": len(embedded),
         "AnimationStack": 1,
         "AnimationLayer": 1,
         "AnimationCurveNode": num_curve_nodes,
