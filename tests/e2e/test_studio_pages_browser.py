@@ -222,6 +222,15 @@ def test_a_webhook_endpoint_is_added_tested_disabled_rotated_and_deleted(studio:
         expect(page.get_by_test_id("webhook-delivery-status").first).to_have_text("delivered", timeout=30_000)
         headers, body = next((h, b) for h, b in _Receiver.got if json.loads(b)["type"] == "webhook.test")
         standardwebhooks.Webhook(first_secret).verify(body, headers)
+
+        # "Send again": a new delivery of the same message (same webhook-id), delivered too
+        page.get_by_role("button", name="Send again").first.click()
+        statuses = page.get_by_test_id("webhook-delivery-status")
+        expect(statuses).to_have_count(2, timeout=30_000)
+        expect(statuses.nth(0)).to_have_text("delivered", timeout=30_000)
+        expect(statuses.nth(1)).to_have_text("delivered", timeout=30_000)
+        tests = [h["webhook-id"] for h, b in _Receiver.got if json.loads(b)["type"] == "webhook.test"]
+        assert len(tests) == 2 and tests[0] == tests[1], tests
         assert "{" not in (page.locator("main").text_content() or "")
         _shoot(page, "webhooks")
 
