@@ -219,13 +219,17 @@ PLANTED_FOOT_NOISE_MPS = 0.8
 WORLD_MIN_VISIBILITY = 0.0
 
 
-def clean_landmarks(track: PoseTrack, fps: float) -> tuple[CleanedTrack, CleanedTrack]:
+def clean_landmarks(track: PoseTrack, fps: float) -> tuple[CleanedTrack, CleanedTrack, BoolArray]:
     """The cleaned world landmarks (gated at ``WORLD_MIN_VISIBILITY``) and 2D landmarks (gated at
-    `clean_track`'s default visibility) of the landmarks that feed a joint."""
+    `clean_track`'s default visibility) of the landmarks that feed a joint, and where the camera fit
+    may use them (G, 33): where the world landmarks gated at that default visibility are measured or
+    bridged, as before hidden joints were kept (on cam01 the fit and every figure are unchanged; a
+    mask from the 2D cleaning instead moved cam01's G1 foot skate from 0.0 to 0.7-0.8 cm/s)."""
     world = clean_track(_used(track.world_m), track.visibility, track.valid, fps,
                         min_visibility=WORLD_MIN_VISIBILITY)
     px = clean_track(_used(track.landmarks_px), track.visibility, track.valid, fps)
-    return world, px
+    gated = clean_track(_used(track.world_m), track.visibility, track.valid, fps, smooth=False)
+    return world, px, gated.known | gated.interpolated
 
 
 def pose_model_for(settings: JobSettings) -> PoseModel:
@@ -324,7 +328,7 @@ def analyse_video(
     # -- clean, joints, world ---------------------------------------------------------------------
     # Front/back misreadings repaired first (`mocapd.pipeline.flips`); ``track`` stays as detected.
     read, misread = repair_flips(track)
-    world_clean, px_clean = clean_landmarks(read, fps)
+    world_clean, px_clean, fit_mask = clean_landmarks(read, fps)
     intrinsics = camera_intrinsics(
         info.width_px,
         info.height_px,
@@ -332,8 +336,7 @@ def analyse_video(
         camera_fov_deg=settings.camera_fov_deg,
     )
     fit_weights = np.where(
-        (world_clean.known | world_clean.interpolated) & (px_clean.known | px_clean.interpolated),
-        np.maximum(read.visibility, 0.5), 0.0,
+        fit_mask, np.maximum(read.visibility, 0.5), 0.0,
     )  # (G, 33)
     translation0 = fit_root_translation(
         px_clean.values, world_clean.values, fit_weights, intrinsics

@@ -24,9 +24,10 @@ def _track(frames: int = 90, fps: float = 30.0) -> tuple[PoseTrack, np.ndarray]:
 
 def test_hidden_world_landmarks_follow_the_estimate_and_2d_stays_gated() -> None:
     track, world = _track()
-    world_clean, px_clean = clean_landmarks(track, 30.0)
+    world_clean, px_clean, fit_mask = clean_landmarks(track, 30.0)
     err = np.abs(world_clean.values[30:70, 14, 0] - world[30:70, 14, 0])
     assert err.max() < 0.02  # followed (held would be up to 0.6 m off)
     assert world_clean.known[30:70, 14].all()
     assert not px_clean.known[30:70, 14].any()
     assert px_clean.held[30:70, 14].all()
+    assert not fit_mask[30:70, 14].any() and fit_mask[:30, 14].all()  # the camera fit uses what is seen
