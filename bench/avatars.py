@@ -1,7 +1,8 @@
 """Custom avatars: prepare time per rig, retarget and writer speed, and a job's cost with one avatar target.
 
 * ``prepare``: per shared rig, `prepare_file` as the API runs it (a child process: start-up, read,
-  map, write the rig) and `prepare_bytes` in this process (read + map only); median of ``--repeat``.
+  map, write the rig) and `prepare_bytes` in this process (read + map only); median of ``--repeat``;
+  the stored rig's size (mesh, skin, UVs, materials and their images, once per avatar).
 * ``retarget``: the CMU take 131_03 solved onto the default skeleton at 30 fps, retargeted onto each
   rig (`retarget_to_avatar`, foot contacts included): frames per second; then the FBX and GLB
   writers' time for that take.
@@ -33,23 +34,25 @@ RIGS = ("quaternius_human.fbx", "quaternius_female.fbx", "godette.vrm", "rigged_
 def bench_prepare(repeat: int) -> None:
     from mocapd.avatars.prepare import prepare_bytes, prepare_file
 
-    print("| rig | bones | vertices | prepare (child process) s | read + map in process s |")
-    print("|---|---|---|---|---|")
+    print("| rig | bones | vertices | prepare (child process) s | read + map in process s | stored rig KiB |")
+    print("|---|---|---|---|---|---|")
     for name in RIGS:
         path = DATA / "avatars" / name
         child, inproc = [], []
         facts = {}
+        stored = 0
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 t = time.perf_counter()
                 facts = prepare_file(path, name, Path(tmp) / "rig.npz")
                 child.append(time.perf_counter() - t)
+                stored = (Path(tmp) / "rig.npz").stat().st_size
             data = path.read_bytes()
             t = time.perf_counter()
             prepare_bytes(data, name)
             inproc.append(time.perf_counter() - t)
         print(f"| {name} | {facts['bones']} | {facts['vertices']} | {statistics.median(child):.2f} | "
-              f"{statistics.median(inproc):.2f} |")
+              f"{statistics.median(inproc):.2f} | {stored // 1024} |")
 
 
 def bench_retarget(repeat: int) -> None:
