@@ -115,7 +115,7 @@ def _imported_look() -> Look:
 
 
 @pytest.mark.parametrize("name", RIGS)
-def test_blender_imports_the_avatar_glb_with_its_uvs_materials_and_textures(name: str, tmp_path: Path) -> None:
+def test_blender_imports_the_avatar_glb_with_its_uvs_materials_textures_and_morph_targets(name: str, tmp_path: Path) -> None:
     prepared = prepare_bytes(rig_bytes(name), name)
     rig = load_rig(save_rig(prepared.rig))  # what a job reads
     motion = _short_take()
@@ -129,3 +129,8 @@ def test_blender_imports_the_avatar_glb_with_its_uvs_materials_and_textures(name
     assert _imported_look() == expected
     if name in _TEXTURED:
         assert any(textured for _, _, textured in expected)
+    for mesh in rig.meshes:  # morph targets come in as shape keys, at rest
+        if mesh.morph_names:
+            (obj,) = [o for o in bpy.context.scene.objects if o.type == "MESH" and o.name == mesh.name]
+            keys = obj.data.shape_keys.key_blocks
+            assert [k.name for k in keys][1:] == mesh.morph_names and all(k.value == 0.0 for k in keys)

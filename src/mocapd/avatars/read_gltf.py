@@ -214,6 +214,33 @@ def _triangles(buffers: _Buffers, indices: int | None, num_vertices: int) -> NDA
     return idx.reshape(-1, 3)
 
 
+def _morph_targets(
+    buffers: _Buffers, mesh: Any, prim: Any, num_vertices: int, linear: FloatArray
+) -> tuple[list[str], FloatArray | None]:
+    """A primitive's morph targets: names (the exporters' ``extras.targetNames``) and position offsets
+    (M, V, 3) in the file frame; None when it has none or one cannot be read plainly (sparse)."""
+    targets = prim.targets or []
+    if not targets:
+        return [], None
+    accessors = buffers.gltf.accessors or []
+    offsets = []
+    for t in targets:
+        a = t.get("POSITION") if isinstance(t, dict) else None
+        if not isinstance(a, int) or not 0 <= a < len(accessors) or accessors[a].sparse is not None:
+            return [], None
+        d = buffers.accessor(a).astype(np.float64)
+        if d.shape != (num_vertices, 3) or not np.isfinite(d).all():
+            return [], None
+        offsets.append(d @ linear.T)
+    names = None
+    for extras in (prim.extras, mesh.extras):
+        if isinstance(extras, dict) and isinstance(extras.get("targetNames"), list):
+            names = [str(n) for n in extras["targetNames"]]
+    if names is None or len(names) != len(targets):
+        names = [f"target_{k}" for k in range(len(targets))]
+    return names, np.stack(offsets)
+
+
 class _Materials:
     """The file's materials as ``RigMaterial``s, with the images their textures use (each kept once).
 
@@ -458,7 +485,7 @@ def read_gltf(data: bytes, filename: str) -> Rig:
             # Primitives of one mesh that share their vertices (one per material, as exporters write
             # them) become one mesh whose triangles carry their materials.
             shared = (ni, attrs.POSITION, attrs.NORMAL, attrs.TEXCOORD_0, attrs.JOINTS_0, attrs.WEIGHTS_0)
-            if shared in merged:
+            if shared in merged and not prim.targets:
                 into = merged[shared]
                 more = _triangles(buffers, prim.indices, len(into.positions))
                 mat = materials.material(prim.material)
@@ -480,6 +507,7 @@ def read_gltf(data: bytes, filename: str) -> Rig:
                     nrm = None
             idx = _triangles(buffers, prim.indices, len(pos)).reshape(-1)
             if skin is not None and attrs.JOINTS_0 is not None and attrs.WEIGHTS_0 is not None:
+                linear = bind_to_scene[:3, :3]
                 pos = pos @ bind_to_scene[:3, :3].T + bind_to_scene[:3, 3]
                 if nrm is not None:
                     nrm = nrm @ np.linalg.inv(bind_to_scene[:3, :3])
@@ -500,6 +528,7 @@ def read_gltf(data: bytes, filename: str) -> Rig:
                 weights[:, 0] = 1.0
                 # A rigid mesh is placed by its node; bring its vertices into the file frame.
                 m = world[ni]
+                linear = m[:3, :3]
                 pos = pos @ m[:3, :3].T + m[:3, 3]
                 if nrm is not None:
                     nrm = nrm @ np.linalg.inv(m[:3, :3])
@@ -509,17 +538,22 @@ def read_gltf(data: bytes, filename: str) -> Rig:
                 if uvs.shape != (len(pos), 2) or not np.isfinite(uvs).all():
                     warnings.append(f"mesh {mesh.name or ni!s}: texture coordinates that do not fit the vertices were left out")
                     uvs = None
-            if prim.targets:
+            morph_names, morph_positions = _morph_targets(buffers, mesh, prim, len(pos), linear)
+            if prim.targets and morph_positions is None:
                 warnings.append(f"mesh {mesh.name or ni!s}: morph targets are not carried over")
+            elif morph_positions is not None:
+                warnings.append(f"mesh {mesh.name or ni!s}: morph targets are in the GLB only, not in the FBX")
             triangles = idx.reshape(-1, 3)
             material = materials.material(prim.material)
             meshes.append(
                 RigMesh(
                     mesh.name or f"mesh_{ni}", pos, nrm, triangles, vertex_joints, weights, uvs,
                     None if material < 0 else np.full(len(triangles), material, dtype=np.int64),
+                    morph_names, morph_positions,
                 )
             )
-            merged[shared] = meshes[-1]
+            if not prim.targets:  # a primitive with morph targets keeps its own mesh
+                merged[shared] = meshes[-1]
     front = {"vrm0": "-z"}.get(kind, "+z")
     return Rig(
         format="vrm" if kind.startswith("vrm") else "gltf",

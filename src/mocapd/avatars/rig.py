@@ -94,6 +94,9 @@ class RigMesh:
     uvs: FloatArray | None = None  # (V, 2) or None
     # Each triangle's material, an index into ``Rig.materials`` (-1: none).
     triangle_materials: IntArray | None = None  # (T,) or None (no material at all)
+    # Morph targets (glTF sources): names and vertex offsets in the file frame; written at weight 0.
+    morph_names: list[str] = field(default_factory=list)
+    morph_positions: FloatArray | None = None  # (M, V, 3) or None
 
 
 @dataclass
@@ -163,7 +166,7 @@ def save_rig(rig: Rig) -> bytes:
         "root_parent_name": rig.root_parent_name,
         "meshes": [
             {"name": m.name, "normals": m.normals is not None, "uvs": m.uvs is not None,
-             "materials": m.triangle_materials is not None}
+             "materials": m.triangle_materials is not None, "morphs": m.morph_names}
             for m in rig.meshes
         ],
         "materials": [asdict(m) for m in rig.materials],
@@ -187,6 +190,8 @@ def save_rig(rig: Rig) -> bytes:
             arrays[f"m{i}_uvs"] = m.uvs.astype(np.float32)
         if m.triangle_materials is not None:
             arrays[f"m{i}_materials"] = m.triangle_materials.astype(np.int32)
+        if m.morph_positions is not None:
+            arrays[f"m{i}_morphs"] = m.morph_positions.astype(np.float32)
     for i, im in enumerate(rig.images):
         arrays[f"img{i}"] = np.frombuffer(im.data, dtype=np.uint8)
     buf = io.BytesIO()
@@ -209,6 +214,8 @@ def load_rig(data: bytes) -> Rig:
                     weights=z[f"m{i}_weights"].astype(np.float64),
                     uvs=z[f"m{i}_uvs"].astype(np.float64) if mh.get("uvs") else None,
                     triangle_materials=z[f"m{i}_materials"].astype(np.int64) if mh.get("materials") else None,
+                    morph_names=list(mh.get("morphs") or []),
+                    morph_positions=z[f"m{i}_morphs"].astype(np.float64) if mh.get("morphs") else None,
                 )
             )
         materials = [

@@ -10,6 +10,7 @@
 * Materials: the character's own, in glTF's metallic-roughness model (base colour, metallic,
   roughness, emissive, alpha mode, double-sided) with their textures; each image is embedded once
   (a bufferView with its MIME type) and each texture keeps the file's sampler settings.
+* Morph targets (from glTF and VRM characters): position offsets, named, at weight 0.
 * Animation ``Take 001``: one time accessor (``f / fps`` s, with min/max); LINEAR rotation samplers
   on the bones whose rotation leaves the rest pose on some frame (quaternions kept in one hemisphere
   frame to frame) and translation samplers on the bones whose position does.
@@ -126,7 +127,17 @@ def _add_mesh(gltf: pygltflib.GLTF2, blob: _Blob, mesh: RigMesh, conv: FloatArra
         indices = blob.accessor(tris.reshape(-1).astype(np.uint32), "SCALAR", target=pygltflib.ELEMENT_ARRAY_BUFFER)
         primitives.append(pygltflib.Primitive(attributes=attrs, indices=indices,
                                               material=material if 0 <= material < len(gltf.materials) else None))
-    gltf.meshes.append(pygltflib.Mesh(name=mesh.name, primitives=primitives))
+    extras = {}
+    if mesh.morph_positions is not None and mesh.morph_names:
+        # morph targets at weight 0 (the rest shape), named as exporters name them (extras.targetNames)
+        targets = [{"POSITION": blob.accessor((d @ conv[:3, :3].T).astype(np.float32), "VEC3",
+                                              target=pygltflib.ARRAY_BUFFER, with_bounds=True)}
+                   for d in mesh.morph_positions]
+        for prim in primitives:
+            prim.targets = targets
+        extras = {"targetNames": list(mesh.morph_names)}
+    gltf.meshes.append(pygltflib.Mesh(name=mesh.name, primitives=primitives, extras=extras,
+                                      weights=[0.0] * len(mesh.morph_names) if extras else None))
     gltf.nodes.append(pygltflib.Node(name=mesh.name, mesh=len(gltf.meshes) - 1, skin=0))
     gltf.scenes[0].nodes.append(len(gltf.nodes) - 1)
 
