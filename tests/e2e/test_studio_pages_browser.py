@@ -34,6 +34,19 @@ pytestmark = pytest.mark.slow
 expect = playwright_api.expect
 
 
+def _watch_csp(page: Any) -> list[str]:
+    """Every Content-Security-Policy refusal the page reports (an inline script or style would be one)."""
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    return refused
+
+
+def _keyboard_unreachable(page: Any) -> list[str]:
+    return list(page.evaluate("""() => [...document.querySelectorAll('main a[href], main button, main input, main select')]
+        .filter((el) => el.tabIndex < 0 || el.closest('[inert]'))
+        .map((el) => el.outerHTML.slice(0, 80))"""))
+
+
 def _wait_status(page: Any, wanted: str, timeout_s: float = 300) -> list[str]:
     seen: list[str] = []
     deadline = time.time() + timeout_s
@@ -55,7 +68,13 @@ def test_an_avatar_is_prepared_corrected_animated_reexported_and_deleted(studio:
     ctx = studio["browser"].new_context(viewport=DESKTOP)
     page = ctx.new_page()
     page.on("dialog", lambda d: d.accept())
+    refused = _watch_csp(page)
     _sign_in(page, base, key)
+    # the watcher sees a refusal: an inline script added to the page is blocked and reported
+    page.evaluate("() => { const el = document.createElement('script'); el.textContent = 'window.x = 1'; document.head.append(el); }")
+    page.wait_for_timeout(200)
+    assert refused and page.evaluate("window.x === undefined"), refused
+    refused.clear()
 
     # upload a real rig; the page shows it prepared with its automatic mapping
     page.get_by_role("link", name="Avatars").click()
@@ -72,7 +91,7 @@ def test_an_avatar_is_prepared_corrected_animated_reexported_and_deleted(studio:
     assert auto_head, "the automatic mapping left the head empty"
     avatar_id = page.locator("tr[data-avatar]").first.get_attribute("data-avatar")
     assert avatar_id and avatar_id.startswith("av_")
-    assert _unlabelled_controls(page) == []
+    assert _unlabelled_controls(page) == [] and _keyboard_unreachable(page) == []
 
     # a wrong bone is refused with words and changes nothing; a right one is saved
     head.fill("no_such_bone")
@@ -149,6 +168,7 @@ def test_an_avatar_is_prepared_corrected_animated_reexported_and_deleted(studio:
     expect(page.get_by_text("No avatars yet.")).to_be_visible()
     assert api.get(f"/api/v1/avatars/{avatar_id}").status_code == 404
     assert api.get(f"/api/v1/mocap/jobs/{job_id}/result").json()["data"]["files"]
+    assert refused == []
     api.close()
     ctx.close()
 
@@ -202,6 +222,7 @@ def test_a_webhook_endpoint_is_added_tested_disabled_rotated_and_deleted(studio:
     ctx = studio["browser"].new_context(viewport=DESKTOP)
     page = ctx.new_page()
     page.on("dialog", lambda d: d.accept())
+    refused = _watch_csp(page)
     try:
         _sign_in(page, base, key)
         page.get_by_role("link", name="Webhooks").click()
@@ -232,6 +253,7 @@ def test_a_webhook_endpoint_is_added_tested_disabled_rotated_and_deleted(studio:
         tests = [h["webhook-id"] for h, b in _Receiver.got if json.loads(b)["type"] == "webhook.test"]
         assert len(tests) == 2 and tests[0] == tests[1], tests
         assert "{" not in (page.locator("main").text_content() or "")
+        assert _keyboard_unreachable(page) == []
         _shoot(page, "webhooks")
 
         # disable, rotate (a new secret, shown once), delete
@@ -249,6 +271,7 @@ def test_a_webhook_endpoint_is_added_tested_disabled_rotated_and_deleted(studio:
         expect(page.get_by_text("No endpoints yet.")).to_be_visible()
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
             assert c.get("/api/v1/webhooks").json()["data"]["items"] == []
+        assert refused == []
     finally:
         ctx.close()
         receiver.shutdown()

@@ -56,9 +56,11 @@ def _csp(state: AppState) -> str:
         store = f" {parts.scheme}://{parts.netloc}"
     elif (s.storage_url or "").startswith("s3://"):
         store = " https://*.amazonaws.com"
+    # connect-src blob:: three.js's GLTFLoader reads a GLB's embedded textures (an avatar's look) by
+    # fetching the blob: URLs it makes of them; blob: URLs are only ever created by the page itself
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        f"media-src 'self' blob:{store}; connect-src 'self'{store}; worker-src 'self' blob:; "
+        f"media-src 'self' blob:{store}; connect-src 'self' blob:{store}; worker-src 'self' blob:; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     )
 
