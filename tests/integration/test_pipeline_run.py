@@ -49,6 +49,7 @@ def test_full_body_with_both_targets_on_cam01(tmp_path: Path) -> None:
     m = out.manifest
     assert m["camera"]["focalSource"] == "focal_length_px" and m["camera"]["focalLengthPx"] == 1681.0
     assert m["processing"]["frames"] == 60 and m["processing"]["framesKept"] == 60
+    assert m["processing"]["misreadFramesRepaired"] == 0  # cam01 is read the right way round throughout
     assert m["targets"]["default"]["frameCount"] == 30 and m["targets"]["default"]["fps"] == 30
     assert m["targets"]["unitree_g1"]["frameCount"] == 30
     assert json.loads((tmp_path / "g1_motion.json").read_text())["frameCount"] == 30

@@ -22,38 +22,46 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.pipeline.layout import BLAZEPOSE_33, LandmarkLayout
 from mocapd.pipeline.pose import PoseTrack
 
-__all__ = ["FACING_MARGIN", "LEFT_RIGHT", "facing", "misread_frames", "repair_flips"]
+__all__ = ["FACING_MARGIN", "facing", "misread_frames", "repair_flips", "swap_sides"]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.intp]
 
-# MediaPipe pose landmark pairs (left, right).
-LEFT_RIGHT: tuple[tuple[int, int], ...] = (
-    (1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20), (21, 22),
-    (23, 24), (25, 26), (27, 28), (29, 30), (31, 32),
-)  # fmt: skip
 FACING_MARGIN = 0.25  # shoulder widths of nose depth either side of the shoulders
-_NOSE, _L_SH, _R_SH = 0, 11, 12
-_SWAP = np.arange(33)
-for _l, _r in LEFT_RIGHT:
-    _SWAP[_l], _SWAP[_r] = _r, _l
 
 
-def facing(world_m: FloatArray) -> FloatArray:
-    """Per frame (F,): nose depth minus the shoulder centre's, in shoulder widths (MediaPipe axes, z away
-    from the camera: negative = facing the camera). NaN where unknown."""
-    sh = 0.5 * (world_m[:, _L_SH] + world_m[:, _R_SH])  # (F, 3)
-    width = np.linalg.norm(world_m[:, _L_SH] - world_m[:, _R_SH], axis=-1)  # (F,)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: FloatArray = (world_m[:, _NOSE, 2] - sh[:, 2]) / np.where(width > 1e-6, width, np.nan)
+def swap_sides(layout: LandmarkLayout = BLAZEPOSE_33) -> IntArray:
+    """The index permutation (K,) that exchanges every left landmark with its right partner (by name:
+    ``left_x`` <-> ``right_x``, ``x_left`` <-> ``x_right``); midline landmarks stay."""
+    out = np.arange(layout.num_landmarks)
+    for i, name in enumerate(layout.names):
+        if "left" in name:
+            out[i] = layout.index(name.replace("left", "right"))
+        elif "right" in name:
+            out[i] = layout.index(name.replace("right", "left"))
     return out
 
 
-def misread_frames(world_m: FloatArray, valid: BoolArray, *, margin: float = FACING_MARGIN) -> BoolArray:
+def facing(world_m: FloatArray, layout: LandmarkLayout = BLAZEPOSE_33) -> FloatArray:
+    """Per frame (F,): nose depth minus the shoulder centre's, in shoulder widths (MediaPipe axes, z away
+    from the camera: negative = facing the camera). NaN where unknown."""
+    nose, left, right = layout.indices("nose", "left_shoulder", "right_shoulder")
+    sh = 0.5 * (world_m[:, left] + world_m[:, right])  # (F, 3)
+    width = np.linalg.norm(world_m[:, left] - world_m[:, right], axis=-1)  # (F,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: FloatArray = (world_m[:, nose, 2] - sh[:, 2]) / np.where(width > 1e-6, width, np.nan)
+    return out
+
+
+def misread_frames(
+    world_m: FloatArray, valid: BoolArray, *, margin: float = FACING_MARGIN, layout: LandmarkLayout = BLAZEPOSE_33
+) -> BoolArray:
     """Frames (F,) whose front/back reading is the minority one between abrupt flips (module doc)."""
-    s = facing(world_m)
+    s = facing(world_m, layout)
     f = s.shape[0]
     side = np.where(valid & (s > margin), 1, np.where(valid & (s < -margin), -1, 0))  # (F,)
     parity = np.zeros(f, dtype=np.int64)
@@ -71,17 +79,18 @@ def misread_frames(world_m: FloatArray, valid: BoolArray, *, margin: float = FAC
     return bad
 
 
-def repair_flips(track: PoseTrack) -> tuple[PoseTrack, BoolArray]:
+def repair_flips(track: PoseTrack, layout: LandmarkLayout = BLAZEPOSE_33) -> tuple[PoseTrack, BoolArray]:
     """The track with its misread frames relabelled and depth-mirrored, and those frames (F,)."""
-    bad = misread_frames(track.world_m, track.valid)
+    bad = misread_frames(track.world_m, track.valid, layout=layout)
+    swap = swap_sides(layout)
     if not bad.any():
         return track, bad
     px = track.landmarks_px.copy()
     world = track.world_m.copy()
     vis = track.visibility.copy()
-    px[bad] = px[bad][:, _SWAP]
-    vis[bad] = vis[bad][:, _SWAP]
-    w = world[bad][:, _SWAP]
+    px[bad] = px[bad][:, swap]
+    vis[bad] = vis[bad][:, swap]
+    w = world[bad][:, swap]
     w[..., 2] *= -1.0
     world[bad] = w
     return PoseTrack(track.time_s, track.image_size_px, px, world, vis, track.person, track.valid), bad

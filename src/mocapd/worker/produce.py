@@ -306,6 +306,7 @@ def _manifest(a: Analysis, takes: list[tuple[Target, Take]]) -> dict[str, Any]:
             "interpolatedFrames": report.interpolated_frames,
             "heldFrames": report.held_frames,
             "outlierSamples": report.outlier_points,
+            "misreadFramesRepaired": a.misread_frames,  # read front-to-back by the detector
             "detector": f"mediapipe-0.10.21 {a.pose_model.label}",
             **({"hands": a.hands} if a.hands is not None else {}),
             "models": [{"name": a.pose_model.name, "sha256": a.pose_model.sha256, "source": a.pose_model.source}],

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mocapd.pipeline.flips import LEFT_RIGHT, facing, misread_frames, repair_flips
+from mocapd.pipeline.flips import facing, misread_frames, repair_flips, swap_sides
+from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.pose import PoseTrack
 
-_SWAP = np.arange(33)
-for _l, _r in LEFT_RIGHT:
-    _SWAP[_l], _SWAP[_r] = _r, _l
+_SWAP = swap_sides()
+LEFT_RIGHT = [(i, int(j)) for i, j in enumerate(_SWAP) if BLAZEPOSE_33.side(i) > 0]
 
 
 def _body() -> np.ndarray:
@@ -22,9 +22,10 @@ def _body() -> np.ndarray:
         y = rng.uniform(-0.6, 0.8)
         b[left] = [0.15, y, 0.0]
         b[right] = [-0.15, y, 0.0]
-    b[11] = [0.18, -0.5, 0.0]
-    b[12] = [-0.18, -0.5, 0.0]
-    b[0] = [0.0, -0.65, -0.12]
+    nose, left_sh, right_sh = BLAZEPOSE_33.indices("nose", "left_shoulder", "right_shoulder")
+    b[left_sh] = [0.18, -0.5, 0.0]
+    b[right_sh] = [-0.18, -0.5, 0.0]
+    b[nose] = [0.0, -0.65, -0.12]
     return b
 
 
@@ -66,6 +67,13 @@ def test_misread_frames_are_found_and_repaired() -> None:
     np.testing.assert_allclose(repaired.world_m, track.world_m, atol=1e-12)
     np.testing.assert_allclose(repaired.landmarks_px, track.landmarks_px, atol=1e-12)
     np.testing.assert_allclose(repaired.visibility, track.visibility, atol=1e-12)
+
+
+def test_swap_pairs_every_side_by_name() -> None:
+    assert len(LEFT_RIGHT) == 16 and (_SWAP[_SWAP] == np.arange(33)).all()
+    assert _SWAP[BLAZEPOSE_33.index("mouth_left")] == BLAZEPOSE_33.index("mouth_right")
+    assert _SWAP[BLAZEPOSE_33.index("left_foot_index")] == BLAZEPOSE_33.index("right_foot_index")
+    assert _SWAP[BLAZEPOSE_33.index("nose")] == BLAZEPOSE_33.index("nose")
 
 
 def test_a_real_turn_and_a_clean_track_are_left_alone() -> None:
