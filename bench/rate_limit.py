@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, select, text
 
 from mocapd.db.accounts import create_account, create_key, hash_key
 from mocapd.db.engine import Database
+from mocapd.db.ledger import grant
 from mocapd.db.migrate import upgrade
 from mocapd.db.models import ApiKey
 from mocapd.db.ratelimit import spend
@@ -92,5 +93,61 @@ def main() -> None:
         tmp.cleanup()
 
 
+
+
+def poll_cost(calls: int) -> None:
+    """CPU time of a whole status poll in-process (the app called through httpx's ASGI transport, one
+    SQLite file), limiter off against on, alternating rounds: the share the budget adds to a poll."""
+    import asyncio
+
+    import httpx
+
+    from mocapd.api.app import create_app
+    from mocapd.config import Settings
+
+    async def rounds(limit: float, data: Path, key: str, job: str) -> float:
+        app = create_app(Settings(data_dir=data, secret="bench", rate_limit_rps=limit))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench",
+                                         headers={"Authorization": f"Bearer {key}"}) as c:
+                for _ in range(50):  # warm-up
+                    await c.get(f"/api/v1/mocap/jobs/{job}")
+                c0 = time.process_time()
+                for _ in range(calls):
+                    r = await c.get(f"/api/v1/mocap/jobs/{job}")
+                    assert r.status_code == 200, r.text
+                return 1e6 * (time.process_time() - c0) / calls
+
+    with tempfile.TemporaryDirectory(prefix="mocapd-poll-") as tmp:
+        data = Path(tmp) / "data"
+        db = Database(Settings(data_dir=data).resolved_database_url)
+        upgrade(db)
+        with db.write() as s:
+            acct = create_account(s, "bench", "premium")
+            grant(s, acct.id, 100, "api")
+            key = create_key(s, acct)
+        db.dispose()
+        app = create_app(Settings(data_dir=data, secret="bench", rate_limit_rps=0))
+
+        async def make_job() -> str:
+            async with app.router.lifespan_context(app):
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as c:
+                    r = await c.post("/api/v1/mocap/jobs", json={"sourceFilename": "a.mp4", "targetIds": ["default"]},
+                                     headers={"Authorization": f"Bearer {key}"})
+                    assert r.status_code == 201, r.text
+                    return str(r.json()["data"]["jobId"])
+
+        job = asyncio.run(make_job())
+        offs, ons = [], []
+        for _ in range(3):
+            offs.append(asyncio.run(rounds(0, data, key, job)))
+            ons.append(asyncio.run(rounds(1e9, data, key, job)))
+        off, on = min(offs), min(ons)
+        print(f"whole poll, in-process, SQLite: limiter off {off:.0f} us CPU, on {on:.0f} us CPU "
+              f"(+{100 * (on - off) / off:.1f} %; best of 3 alternating rounds of {calls})")
+
+
 if __name__ == "__main__":
     main()
+    poll_cost(2000)

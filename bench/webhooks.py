@@ -32,11 +32,11 @@ from mocapd.config import Settings
 from mocapd.db import queue
 from mocapd.db.accounts import create_account, create_key
 from mocapd.db.engine import Database
-from mocapd.db.events import add_event
-from mocapd.db.ledger import grant, place_hold
+from mocapd.db.ledger import grant
 from mocapd.db.migrate import upgrade
 from mocapd.db.models import Job
 from mocapd.db.outbox import enqueue_event
+from mocapd.db.transitions import mark_admitted, mark_created
 
 
 def free_port() -> int:
@@ -74,17 +74,18 @@ def start_receiver(arrivals: Arrivals) -> tuple[ThreadingHTTPServer, int]:
 
 
 def new_job(db: Database, account_id: str, i: int) -> str:
+    """A draft job admitted to the queue (the transitions complete-upload makes)."""
     now = datetime.now(UTC)
     job_id = f"mocap_bench{i:06d}"
     with db.write() as s:
-        job = Job(id=job_id, account_id=account_id, channel="api", status="queued", stage="queued", progress=0.0,
-                  target_ids=["default"], export_fps=30, mocap_type="full_body", trim_start_s=0.0, trim_end_s=1.0,
-                  source_filename="c.mp4", source_key=f"sources/{job_id}", max_upload_bytes=1, created_at=now,
-                  updated_at=now, queued_at=now, event_seq=0, held_credits=1, billed_seconds=1)
+        job = Job(id=job_id, account_id=account_id, channel="api", status="draft", stage="awaiting_upload",
+                  progress=0.0, target_ids=["default"], export_fps=30, mocap_type="full_body", trim_start_s=0.0,
+                  trim_end_s=1.0, source_filename="c.mp4", source_key=f"sources/{job_id}", max_upload_bytes=1,
+                  created_at=now, updated_at=now, event_seq=0,
+                  source_facts={"durationSec": 1.0, "fps": 30.0, "width": 640, "height": 360, "rotation": 0})
         s.add(job)
-        s.flush()
-        place_hold(s, account_id=account_id, channel="api", job_id=job_id, amount=1)
-        add_event(s, job, "job.queued", "Admitted.")
+        mark_created(s, job, "Job created.")
+        mark_admitted(s, job, credits=1, queue_weight=1, admitted={"heldVCredits": 1}, now=now)
     return job_id
 
 

@@ -196,6 +196,16 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.wrote()
 
+    @contextmanager
+    def write_connect(self) -> Iterator[Connection]:
+        """`write` on a bare connection, for Core statements: no ORM session to build and tear down
+        (the request budget's one UPDATE on every API call)."""
+        gate = self._write_gate.hold() if self._write_gate is not None else nullcontext()
+        with gate, self.write_engine.begin() as conn:
+            yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
+
     def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()

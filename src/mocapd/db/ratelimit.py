@@ -45,7 +45,7 @@ def _spend_sql() -> Any:
 
 def spend(db: Database, key_sha256: str, now_s: float, rate: float, burst: float) -> str | None:
     """Take one token from the key's bucket: its account id, or None (unknown, revoked or empty)."""
-    with db.write() as s:
+    with db.write_connect() as s:
         if not db.sqlite:
             # a bucket's last few milliseconds may be lost in a crash, harmlessly: this commit does not
             # wait for the WAL to reach the disk (3-4 ms a request here; SQLite's WAL mode never waits)
