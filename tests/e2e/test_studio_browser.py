@@ -105,6 +105,8 @@ def test_a_person_captures_a_clip_in_the_studio(studio: dict[str, Any]) -> None:
     base, key = studio["base"], studio["key"]
     ctx = studio["browser"].new_context(viewport=DESKTOP)
     page = ctx.new_page()
+    refused: list[str] = []  # every Content-Security-Policy refusal the pages report
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(f"{base}/studio")
     _shoot(page, "signin")
     _sign_in(page, base, key)
@@ -209,6 +211,7 @@ def test_a_person_captures_a_clip_in_the_studio(studio: dict[str, Any]) -> None:
         page.wait_for_timeout(300)
         assert "{" not in (page.locator("main").text_content() or ""), f"{name}: raw JSON on the page"
         _shoot(page, name)
+    assert refused == []
     ctx.close()
 
 
