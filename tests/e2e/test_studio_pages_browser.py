@@ -245,7 +245,7 @@ def test_a_webhook_endpoint_is_added_tested_disabled_rotated_and_deleted(studio:
         standardwebhooks.Webhook(first_secret).verify(body, headers)
 
         # "Send again": a new delivery of the same message (same webhook-id), delivered too
-        page.get_by_role("button", name="Send again").first.click()
+        page.get_by_role("button", name=re.compile(r"^Send the webhook\.test message of .* again$")).first.click()
         statuses = page.get_by_test_id("webhook-delivery-status")
         expect(statuses).to_have_count(2, timeout=30_000)
         expect(statuses.nth(0)).to_have_text("delivered", timeout=30_000)

@@ -1141,7 +1141,7 @@ async function pageWebhooks() {
         h('td', { testid: 'webhook-delivery-status' }, DELIVERY[x.status] || x.status,
           x.status !== 'succeeded' && x.nextAttemptAt ? h('span', { class: 'hint' }, ` (next try ${fmtDate(x.nextAttemptAt)})`) : ''),
         h('td', { class: 'num' }, x.attempt), h('td', { class: 'num' }, x.responseStatus ?? ''),
-        h('td', {}, h('button', { type: 'button', class: 'secondary', onclick: async () => {
+        h('td', {}, h('button', { type: 'button', class: 'secondary', 'aria-label': `Send the ${x.eventType} message of ${fmtDate(x.createdAt)} again`, onclick: async () => {
           try { await api('POST', `/api/v1/webhooks/${w.webhookId}/deliveries/${x.id}/redeliver`); await loadDeliveries(); } catch (e) { derr.replaceChildren(errorBox(e)); }
         } }, 'Send again'))));
       body.replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: '6', class: 'empty' }, 'Nothing sent yet.'))]));
