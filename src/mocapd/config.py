@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,7 @@ class Settings:
 
 
 
-_ENV = {
+_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "data_dir": ("MOCAPD_DATA_DIR", Path),
     "models_dir": ("MOCAPD_MODELS_DIR", Path),
     "database_url": ("MOCAPD_DATABASE_URL", str),

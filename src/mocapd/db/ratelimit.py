@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Float, bindparam, case, func, select, text, update
+from sqlalchemy import Float, Table, bindparam, case, func, select, text, update
 
 from mocapd.db.engine import Database
 from mocapd.db.models import Account, ApiKey, Plan
@@ -27,7 +27,7 @@ _NO_FSYNC = text("SET LOCAL synchronous_commit = off")
 
 @functools.cache
 def _spend_sql() -> Any:
-    t = ApiKey.__table__
+    t = cast(Table, ApiKey.__table__)
     now = bindparam("now", type_=Float)
     rate = bindparam("rate", type_=Float)
     burst = bindparam("burst", type_=Float)

@@ -17,9 +17,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from mocapd.db.engine import Database
@@ -62,7 +62,7 @@ class ClaimedDelivery:
 
 @functools.cache
 def _claim_sql(dialect: str) -> tuple[Any, Any]:
-    t = WebhookDelivery.__table__
+    t = cast(Table, WebhookDelivery.__table__)
     ts = t.c.next_attempt_at.type
     now = bindparam("now", type_=ts)
     due = (
@@ -155,7 +155,7 @@ def record_attempt(
     next delay; or failed when the schedule is spent. An endpoint whose deliveries have all failed for
     ``disable_after_s`` is disabled. Returns the delivery's new status, or None if the claim was lost."""
     now = now or _now()
-    t = WebhookDelivery.__table__
+    t = cast(Table, WebhookDelivery.__table__)
     values: dict[str, Any] = {"response_status": response_status, "last_error": error, "updated_at": now}
     if ok:
         values.update(status="succeeded", next_attempt_at=None)
@@ -164,9 +164,9 @@ def record_attempt(
     else:
         values.update(status="failed", next_attempt_at=None)
     with db.write() as s:
-        done = s.execute(
+        done = cast(CursorResult[Any], s.execute(
             update(t).where(t.c.id == claimed.id, t.c.lease_token == claimed.lease_token).values(**values)
-        ).rowcount
+        )).rowcount
         if not done:
             return None
         ep = s.get(WebhookEndpoint, claimed.endpoint_id)
@@ -211,10 +211,11 @@ def purge_messages(db: Database, *, now: datetime | None = None, keep_days: int 
     pending, and every message of ``job_ids`` (jobs purged at the end of their retention: the messages
     carry copies of the job). Returns how many were deleted."""
     now = now or _now()
-    m, d = WebhookMessage.__table__, WebhookDelivery.__table__
+    m, d = cast(Table, WebhookMessage.__table__), cast(Table, WebhookDelivery.__table__)
     pending = select(d.c.id).where(d.c.message_id == m.c.id, d.c.status == "pending").exists()
     with db.write() as s:
-        n = s.execute(delete(m).where(m.c.created_at < now - timedelta(days=keep_days), ~pending)).rowcount or 0
+        n = cast(CursorResult[Any], s.execute(
+            delete(m).where(m.c.created_at < now - timedelta(days=keep_days), ~pending))).rowcount or 0
         if job_ids:
-            n += s.execute(delete(m).where(m.c.job_id.in_(list(job_ids)))).rowcount or 0
+            n += cast(CursorResult[Any], s.execute(delete(m).where(m.c.job_id.in_(list(job_ids))))).rowcount or 0
     return int(n)
