@@ -118,7 +118,11 @@ def test_fbx_reads_back_with_names_mesh_and_skin(name: str) -> None:
     assert len(back.meshes) == len(rig.meshes)
     for m0, m1 in zip(rig.meshes, back.meshes, strict=True):
         assert len(m1.positions) == len(m0.positions)
-        assert np.allclose(np.sort(m1.weights, axis=1), np.sort(m0.weights, axis=1), atol=1e-5)
+        # the same skin weights per vertex (the file welds vertices into control points, so the
+        # reader's vertex order may differ: compared as a set of rows)
+        w0, w1 = np.sort(m0.weights, axis=1), np.sort(m1.weights, axis=1)
+        w0, w1 = w0[np.lexsort(w0.T[::-1])], w1[np.lexsort(w1.T[::-1])]
+        assert np.allclose(w1, w0, atol=1e-5)
     again = prepare_bytes(data, "out.fbx").facts
     assert again["mapping"] == prepared.facts["mapping"]
     assert again["heightM"] == pytest.approx(prepared.facts["heightM"], rel=1e-3)

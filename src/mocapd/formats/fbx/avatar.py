@@ -9,8 +9,9 @@ differs is that the rest pose is the user's:
 * A ``Null`` model named after the node the skeleton hangs from (``Rig.root_parent``, e.g. the
   armature) carries that node's transform, turned Y up when the source was not; under it one
   ``LimbNode`` per bone with its own name and local rest transform (translation, rotation, scale).
-* One ``Mesh`` model + ``Geometry`` per mesh at the scene root (vertices in the output frame,
-  triangles, per-vertex normals), each with a ``Skin`` deformer and one ``Cluster`` per bone that
+* One ``Mesh`` model + ``Geometry`` per mesh at the scene root (control points in the output frame:
+  vertices that share position and skin welded into one; triangles; per-corner normals and UVs),
+  each with a ``Skin`` deformer and one ``Cluster`` per bone that
   deforms it (``Indexes``/``Weights``; ``TransformLink`` = the bone's rest global matrix,
   ``Transform`` = its inverse, the mesh sitting at the identity); a ``BindPose`` of the rest pose.
 * Materials: one Phong ``Material`` per material of the character (diffuse colour = base colour,
@@ -104,33 +105,50 @@ def _layer_element(geo: FbxNode, kind: str, name: str, mapping: str, reference: 
     return element
 
 
+def _weld(
+    positions: FloatArray, joints: NDArray[np.int64], weights: FloatArray
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """FBX control points: the mesh's vertices that share position and skin are one point (vertices
+    that differ only in UV or normal are one point with per-corner UVs and normals, so the character
+    imports as the connected mesh it was). Returns each point's first vertex (P,), in vertex order,
+    and each vertex's point (V,)."""
+    rows = np.concatenate([positions, joints.astype(np.float64), weights], axis=1)  # (V, 11)
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)
+
+
 def _geometry(
     uid: Int64,
     name: str,
-    positions: FloatArray,
+    points: FloatArray,
+    point_of: NDArray[np.int64],
     normals: FloatArray,
     triangles: NDArray[np.int64],
     uvs: FloatArray | None,
     materials: NDArray[np.int64] | None,
 ) -> FbxNode:
-    """A triangle mesh's Geometry: control points, polygons, and layer 0 with per-vertex normals,
-    per-corner UVs (indexed, v upwards as FBX has it) and per-polygon material indices, as Blender's
-    exporter writes them."""
+    """A triangle mesh's Geometry: control points ``points`` (P, 3) (vertex ``v`` is point
+    ``point_of[v]``), polygons, and layer 0 with per-corner normals and UVs (indexed by vertex, v
+    upwards as FBX has it) and per-polygon material indices, as Blender's exporter writes them."""
     geo = FbxNode("Geometry", [uid, name + _SEP + "Geometry", "Mesh"])
     geo.children.append(_props70())
     geo.add("GeometryVersion", 124)
-    geo.add("Vertices", positions.reshape(-1).astype(np.float64))
-    index = triangles.astype(np.int32).copy()
+    geo.add("Vertices", points.reshape(-1).astype(np.float64))
+    index = point_of[triangles].astype(np.int32)
     index[:, 2] = -index[:, 2] - 1  # the last corner of each polygon is stored as -(i + 1)
     geo.add("PolygonVertexIndex", index.reshape(-1))
+    corners = triangles.reshape(-1).astype(np.int32)  # each corner's vertex: the attributes' index
     kinds = ["LayerElementNormal"]
-    _layer_element(geo, "LayerElementNormal", "", "ByVertice", "Direct").add(
-        "Normals", normals.reshape(-1).astype(np.float64)
-    )
+    normal = _layer_element(geo, "LayerElementNormal", "", "ByPolygonVertex", "IndexToDirect")
+    normal.add("Normals", normals.reshape(-1).astype(np.float64))
+    normal.add("NormalsIndex", corners)
     if uvs is not None:
         uv = _layer_element(geo, "LayerElementUV", "UVMap", "ByPolygonVertex", "IndexToDirect")
         uv.add("UV", (uvs * np.array([1.0, -1.0]) + np.array([0.0, 1.0])).reshape(-1).astype(np.float64))
-        uv.add("UVIndex", triangles.reshape(-1).astype(np.int32))
+        uv.add("UVIndex", corners)
         kinds.append("LayerElementUV")
     if materials is not None:
         mat = _layer_element(geo, "LayerElementMaterial", "", "ByPolygon", "IndexToDirect")
@@ -290,8 +308,10 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
             lookup = {g: i for i, g in enumerate(used)}
             local_materials = np.array([lookup.get(int(v), 0) for v in mesh.triangle_materials], dtype=np.int64)
         objects.children.append(_model(model_id, mesh.name, "Mesh", np.zeros(3), np.zeros(3), np.ones(3)))
+        point, point_of = _weld(positions, mesh.joints, mesh.weights)
         objects.children.append(
-            _geometry(geo_id, mesh.name, positions, normals, mesh.triangles, mesh.uvs, local_materials if used else None)
+            _geometry(geo_id, mesh.name, positions[point], point_of, normals, mesh.triangles, mesh.uvs,
+                      local_materials if used else None)
         )
         links += [(material_ids[g], model_id, None) for g in used]  # the model's material order = the indices
         skin = FbxNode("Deformer", [skin_id, mesh.name + _SEP + "Deformer", "Skin"])
@@ -299,14 +319,15 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
         skin.add("Link_DeformAcuracy", 50.0)
         objects.children.append(skin)
         links += [(model_id, Int64(0), None), (geo_id, model_id, None), (skin_id, geo_id, None)]
-        for b in np.unique(mesh.joints[mesh.weights > 0]):
-            rows, cols = np.nonzero((mesh.joints == b) & (mesh.weights > 0))
+        point_joints, point_weights = mesh.joints[point], mesh.weights[point]  # (P, 4) per control point
+        for b in np.unique(point_joints[point_weights > 0]):
+            rows, cols = np.nonzero((point_joints == b) & (point_weights > 0))
             cluster_id = ids()
             cluster = FbxNode("Deformer", [cluster_id, rig.names[b] + _SEP + "SubDeformer", "Cluster"])
             cluster.add("Version", 100)
             cluster.add("UserData", "", "")
             cluster.add("Indexes", rows.astype(np.int32))
-            cluster.add("Weights", mesh.weights[rows, cols].astype(np.float64))
+            cluster.add("Weights", point_weights[rows, cols].astype(np.float64))
             cluster.add("Transform", _flat(np.linalg.inv(rest_global[b])))
             cluster.add("TransformLink", _flat(rest_global[b]))
             objects.children.append(cluster)
