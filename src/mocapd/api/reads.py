@@ -16,6 +16,7 @@ from mocapd.api.state import AppState
 from mocapd.db import ledger
 from mocapd.db.accounts import active_job_count, plan_limits
 from mocapd.db.models import Account, Artifact, Job, JobEvent, LedgerEntry, Plan
+from mocapd.domain.credits import Channel
 from mocapd.domain.plans import ENABLED_TARGETS
 from mocapd.errors import MocapdError
 
@@ -139,9 +140,9 @@ def account_payload(s: Session, account_id: str) -> dict[str, Any]:
     assert plan_row is not None
     plan = plan_limits(plan_row)
     balances = {}
-    for channel in ("api", "studio"):
+    for channel in Channel:
         b = ledger.balance(s, acct.id, channel)
-        balances[channel] = {"balance": b.balance, "held": b.held, "available": b.available}
+        balances[channel.value] = {"balance": b.balance, "held": b.held, "available": b.available}
     return {
         "account": {"id": acct.id, "name": acct.name, "createdAt": acct.created_at.isoformat().replace("+00:00", "Z")},
         "plan": plan.name,

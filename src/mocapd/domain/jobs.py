@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from mocapd.domain.credits import Channel  # which credit balance a job draws on
+
 __all__ = [
     "ACTIVE_STATUSES",
     "NOTE_EVENTS",
@@ -49,13 +51,6 @@ class JobStage(StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     EXPIRED = "expired"
-
-
-class Channel(StrEnum):
-    """Which credit balance a job draws on."""
-
-    API = "api"
-    STUDIO = "studio"
 
 
 class EventType(StrEnum):
