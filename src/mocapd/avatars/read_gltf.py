@@ -241,6 +241,18 @@ def _morph_targets(
     return names, np.stack(offsets)
 
 
+def _moves_uvs(transform: dict[str, Any]) -> bool:
+    """Whether a KHR_texture_transform is other than the identity (a malformed one counts as moving)."""
+    try:
+        return (
+            any(float(v) != 0.0 for v in transform.get("offset") or [])
+            or any(float(v) != 1.0 for v in transform.get("scale") or [])
+            or float(transform.get("rotation") or 0.0) != 0.0
+        )
+    except (TypeError, ValueError):
+        return True
+
+
 class _Materials:
     """The file's materials as ``RigMaterial``s, with the images their textures use (each kept once).
 
@@ -303,6 +315,9 @@ class _Materials:
         if (info.texCoord or 0) != 0:
             self.warnings.append(f"material {material}: a texture on a second UV set was left out")
             return None
+        transform = (info.extensions or {}).get("KHR_texture_transform")
+        if isinstance(transform, dict) and _moves_uvs(transform):
+            self.warnings.append(f"material {material}: a texture's offset, scale or rotation is not carried over")
         tex = textures[info.index]
         image = self._image_of(tex.source, material)
         if image is None:

@@ -216,3 +216,12 @@ def test_the_glb_keeps_the_vrms_morph_targets_at_rest() -> None:
     for t_src, t_out in zip(face_src.primitives[0].targets, face.primitives[0].targets, strict=True):
         assert np.allclose(_floats(out, t_out["POSITION"]), _floats(src, t_src["POSITION"]), atol=1e-6)
     assert "morph targets are in the GLB only" in " ".join(_stored_rig("godette.vrm").warnings)
+
+
+@pytest.mark.parametrize("transform", [{"offset": [0.5, 0.0]}, {"scale": "big"}])
+def test_a_texture_transform_that_moves_the_uvs_is_named_in_the_warnings(transform: dict[str, Any]) -> None:
+    gltf = pygltflib.GLTF2.load_from_bytes(rig_bytes("godette.vrm"))
+    gltf.materials[0].pbrMetallicRoughness.baseColorTexture.extensions = {"KHR_texture_transform": transform}
+    rig = prepare_bytes(b"".join(gltf.save_to_bytes()), "moved.vrm").rig
+    assert any("offset, scale or rotation is not carried over" in w for w in rig.warnings)
+    assert not any("offset, scale" in w for w in _stored_rig("godette.vrm").warnings)  # identity transforms
