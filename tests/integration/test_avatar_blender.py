@@ -82,6 +82,15 @@ def test_blender_imports_the_avatar_fbx(name: str, tmp_path: Path) -> None:
     # the character's look: UVs, materials, and base colour images (embedded in the file)
     assert _imported_look() == _look(rig)
     assert all(im.packed_file is not None for im in bpy.data.images if im.source == "FILE")
+    for mesh in rig.meshes:  # morph targets come in as shape keys at 0, moving the vertices as in the rig
+        if mesh.morph_names and mesh.morph_positions is not None:
+            (obj,) = [o for o in scene.objects if o.type == "MESH" and o.name == mesh.name]
+            keys = obj.data.shape_keys.key_blocks
+            assert [k.name for k in keys][1:] == mesh.morph_names and all(k.value == 0.0 for k in keys)
+            basis = np.array([tuple(v.co) for v in keys[0].data])
+            for k, offsets in zip(keys[1:], mesh.morph_positions, strict=True):
+                moved = np.linalg.norm(np.array([tuple(v.co) for v in k.data]) - basis, axis=1).max()
+                assert moved == pytest.approx(rig.unit_m * np.linalg.norm(offsets, axis=1).max(), abs=1e-4), k.name
 
 
 Look = list[tuple[bool, list[str], list[str]]]

@@ -556,8 +556,6 @@ def read_gltf(data: bytes, filename: str) -> Rig:
             morph_names, morph_positions = _morph_targets(buffers, mesh, prim, len(pos), linear)
             if prim.targets and morph_positions is None:
                 warnings.append(f"mesh {mesh.name or ni!s}: morph targets are not carried over")
-            elif morph_positions is not None:
-                warnings.append(f"mesh {mesh.name or ni!s}: morph targets are in the GLB only, not in the FBX")
             triangles = idx.reshape(-1, 3)
             material = materials.material(prim.material)
             meshes.append(

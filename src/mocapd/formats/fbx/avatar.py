@@ -19,6 +19,8 @@ differs is that the rest pose is the user's:
   UVs); a base colour, normal or emissive image becomes a ``Texture`` on ``DiffuseColor``,
   ``NormalMap`` or ``EmissiveColor`` over a ``Video`` that embeds the image (``Content``), each image
   once, as Blender's FBX exporter writes them.
+* Morph targets: a ``BlendShape`` deformer per mesh, a ``BlendShapeChannel`` at 0 % and a ``Shape``
+  geometry (the moved control points' offsets) per target.
 * One ``AnimationStack``/``AnimationLayer`` ``Take 001``: ``R`` curves (XYZ Euler degrees,
   unwrapped) on the bones whose rotation changes and ``T`` curves on those whose position changes,
   one linear key per frame.
@@ -227,6 +229,41 @@ def _video(uid: Int64, name: str, filename: str, data: bytes) -> FbxNode:
     return node
 
 
+def _add_blend_shapes(
+    objects: FbxNode,
+    links: list[tuple[Int64, Int64, str | None]],
+    ids: _Ids,
+    mesh_name: str,
+    geo_id: Int64,
+    names: list[str],
+    offsets: FloatArray,
+) -> None:
+    """Morph targets as Blender's exporter writes shape keys: one ``BlendShape`` deformer on the
+    geometry, and per target a ``BlendShapeChannel`` (at 0 %) over a ``Shape`` geometry holding the
+    moved control points' offsets (``offsets``: (M, P, 3), output frame)."""
+    blend_id = ids()
+    blend = FbxNode("Deformer", [blend_id, mesh_name + _SEP + "Deformer", "BlendShape"])
+    blend.add("Version", 100)
+    objects.children.append(blend)
+    links.append((blend_id, geo_id, None))
+    for name, d in zip(names, offsets, strict=True):
+        moved = np.flatnonzero(np.abs(d).max(axis=1) > 0)
+        if not len(moved):
+            moved = np.array([0])
+        channel_id, shape_id = ids(), ids()
+        channel = FbxNode("Deformer", [channel_id, name + _SEP + "SubDeformer", "BlendShapeChannel"])
+        channel.add("Version", 100)
+        channel.add("DeformPercent", 0.0)
+        channel.add("FullWeights", np.array([100.0], dtype=np.float64))
+        shape = FbxNode("Geometry", [shape_id, name + _SEP + "Geometry", "Shape"])
+        shape.add("Version", 100)
+        shape.add("Indexes", moved.astype(np.int32))
+        shape.add("Vertices", d[moved].reshape(-1).astype(np.float64))
+        shape.add("Normals", np.zeros(3 * len(moved), dtype=np.float64))
+        objects.children += [channel, shape]
+        links += [(channel_id, blend_id, None), (shape_id, channel_id, None)]
+
+
 # Material texture slots -> the FBX material property the texture connects to.
 _TEXTURE_PROPERTY = {"baseColor": "DiffuseColor", "normal": "NormalMap", "emissive": "EmissiveColor"}
 
@@ -295,6 +332,7 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
 
     mesh_ids: list[Int64] = []
     num_clusters = 0
+    num_shapes = num_blend_deformers = 0  # Shape geometries; BlendShape deformers and their channels
     for mesh in rig.meshes:
         model_id, geo_id, skin_id = ids(), ids(), ids()
         mesh_ids.append(model_id)
@@ -319,6 +357,11 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
         skin.add("Link_DeformAcuracy", 50.0)
         objects.children.append(skin)
         links += [(model_id, Int64(0), None), (geo_id, model_id, None), (skin_id, geo_id, None)]
+        if mesh.morph_positions is not None and mesh.morph_names:
+            _add_blend_shapes(objects, links, ids, mesh.name, geo_id, mesh.morph_names,
+                              mesh.morph_positions[:, point] @ up[:3, :3].T)
+            num_shapes += len(mesh.morph_names)
+            num_blend_deformers += 1 + len(mesh.morph_names)
         point_joints, point_weights = mesh.joints[point], mesh.weights[point]  # (P, 4) per control point
         for b in np.unique(point_joints[point_weights > 0]):
             rows, cols = np.nonzero((point_joints == b) & (point_weights > 0))
@@ -389,8 +432,8 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
         "GlobalSettings": 1,
         "NodeAttribute": nb + 1,
         "Model": nb + 1 + len(rig.meshes),
-        "Geometry": len(rig.meshes),
-        "Deformer": len(rig.meshes) + num_clusters,
+        "Geometry": len(rig.meshes) + num_shapes,
+        "Deformer": len(rig.meshes) + num_clusters + num_blend_deformers,
         "Pose": 1,
         "Material": len(rig.materials),
         "Texture": num_textures,
