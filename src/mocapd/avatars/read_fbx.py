@@ -97,6 +97,28 @@ def _split_corners(corners: NDArray[np.int64], keys: NDArray[np.int64], num_vert
     return source, vertex_of[inverse]
 
 
+def _blend_shapes(mesh: Any, num_points: int, linear: FloatArray) -> tuple[list[str], FloatArray | None]:
+    """The mesh's blend shape channels as morph targets: names and per-control-point offsets
+    (M, P, 3) in the file frame (each channel's target shape; in-between shapes are not kept).
+    None when there are none or one does not fit the mesh."""
+    names: list[str] = []
+    offsets: list[FloatArray] = []
+    for deformer in _kept(mesh.blend_deformers):
+        for channel in _kept(deformer.channels):
+            shape = own(channel.target_shape)
+            if shape is None:
+                continue
+            at = np.asarray(own(shape.offset_vertices), dtype=np.int64).reshape(-1)
+            d = np.asarray(own(shape.position_offsets), dtype=np.float64).reshape(-1, 3)
+            if len(at) != len(d) or (len(at) and (at.min() < 0 or at.max() >= num_points)) or not np.isfinite(d).all():
+                return [], None
+            full = np.zeros((num_points, 3))
+            full[at] = d
+            names.append(str(channel.name))
+            offsets.append(full @ linear.T)
+    return (names, np.stack(offsets)) if offsets else ([], None)
+
+
 class _Materials:
     """ufbx materials (Lambert/Phong/PBR) as ``RigMaterial``s, each kept once; embedded textures as images."""
 
@@ -351,7 +373,8 @@ def _read_scene(scene: Any) -> Rig:
             g = _m(n.geometry_to_world)
             pos = verts @ g[:3, :3].T + g[:3, 3]
             g_lin = g[:3, :3]
-        if len(_kept(mesh.blend_deformers)):
+        morph_names, offsets = _blend_shapes(mesh, len(verts), g_lin)
+        if offsets is None and len(_kept(mesh.blend_deformers)):
             warnings.append(f"mesh {n.name}: blend shapes are not carried over")
         uvs = normals = None
         if uv_values is not None:
@@ -363,7 +386,8 @@ def _read_scene(scene: Any) -> Rig:
             normals = normal_values[keys[-1][first_corner]] @ np.linalg.inv(g_lin)
             normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         meshes.append(
-            RigMesh(str(n.name), pos[source], normals, triangles, joints[source], weights[source], uvs, triangle_materials)
+            RigMesh(str(n.name), pos[source], normals, triangles, joints[source], weights[source], uvs, triangle_materials,
+                    morph_names, None if offsets is None else offsets[:, source])
         )
     names = [str(nodes[n].name) for n in bones]
     return Rig(

@@ -193,12 +193,15 @@ def test_the_fbx_carries_the_uvs_materials_and_base_colour_images(name: str) -> 
             assert back.images[got.textures["baseColor"].image].data == rig.images[m.textures["baseColor"].image].data
         else:
             assert "baseColor" not in got.textures
-    assert not [w for w in back.warnings if "not embedded" in w]
+    assert not [w for w in back.warnings if "not embedded" in w or "not carried over" in w]
     for m0, m1 in zip(rig.meshes, back.meshes, strict=True):
         assert (m1.uvs is None) == (m0.uvs is None)
         if m0.uvs is not None and m1.uvs is not None:
             # each triangle corner keeps its UV (the reader may split vertices, never move a UV)
             assert np.allclose(m1.uvs[m1.triangles], m0.uvs[m0.triangles], atol=1e-5)
+        assert m1.morph_names == m0.morph_names  # morph targets: the same offsets at every corner
+        if m0.morph_positions is not None and m1.morph_positions is not None:
+            assert np.allclose(m1.morph_positions[:, m1.triangles], m0.morph_positions[:, m0.triangles], atol=1e-6)
         if m0.triangle_materials is not None:
             assert m1.triangle_materials is not None
             names0 = [rig.materials[k].name for k in m0.triangle_materials]

@@ -10,7 +10,8 @@ differs is that the rest pose is the user's:
   armature) carries that node's transform, turned Y up when the source was not; under it one
   ``LimbNode`` per bone with its own name and local rest transform (translation, rotation, scale).
 * One ``Mesh`` model + ``Geometry`` per mesh at the scene root (control points in the output frame:
-  vertices that share position and skin welded into one; triangles; per-corner normals and UVs),
+  vertices that share position, skin and morph offsets welded into one; triangles; per-corner
+  normals and UVs),
   each with a ``Skin`` deformer and one ``Cluster`` per bone that
   deforms it (``Indexes``/``Weights``; ``TransformLink`` = the bone's rest global matrix,
   ``Transform`` = its inverse, the mesh sitting at the identity); a ``BindPose`` of the rest pose.
@@ -108,13 +109,16 @@ def _layer_element(geo: FbxNode, kind: str, name: str, mapping: str, reference: 
 
 
 def _weld(
-    positions: FloatArray, joints: NDArray[np.int64], weights: FloatArray
+    positions: FloatArray, joints: NDArray[np.int64], weights: FloatArray, morphs: FloatArray | None
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """FBX control points: the mesh's vertices that share position and skin are one point (vertices
-    that differ only in UV or normal are one point with per-corner UVs and normals, so the character
-    imports as the connected mesh it was). Returns each point's first vertex (P,), in vertex order,
-    and each vertex's point (V,)."""
-    rows = np.concatenate([positions, joints.astype(np.float64), weights], axis=1)  # (V, 11)
+    """FBX control points: the mesh's vertices that share position, skin and morph offsets
+    (``morphs``: (M, V, 3) or None) are one point (vertices that differ only in UV or normal are one
+    point with per-corner UVs and normals, so the character imports as the connected mesh it was).
+    Returns each point's first vertex (P,), in vertex order, and each vertex's point (V,)."""
+    parts = [positions, joints.astype(np.float64), weights]
+    if morphs is not None:
+        parts.append(morphs.transpose(1, 0, 2).reshape(len(positions), -1))
+    rows = np.concatenate(parts, axis=1)  # (V, 11 + 3 M)
     _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first)
     rank = np.empty_like(order)
@@ -346,7 +350,7 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
             lookup = {g: i for i, g in enumerate(used)}
             local_materials = np.array([lookup.get(int(v), 0) for v in mesh.triangle_materials], dtype=np.int64)
         objects.children.append(_model(model_id, mesh.name, "Mesh", np.zeros(3), np.zeros(3), np.ones(3)))
-        point, point_of = _weld(positions, mesh.joints, mesh.weights)
+        point, point_of = _weld(positions, mesh.joints, mesh.weights, mesh.morph_positions)
         objects.children.append(
             _geometry(geo_id, mesh.name, positions[point], point_of, normals, mesh.triangles, mesh.uvs,
                       local_materials if used else None)
