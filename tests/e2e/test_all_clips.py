@@ -27,6 +27,7 @@ import pytest
 
 from tests.conftest import shared_file
 from tests.e2e.test_service_flow import _free_port, _stop
+from tests.support.http import patient_client
 from tests.support.procs import wait_http_ok
 
 pytestmark = pytest.mark.slow
@@ -139,7 +140,7 @@ def _check_file(c: httpx.Client, job_id: str, f: dict[str, Any], url: str | None
 def finished(served: Served) -> dict[str, dict[str, Any]]:
     """Submit every clip at once, then poll until each job is terminal: clip -> result payload."""
     auth = {"Authorization": f"Bearer {served.key}"}
-    with httpx.Client(base_url=served.base, headers=auth, timeout=30) as c:
+    with patient_client(base_url=served.base, headers=auth, timeout=30) as c:
         jobs = {clip: _submit(c, clip) for clip in CLIPS}
         results: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + DEADLINE_S
@@ -170,7 +171,7 @@ def test_every_clip_completes_with_every_artifact_downloadable_and_verified(
         outputs["unitree_g1"]["resultType"] == "robot_motion_json" and outputs["unitree_g1"]["motionJsonUrl"]
     )
     auth = {"Authorization": f"Bearer {served.key}"}
-    with httpx.Client(base_url=served.base, headers=auth, timeout=60) as c:
+    with patient_client(base_url=served.base, headers=auth, timeout=60) as c:
         listed = {f["name"]: f for o in res["outputs"] for f in o["files"]}
         assert {"motion.fbx", "motion.bvh", "motion.glb", "g1_motion.json", "g1_motion.csv"} <= set(listed)
         for f in listed.values():
@@ -200,7 +201,7 @@ def test_the_second_person_in_sports2d_is_reported_not_swapped_in(
     rejected too, as the continuity test cannot tell him from someone else.)"""
     res = finished["video/sports2d_demo.mp4"]
     auth = {"Authorization": f"Bearer {served.key}"}
-    with httpx.Client(base_url=served.base, headers=auth, timeout=60) as c:
+    with patient_client(base_url=served.base, headers=auth, timeout=60) as c:
         quality = json.loads(_download(c, res["qualityUrl"]))
         manifest = json.loads(_download(c, res["manifestUrl"]))
     frames = quality["frames"]
