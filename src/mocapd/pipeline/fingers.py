@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.pipeline.layout import HAND_21
-from mocapd.pipeline.skeleton import Motion, Skeleton
+from mocapd.pipeline.skeleton import Motion, Skeleton, quat_mul
 
 __all__ = [
     "FINGER_NAMES",
@@ -128,10 +128,6 @@ def finger_angles(points: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 def finger_limits_rad() -> tuple[FloatArray, FloatArray]:
     """Lower and upper flexion limits (5, 3), radians (fingers in `FINGERS` order, joints 01..03)."""
-    return _limits()
-
-
-def _limits() -> tuple[FloatArray, FloatArray]:
     lo = np.deg2rad(np.array([[r[0] for r in LIMITS_DEG[f]] for f in FINGERS]))  # (5, 3)
     hi = np.deg2rad(np.array([[r[1] for r in LIMITS_DEG[f]] for f in FINGERS]))
     return lo, hi
@@ -144,17 +140,15 @@ def _relaxed() -> FloatArray:
 def _smooth(x: FloatArray, seen: BoolArray, fps: float) -> FloatArray:
     """A centred moving average over about 0.1 s, over seen frames only (x: (F, ...))."""
     half = max(1, int(round(0.05 * fps)))
-    w = seen.astype(np.float64)
-    out = np.empty_like(x)
     f = x.shape[0]
-    xs = np.where(seen.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0.0)
-    csum = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(xs, axis=0)])
-    wsum = np.concatenate([[0.0], np.cumsum(w)])
-    for t in range(f):
-        lo_t, hi_t = max(0, t - half), min(f, t + half + 1)
-        n = wsum[hi_t] - wsum[lo_t]
-        out[t] = (csum[hi_t] - csum[lo_t]) / n if n > 0 else x[t]
-    return out
+    mask = seen.reshape((-1,) + (1,) * (x.ndim - 1))
+    csum = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(np.where(mask, x, 0.0), axis=0)])
+    wsum = np.concatenate([[0.0], np.cumsum(seen.astype(np.float64))])
+    t = np.arange(f)
+    lo, hi = np.maximum(t - half, 0), np.minimum(t + half + 1, f)
+    n = (wsum[hi] - wsum[lo]).reshape(mask.shape)
+    mean = (csum[hi] - csum[lo]) / np.maximum(n, 1e-12)
+    return np.where(n > 0, mean, x)
 
 
 def _seen_weight(seen: BoolArray, fps: float) -> FloatArray:
@@ -186,7 +180,7 @@ def hand_angles_track(points: FloatArray, seen: BoolArray, fps: float) -> HandAn
     spread = np.zeros((f, 5))
     if seen.any():
         raw_flex, raw_spread = finger_angles(np.where(seen[:, None, None], points, 0.0))
-        lo, hi = _limits()
+        lo, hi = finger_limits_rad()
         raw_flex = np.clip(raw_flex, lo, hi)
         lim = np.deg2rad(SPREAD_LIMIT_DEG)
         raw_spread = np.clip(raw_spread, -lim, lim)
@@ -200,7 +194,7 @@ def hand_angles_track(points: FloatArray, seen: BoolArray, fps: float) -> HandAn
         w = _seen_weight(seen, fps)[:, None]
         flex = w[..., None] * held_flex + (1.0 - w[..., None]) * relaxed
         spread = w * held_spread
-        flex = np.clip(flex, *_limits())
+        flex = np.clip(flex, *finger_limits_rad())
     return HandAngles(flex, spread, seen)
 
 
@@ -208,13 +202,6 @@ def _axis_angle_quat(axis: FloatArray, angle: FloatArray) -> FloatArray:
     """wxyz quaternions (F, 4) for rotations by ``angle`` (F,) about the unit ``axis`` (3,)."""
     half = 0.5 * angle
     return np.concatenate([np.cos(half)[:, None], np.sin(half)[:, None] * axis[None, :]], axis=1)
-
-
-def _quat_mul(a: FloatArray, b: FloatArray) -> FloatArray:
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], axis=-1)
 
 
 def _finger_frame(finger: str, side: str) -> tuple[FloatArray, FloatArray]:
@@ -259,7 +246,7 @@ def with_fingers(motion: Motion, left: HandAngles | None, right: HandAngles | No
                 offsets.append(offset)
                 q = _axis_angle_quat(hinge, flex[:, k])
                 if k == 0:
-                    q = _quat_mul(_axis_angle_quat(spread_axis, spread), q)
+                    q = quat_mul(_axis_angle_quat(spread_axis, spread), q)
                 trans.append(np.tile(offset, (f, 1))[:, None, :])
                 quats.append(q[:, None, :])
                 parent = len(names) - 1

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, cast
@@ -86,7 +86,6 @@ class PoseModel:
     resource_root: Path | None = None  # None: the wheel's own files
     sha256: str | None = None  # of the landmark model file, for the manifest
     source: str = "mediapipe-0.10.21 wheel"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 FULL = PoseModel()
