@@ -16,9 +16,15 @@ from mocapd.db.webhooks import ClaimedDelivery, claim_deliveries, record_attempt
 from mocapd.domain.webhooks import parse_retry_schedule
 from mocapd.webhooks.send import MAX_RESPONSE_BYTES, TIMEOUT_S, Attempt, send_signed
 
-__all__ = ["Dispatcher", "start_dispatcher"]
+__all__ = ["Dispatcher", "lease_for", "start_dispatcher"]
 
 log = logging.getLogger("mocapd.webhooks")
+
+
+def lease_for(timeout_s: float = TIMEOUT_S) -> float:
+    """How long a claim lasts: well past one send (connect, write, read, each bounded by ``timeout_s``).
+    A dispatcher killed mid-send leaves its claim to run out; the delivery is then claimed again."""
+    return 3 * timeout_s + 30.0
 
 
 class Dispatcher:
@@ -42,7 +48,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.poll_s = poll_s
         self.timeout_s = timeout_s
-        self.lease_s = 3 * timeout_s + 30.0
+        self.lease_s = lease_for(timeout_s)
         self.max_response_bytes = max_response_bytes
         self.retry_schedule_s = parse_retry_schedule(settings.webhook_retry_schedule)
         self.sent = 0
