@@ -41,17 +41,16 @@ from mocapd.formats.fbx.encode import FBX_VERSION, FbxNode, Int64, encode_fbx
 from mocapd.formats.fbx.euler import matrix_from_quat_wxyz, unwrapped_euler_xyz_rad
 from mocapd.formats.fbx.scene import (
     _SEP,
-    TAKE_NAME,
+    _animate,
     _attribute,
-    _connections,
-    _curve,
-    _definitions,
+    _bind_pose,
+    _document,
     _global_settings,
-    _header_nodes,
     _Ids,
     _ktimes,
     _p,
     _props70,
+    _take,
 )
 
 __all__ = ["write_avatar_fbx"]
@@ -382,56 +381,21 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
             links += [(cluster_id, skin_id, None), (bone_ids[int(b)], cluster_id, None)]
 
     pose_id, stack_id, layer_id = ids(), ids(), ids()
-    pose = FbxNode("Pose", [pose_id, "BindPose" + _SEP + "Pose", "BindPose"])
-    pose.add("Type", "BindPose")
-    pose.add("Version", 100)
     entries = [(arm_id, top), *zip(bone_ids, rest_global, strict=True), *((m, np.eye(4)) for m in mesh_ids)]
-    pose.add("NbPoseNodes", len(entries))
-    for uid, matrix in entries:
-        pn = pose.add("PoseNode")
-        pn.add("Node", uid)
-        pn.add("Matrix", _flat(matrix))
-    objects.children.append(pose)
-
-    stack = FbxNode("AnimationStack", [stack_id, TAKE_NAME + _SEP + "AnimStack", ""])
-    stack.children.append(
-        _props70(
-            _p("LocalStart", "KTime", "Time", "", Int64(0)),
-            _p("LocalStop", "KTime", "Time", "", Int64(stop)),
-            _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
-            _p("ReferenceStop", "KTime", "Time", "", Int64(stop)),
-        )
-    )
-    objects.children.append(stack)
-    objects.children.append(FbxNode("AnimationLayer", [layer_id, "BaseLayer" + _SEP + "AnimLayer", ""]))
+    objects.children.append(_bind_pose(pose_id, [(uid, _flat(matrix)) for uid, matrix in entries]))
+    objects.children.extend(_take(stack_id, layer_id, stop))
     links.append((layer_id, stack_id, None))
     num_curve_nodes = 0
     for b in range(nb):
         channels = []
         if np.abs(t_anim[:, b] - t_rest[b]).max() > _CHANGING * scale:
-            channels.append(("T", "Lcl Translation", t_anim[:, b]))
+            channels.append((("T", "Lcl Translation"), t_anim[:, b]))
         if np.abs(np.abs(np.sum(q_anim[:, b] * q_rest[b], axis=1)) - 1.0).max() > _CHANGING:
-            channels.append(("R", "Lcl Rotation", r_anim[:, b]))
-        for short, prop, values in channels:
-            node_id = ids()
-            cn = FbxNode("AnimationCurveNode", [node_id, short + _SEP + "AnimCurveNode", ""])
-            cn.children.append(_props70(*(_p(f"d|{ax}", "Number", "", "A", float(values[0, k])) for k, ax in enumerate("XYZ"))))
-            objects.children.append(cn)
+            channels.append((("R", "Lcl Rotation"), r_anim[:, b]))
+        for channel, values in channels:
+            _animate(objects, links, ids, layer_id, bone_ids[b], channel, times, values)
             num_curve_nodes += 1
-            links += [(node_id, layer_id, None), (node_id, bone_ids[b], prop)]
-            for k, ax in enumerate("XYZ"):
-                curve_id = ids()
-                objects.children.append(_curve(curve_id, times, values[:, k]))
-                links.append((curve_id, node_id, f"d|{ax}"))
 
-    document = FbxNode("Document", [doc_id, "", "Scene"])
-    document.children.append(
-        _props70(_p("SourceObject", "object", "", ""), _p("ActiveAnimStackName", "KString", "", "", TAKE_NAME))
-    )
-    document.add("RootNode", Int64(0))
-    documents = FbxNode("Documents")
-    documents.add("Count", 1)
-    documents.children.append(document)
     counts = {
         "GlobalSettings": 1,
         "NodeAttribute": nb + 1,
@@ -447,19 +411,4 @@ def build_avatar_document(anim: AvatarAnimation) -> list[FbxNode]:
         "AnimationCurveNode": num_curve_nodes,
         "AnimationCurve": 3 * num_curve_nodes,
     }
-    takes = FbxNode("Takes")
-    takes.add("Current", TAKE_NAME)
-    take = takes.add("Take", TAKE_NAME)
-    take.add("FileName", TAKE_NAME.replace(" ", "_") + ".tak")
-    take.add("LocalTime", Int64(0), Int64(stop))
-    take.add("ReferenceTime", Int64(0), Int64(stop))
-    return [
-        *_header_nodes(),
-        _global_settings_units(anim.fps, stop, rig.unit_m * 100.0),
-        documents,
-        FbxNode("References"),
-        _definitions(counts),
-        objects,
-        _connections(iter(links)),
-        takes,
-    ]
+    return _document(doc_id, _global_settings_units(anim.fps, stop, rig.unit_m * 100.0), counts, objects, links, stop)

@@ -311,6 +311,97 @@ def _connections(pairs: Iterator[tuple[Int64, Int64, str | None]]) -> FbxNode:
     return node
 
 
+def _bind_pose(uid: Int64, entries: list[tuple[Int64, NDArray[np.float64]]]) -> FbxNode:
+    """The ``BindPose``: each node's rest global matrix (16 floats, column-major)."""
+    pose = FbxNode("Pose", [uid, "BindPose" + _SEP + "Pose", "BindPose"])
+    pose.add("Type", "BindPose")
+    pose.add("Version", 100)
+    pose.add("NbPoseNodes", len(entries))
+    for node, matrix in entries:
+        pose_node = pose.add("PoseNode")
+        pose_node.add("Node", node)
+        pose_node.add("Matrix", matrix)
+    return pose
+
+
+def _take(stack_id: Int64, layer_id: Int64, stop: int) -> list[FbxNode]:
+    """The one take's ``AnimationStack`` and its ``AnimationLayer`` (link the layer to the stack)."""
+    stack = FbxNode("AnimationStack", [stack_id, TAKE_NAME + _SEP + "AnimStack", ""])
+    stack.children.append(
+        _props70(
+            _p("LocalStart", "KTime", "Time", "", Int64(0)),
+            _p("LocalStop", "KTime", "Time", "", Int64(stop)),
+            _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
+            _p("ReferenceStop", "KTime", "Time", "", Int64(stop)),
+        )
+    )
+    return [stack, FbxNode("AnimationLayer", [layer_id, "BaseLayer" + _SEP + "AnimLayer", ""])]
+
+
+_Link = tuple[Int64, Int64, "str | None"]
+
+
+def _animate(
+    objects: FbxNode,
+    links: list[_Link],
+    ids: _Ids,
+    layer_id: Int64,
+    target: Int64,
+    channel: tuple[str, str],
+    times: NDArray[np.int64],
+    values: FloatArray,
+) -> None:
+    """One ``AnimationCurveNode`` (``channel`` = ("T", "Lcl Translation") or ("R", "Lcl Rotation")) on
+    ``target`` with its X, Y and Z curves; ``values`` (F, 3)."""
+    short, prop = channel
+    node_id = ids()
+    curve_node = FbxNode("AnimationCurveNode", [node_id, short + _SEP + "AnimCurveNode", ""])
+    curve_node.children.append(
+        _props70(*(_p(f"d|{axis}", "Number", "", "A", float(values[0, k])) for k, axis in enumerate("XYZ")))
+    )
+    objects.children.append(curve_node)
+    links.append((node_id, layer_id, None))
+    links.append((node_id, target, prop))
+    for k, axis in enumerate("XYZ"):
+        curve_id = ids()
+        objects.children.append(_curve(curve_id, times, values[:, k]))
+        links.append((curve_id, node_id, f"d|{axis}"))
+
+
+def _document(
+    doc_id: Int64, global_settings: FbxNode, counts: dict[str, int], objects: FbxNode, links: list[_Link], stop: int
+) -> list[FbxNode]:
+    """The top-level nodes around ``objects``: header, settings, the scene document, definitions
+    (``counts``), connections and the take."""
+    document = FbxNode("Document", [doc_id, "", "Scene"])
+    document.children.append(
+        _props70(
+            _p("SourceObject", "object", "", ""),
+            _p("ActiveAnimStackName", "KString", "", "", TAKE_NAME),
+        )
+    )
+    document.add("RootNode", Int64(0))
+    documents = FbxNode("Documents")
+    documents.add("Count", 1)
+    documents.children.append(document)
+    takes = FbxNode("Takes")
+    takes.add("Current", TAKE_NAME)
+    take = takes.add("Take", TAKE_NAME)
+    take.add("FileName", TAKE_NAME.replace(" ", "_") + ".tak")
+    take.add("LocalTime", Int64(0), Int64(stop))
+    take.add("ReferenceTime", Int64(0), Int64(stop))
+    return [
+        *_header_nodes(),
+        global_settings,
+        documents,
+        FbxNode("References"),
+        _definitions(counts),
+        objects,
+        _connections(iter(links)),
+        takes,
+    ]
+
+
 def build_fbx_document(motion: Motion) -> list[FbxNode]:
     """The top-level FBX nodes for ``motion`` (see the module doc for the layout)."""
     sk: Skeleton = motion.skeleton
@@ -352,65 +443,25 @@ def build_fbx_document(motion: Motion) -> list[FbxNode]:
         links.append((joint_ids[j], armature_id if parent < 0 else joint_ids[parent], None))
         links.append((attr_ids[j], joint_ids[j], None))
 
-    pose = FbxNode("Pose", [pose_id, "BindPose" + _SEP + "Pose", "BindPose"])
-    pose.add("Type", "BindPose")
-    pose.add("Version", 100)
-    pose.add("NbPoseNodes", sk.num_joints + 1)
-    for uid, rotation, position in [
-        (armature_id, np.eye(3), np.zeros(3)),
-        *zip(joint_ids, rest_global_rot, rest_global_cm, strict=True),
-    ]:
-        pose_node = pose.add("PoseNode")
-        pose_node.add("Node", uid)
-        pose_node.add("Matrix", _column_major(rotation, position))
-    objects.children.append(pose)
-
-    stack = FbxNode("AnimationStack", [stack_id, TAKE_NAME + _SEP + "AnimStack", ""])
-    stack.children.append(
-        _props70(
-            _p("LocalStart", "KTime", "Time", "", Int64(0)),
-            _p("LocalStop", "KTime", "Time", "", Int64(stop)),
-            _p("ReferenceStart", "KTime", "Time", "", Int64(0)),
-            _p("ReferenceStop", "KTime", "Time", "", Int64(stop)),
+    objects.children.append(
+        _bind_pose(
+            pose_id,
+            [
+                (armature_id, _column_major(np.eye(3), np.zeros(3))),
+                *((uid, _column_major(r, t)) for uid, r, t in zip(joint_ids, rest_global_rot, rest_global_cm, strict=True)),
+            ],
         )
     )
-    objects.children.append(stack)
-    objects.children.append(FbxNode("AnimationLayer", [layer_id, "BaseLayer" + _SEP + "AnimLayer", ""]))
+    objects.children.extend(_take(stack_id, layer_id, stop))
     links.append((layer_id, stack_id, None))
 
     num_curve_nodes = 0
     for j in range(sk.num_joints):
-        channels = [("T", "Lcl Translation", translation_cm)] if j in translated else []
-        channels.append(("R", "Lcl Rotation", euler_deg))
-        for short, prop, values in channels:
-            node_id = ids()
-            first = values[0, j]
-            curve_node = FbxNode("AnimationCurveNode", [node_id, short + _SEP + "AnimCurveNode", ""])
-            curve_node.children.append(
-                _props70(
-                    *(_p(f"d|{axis}", "Number", "", "A", float(first[k])) for k, axis in enumerate("XYZ"))
-                )
-            )
-            objects.children.append(curve_node)
+        channels = [(("T", "Lcl Translation"), translation_cm)] if j in translated else []
+        channels.append((("R", "Lcl Rotation"), euler_deg))
+        for channel, values in channels:
+            _animate(objects, links, ids, layer_id, joint_ids[j], channel, times, values[:, j])
             num_curve_nodes += 1
-            links.append((node_id, layer_id, None))
-            links.append((node_id, joint_ids[j], prop))
-            for k, axis in enumerate("XYZ"):
-                curve_id = ids()
-                objects.children.append(_curve(curve_id, times, values[:, j, k]))
-                links.append((curve_id, node_id, f"d|{axis}"))
-
-    document = FbxNode("Document", [doc_id, "", "Scene"])
-    document.children.append(
-        _props70(
-            _p("SourceObject", "object", "", ""),
-            _p("ActiveAnimStackName", "KString", "", "", TAKE_NAME),
-        )
-    )
-    document.add("RootNode", Int64(0))
-    documents = FbxNode("Documents")
-    documents.add("Count", 1)
-    documents.children.append(document)
 
     counts = {
         "GlobalSettings": 1,
@@ -422,23 +473,7 @@ def build_fbx_document(motion: Motion) -> list[FbxNode]:
         "AnimationCurveNode": num_curve_nodes,
         "AnimationCurve": 3 * num_curve_nodes,
     }
-    takes = FbxNode("Takes")
-    takes.add("Current", TAKE_NAME)
-    take = takes.add("Take", TAKE_NAME)
-    take.add("FileName", TAKE_NAME.replace(" ", "_") + ".tak")
-    take.add("LocalTime", Int64(0), Int64(stop))
-    take.add("ReferenceTime", Int64(0), Int64(stop))
-
-    return [
-        *_header_nodes(),
-        _global_settings(motion.fps, stop),
-        documents,
-        FbxNode("References"),
-        _definitions(counts),
-        objects,
-        _connections(iter(links)),
-        takes,
-    ]
+    return _document(doc_id, _global_settings(motion.fps, stop), counts, objects, links, stop)
 
 
 def write_fbx(motion: Motion) -> bytes:
