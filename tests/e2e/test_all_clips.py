@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,9 +24,8 @@ import httpx
 import pytest
 
 from tests.conftest import shared_file
-from tests.e2e.test_service_flow import _free_port, _stop
 from tests.support.http import patient_client
-from tests.support.procs import wait_http_ok
+from tests.support.procs import dev_serve
 
 pytestmark = pytest.mark.slow
 
@@ -57,26 +54,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     sources = [shared_file(c) for c in CLIPS]  # skip before starting anything when the data is absent
     assert all(p.exists() for p in sources)
     data = tmp_path_factory.mktemp("mocapd-all-clips")
-    port = _free_port()
-    env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", "MOCAPD_POLL_INTERVAL": "1"}
-    log = (data / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [*MOCAPD, "serve", "--data-dir", str(data), "--port", str(port), "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        deadline = time.time() + 60
-        while time.time() < deadline:  # the development key marks the end of the bootstrap
-            line = proc.stdout.readline()
-            if not line or line.startswith("sk_live_"):
-                break
-        base = f"http://127.0.0.1:{port}"
-        wait_http_ok(base + "/readyz")
+    env = {"MOCAPD_POLL_INTERVAL": "1"}
+    with (data / "serve.log").open("w") as log, dev_serve(data, workers=2, env=env, stderr=log) as (base, _key):
         yield Served(base, _premium_key(data))
-    finally:
-        _stop(proc)
-        log.close()
 
 
 def _premium_key(data_dir: Path) -> str:

@@ -17,7 +17,8 @@ import pygltflib
 from mocapd.avatars.read_fbx import read_fbx
 from mocapd.avatars.read_gltf import read_gltf
 from tests.conftest import shared_file
-from tests.e2e.test_service_flow import MOCAPD, _stop, server  # noqa: F401  (the fixture)
+from tests.e2e.test_service_flow import server  # noqa: F401  (the fixture)
+from tests.support.procs import MOCAPD, stop
 from tests.support.rigs import rig_bytes
 
 
@@ -49,7 +50,7 @@ def test_a_video_job_animates_the_users_avatar(server: tuple[str, str, Path]) ->
                     break
                 time.sleep(0.5)
         finally:
-            _stop(worker)
+            stop(worker)
         assert d["job"]["status"] == "completed", (d["job"]["error"], log.read_text()[-3000:])
         res = c.get(f"/api/v1/mocap/jobs/{job['jobId']}/result").json()["data"]
         outputs = {o["targetId"]: o for o in res["outputs"]}

@@ -3,7 +3,6 @@ response matches the documented schema (status, content type, body). Bounded exa
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +20,9 @@ from mocapd.db.accounts import create_account, create_key
 from mocapd.db.engine import Database
 from mocapd.db.ledger import grant
 from mocapd.db.migrate import upgrade
-from tests.support.procs import wait_http_ok
+from tests.support.procs import free_port, wait_http_ok
 
 KEY: dict[str, str] = {}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +36,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         grant(s, acct.id, 1000, "api")
         KEY["key"] = create_key(s, acct)
     db.dispose()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import PROJECT_ROOT, shared_file
-from tests.e2e.test_service_flow import _free_port, _stop
-from tests.support.procs import wait_http_ok
+from tests.support.procs import free_port, stop, wait_http_ok
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -65,7 +64,7 @@ def test_curl_walkthrough(tmp_path: Path) -> None:
     work.mkdir()
     shutil.copy(video, work / "clip.mp4")
     env = _env(tmp_path)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mocapd", "serve", "--port", str(port), "--workers", "1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -97,7 +96,7 @@ def test_curl_walkthrough(tmp_path: Path) -> None:
         assert (work / "motion.fbx").read_bytes()[:18] == b"Kaydara FBX Binary"
         assert '"type":"capture"' in run.stdout.replace(" ", "")
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.mark.postgres
@@ -125,7 +124,7 @@ def test_scale_out_walkthrough_on_postgres_and_s3(tmp_path: Path) -> None:
     shutil.copy(video, work / "clip.mp4")
     role, dbname, bucket = (f"mocapd_{secrets.token_hex(4)}", f"mocapd_{secrets.token_hex(4)}",
                             f"bucket-{secrets.token_hex(4)}")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     block = _block_after("**Scaling out.**")
     procs: list[subprocess.Popen[str]] = []

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,53 +15,24 @@ import httpx
 import pytest
 
 from tests.conftest import shared_file
-from tests.support.procs import alive, descendants, kill_all, started_at, wait_http_ok
-
-MOCAPD = [sys.executable, "-m", "mocapd"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+from tests.support.procs import (
+    MOCAPD,
+    alive,
+    descendants,
+    dev_serve,
+    free_port,
+    kill_all,
+    started_at,
+    stop,
+    wait_http_ok,
+)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     data = tmp_path / "data"
-    port = _free_port()
-    env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*MOCAPD, "serve", "--data-dir", str(data), "--port", str(port), "--workers", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    key = None
-    assert proc.stdout is not None
-    deadline = time.time() + 60
-    while time.time() < deadline and key is None:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("sk_live_"):
-            key = line.strip()
-    base = f"http://127.0.0.1:{port}"
-    wait_http_ok(base + "/readyz")
-    assert key, "serve printed no development API key"
-    try:
+    with dev_serve(data, workers=0) as (base, key):
         yield base, key, data
-    finally:
-        _stop(proc)
 
 
 def test_whole_flow_over_http(server: tuple[str, str, Path]) -> None:
@@ -105,7 +73,7 @@ def test_whole_flow_over_http(server: tuple[str, str, Path]) -> None:
                     break
                 time.sleep(0.5)
         finally:
-            _stop(worker)
+            stop(worker)
         assert d["job"]["status"] == "completed", (d["job"]["error"], log.read_text()[-3000:])
         assert d["job"]["billing"] == {"heldVCredits": 2, "chargedVCredits": 2, "refundedVCredits": 0, "channel": "api"}
         types = [e["type"] for e in c.get(f"/api/v1/mocap/jobs/{job['jobId']}/events").json()["data"]["items"]]
@@ -132,7 +100,7 @@ def test_whole_flow_over_http(server: tuple[str, str, Path]) -> None:
 
 def test_a_killed_serve_leaves_no_process_behind(tmp_path: Path) -> None:
     """SIGKILL on `mocapd serve`: its API processes and workers stop too, and the port is free again."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning"}
     proc = subprocess.Popen([*MOCAPD, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

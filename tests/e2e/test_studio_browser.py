@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import shared_file
-from tests.e2e.test_service_flow import _free_port, _stop
-from tests.support.procs import wait_http_ok
+from tests.support.procs import dev_serve
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
@@ -40,30 +36,14 @@ if CHROMIUM is None:
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data = tmp_path_factory.mktemp("studio") / "data"
-    port = _free_port()
-    env = {**os.environ, "MOCAPD_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", "MOCAPD_WEBHOOK_ALLOW_PRIVATE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mocapd", "serve", "--data-dir", str(data), "--port", str(port),
-                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    key = None
-    assert proc.stdout is not None
-    deadline = time.time() + 60
-    while time.time() < deadline and key is None:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("sk_live_"):
-            key = line.strip()
-    base = f"http://127.0.0.1:{port}"
-    wait_http_ok(base + "/readyz")
-    assert key, "serve printed no development API key"
-    with playwright_api.sync_playwright() as p:
+    env = {"MOCAPD_WEBHOOK_ALLOW_PRIVATE": "1"}
+    with dev_serve(data, workers=1, env=env) as (base, key), playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
                                     args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox"])
         try:
             yield {"base": base, "key": key, "data": data, "browser": browser}
         finally:
             browser.close()
-            _stop(proc)
 
 
 def _balances(base: str, key: str) -> dict[str, Any]:

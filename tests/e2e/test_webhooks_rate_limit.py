@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,10 @@ from mocapd.db.ledger import grant
 from mocapd.db.migrate import upgrade
 from mocapd.db.models import Plan
 from mocapd.webhooks.dispatcher import lease_for
-from tests.support.procs import descendants, kill_all, wait_http_ok
+from tests.support.procs import descendants, free_port, kill_all, wait_http_ok
 from tests.support.receiver import receiver
 
 MOCAPD = [sys.executable, "-m", "mocapd"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _seed(data: Path, *, rate: float | None = None, burst: int | None = None) -> str:
@@ -75,7 +68,7 @@ def test_a_change_committed_before_a_sigkill_is_delivered_after_restart(tmp_path
     data = tmp_path / "data"
     key = _seed(data)
     auth = {"Authorization": f"Bearer {key}"}
-    port, hook_port = _free_port(), _free_port()  # nothing listens on hook_port until after the kill
+    port, hook_port = free_port(), free_port()  # nothing listens on hook_port until after the kill
     env = {"MOCAPD_WEBHOOK_ALLOW_PRIVATE": "1", "MOCAPD_WEBHOOK_RETRY_SCHEDULE": "0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3",
            "MOCAPD_LOG_LEVEL": "warning"}
     args = ["serve", "--data-dir", str(data), "--workers", "0", "--api-processes", "1"]
@@ -103,7 +96,7 @@ def test_two_api_processes_share_one_budget_per_key(tmp_path: Path) -> None:
     data = tmp_path / "data"
     rate, burst = 0.5, 8  # the plan's setting: a slow refill, so a bucket per process would show at once
     key = _seed(data, rate=rate, burst=burst)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with _service(["api", "--data-dir", str(data), "--host", "127.0.0.1", "--api-processes", "2"],
                   {"MOCAPD_LOG_LEVEL": "warning"}, port):
