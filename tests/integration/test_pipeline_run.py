@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 
+import mocapd.formats.preview as preview
 from mocapd.errors import InputFault
 from mocapd.pipeline.settings import JobSettings
 from mocapd.worker.processor import ProcessResult
@@ -26,10 +27,14 @@ def _run(source: Path, settings: JobSettings, out_dir: Path) -> tuple[ProcessRes
     return out, calls
 
 
-def test_full_body_with_both_targets_on_cam01(tmp_path: Path) -> None:
+def test_full_body_with_both_targets_on_cam01(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = shared_file("pose2sim_balancing/cam01.mp4")
     settings = JobSettings(("default", "unitree_g1"), 30, "full_body", 0.5, 1.5, focal_length_px=1681.0)
+    hands_drawn: list[object] = []
+    monkeypatch.setattr(preview, "draw_hands_2d", lambda *args, **kw: hands_drawn.append(args))
     out, calls = _run(source, settings, tmp_path)
+    assert hands_drawn == []  # no handTracking: the preview draws no hands (and its figure has no fingers)
+    assert "hands" not in out.manifest["processing"]
     described = [(f.path.name, f.target_id, f.content_type) for f in out.files]
     assert described == [
         ("motion.fbx", "default", "application/octet-stream"),

@@ -39,11 +39,13 @@ from numpy.typing import NDArray
 from mocapd.errors import SystemFault
 from mocapd.formats.render3d import (
     OrthoCamera,
+    draw_hands_2d,
     draw_landmarks_2d,
     render_figure_panel,
     sample_at_time,
 )
 from mocapd.pipeline.detect import PREVIEW_HEIGHT_PX
+from mocapd.pipeline.fingers import FINGER_NAMES
 from mocapd.pipeline.skeleton import Motion
 
 __all__ = [
@@ -159,6 +161,7 @@ class _FigureTrack:
         anchor: int,
         camera: OrthoCamera,
         label: str,
+        small: Sequence[bool] | None = None,
     ) -> None:
         if positions_m.ndim != 3 or positions_m.shape[0] == 0 or positions_m.shape[2] != 3:
             raise ValueError("positions must be (F, K, 3) with F > 0")
@@ -169,23 +172,27 @@ class _FigureTrack:
         self.anchor = anchor
         self.camera = camera
         self.label = label
+        self.small = list(small) if small is not None else None
         self.z_centre_m = _vertical_centre_m(positions_m)
 
     def render(self, t_s: float, size_px: tuple[int, int]) -> NDArray[np.uint8]:
         pose = sample_at_time(self.positions_m, self.fps, t_s)  # (K, 3)
         centre = _follow_centre(pose, self.anchor, self.z_centre_m)
         return render_figure_panel(pose, self.parents, self.names, size_px=size_px, centre_m=centre,
-                                   camera=self.camera, label=self.label)  # fmt: skip
+                                   camera=self.camera, label=self.label, small=self.small)  # fmt: skip
 
 
 def _human_track(motion: Motion) -> _FigureTrack:
-    """The solved skeleton; its ``root`` (the pelvis' ground projection, not a body part) is not drawn."""
+    """The solved skeleton; its ``root`` (the pelvis' ground projection, not a body part) is not drawn;
+    finger bones (`handTracking`) are drawn thin."""
     names = motion.skeleton.names
     positions = motion.world_positions_m()  # (F, J, 3)
     if "root" in names:
         positions[:, names.index("root")] = np.nan
     anchor = names.index("pelvis") if "pelvis" in names else 0
-    return _FigureTrack(positions, motion.fps, motion.skeleton.parents, names, anchor, _HUMAN_CAMERA, "3D")
+    fingers = set(FINGER_NAMES)
+    small = [n in fingers for n in names] if fingers.intersection(names) else None
+    return _FigureTrack(positions, motion.fps, motion.skeleton.parents, names, anchor, _HUMAN_CAMERA, "3D", small)
 
 
 def _robot_track(robot: RobotPoses) -> _FigureTrack:
@@ -199,9 +206,13 @@ def _robot_track(robot: RobotPoses) -> _FigureTrack:
 
 
 def _source_panel(
-    frame: NDArray[np.uint8], landmarks_px: FloatArray | None, layout: PreviewLayout
+    frame: NDArray[np.uint8],
+    landmarks_px: FloatArray | None,
+    layout: PreviewLayout,
+    hands_px: FloatArray | None = None,
 ) -> NDArray[np.uint8]:
-    """The frame scaled to (h, source panel width) with the landmarks (33, 2) in source pixels drawn over."""
+    """The frame scaled to (h, source panel width) with the landmarks (33, 2) in source pixels drawn over,
+    and the hands' landmarks (2, 21, 2) when given, thin, over those."""
     fh, fw = frame.shape[:2]
     size = (layout.source_width_px, layout.height_px)
     # area averaging only for strong reductions (> 2x); bilinear is 5x faster and clean enough below that
@@ -213,6 +224,9 @@ def _source_panel(
     if landmarks_px is not None:
         scale = np.array([layout.source_width_px / fw, layout.height_px / fh])  # (2,)
         draw_landmarks_2d(panel, landmarks_px * scale, thickness_px=max(2, round(layout.height_px / 240)))
+    if hands_px is not None:
+        scale = np.array([layout.source_width_px / fw, layout.height_px / fh])  # (2,)
+        draw_hands_2d(panel, hands_px * scale, thickness_px=max(1, round(layout.height_px / 540)))
     return panel
 
 
@@ -232,6 +246,7 @@ def encode_preview(
     fps: float,
     robot: RobotPoses | None = None,
     max_height_px: int = MAX_PREVIEW_HEIGHT_PX,
+    hands_px: NDArray[np.floating[Any]] | None = None,
 ) -> None:
     """Write the preview MP4 (H.264, yuv420p, faststart) to ``out_path``.
 
@@ -241,17 +256,22 @@ def encode_preview(
     are drawn without landmarks). ``motion`` and ``robot`` (anything with ``fps``, ``body_positions_m``
     (F, B, 3), ``body_parents`` (B,), e.g. a ``RobotMotion``) are sampled at ``i / fps``. The output
     is at most ``max_height_px`` tall (see `preview_layout`); frames already at that height are not
-    rescaled. PyAV/FFmpeg failures become ``SystemFault("packaging_failed")``.
+    rescaled. ``hands_px`` (F, 2, 21, 2), when given (`handTracking`), holds both hands' landmarks of
+    frame ``i`` (the performer's left hand first) in the same pixels, NaN where a hand is not seen; they
+    are drawn thin over the body's. PyAV/FFmpeg failures become ``SystemFault("packaging_failed")``.
     """
     if not fps > 0:
         raise ValueError("fps must be positive")
     lms = np.asarray(landmarks_px, dtype=np.float64)
     if lms.ndim != 3 or lms.shape[1:] != (33, 2):
         raise ValueError(f"landmarks_px must be (F, 33, 2), got {lms.shape}")
+    hands = None if hands_px is None else np.asarray(hands_px, dtype=np.float64)
+    if hands is not None and (hands.ndim != 4 or hands.shape[1:] != (2, 21, 2)):
+        raise ValueError(f"hands_px must be (F, 2, 21, 2), got {hands.shape}")
     tracks = [_human_track(motion)] + ([_robot_track(robot)] if robot is not None else [])
     out_path = Path(out_path)
     try:
-        _encode(iter(frames), lms, tracks, out_path, fps, max_height_px)
+        _encode(iter(frames), lms, tracks, out_path, fps, max_height_px, hands)
     except (av.FFmpegError, OSError) as exc:
         raise SystemFault("packaging_failed", f"the preview video could not be written: {exc}") from exc
 
@@ -285,10 +305,16 @@ class _Composer:
     """Draws frame ``i`` of the preview (source panel + figure panels) and converts it to yuv420p."""
 
     def __init__(
-        self, layout: PreviewLayout, lms: FloatArray, tracks: list[_FigureTrack], fps: float
+        self,
+        layout: PreviewLayout,
+        lms: FloatArray,
+        tracks: list[_FigureTrack],
+        fps: float,
+        hands: FloatArray | None = None,
     ) -> None:
         self.layout = layout
         self.lms = lms
+        self.hands = hands
         self.tracks = tracks
         self.fps = fps
         self.canvas = np.empty((layout.height_px, layout.width_px, 3), dtype=np.uint8)  # (h, W, 3)
@@ -297,8 +323,9 @@ class _Composer:
         """The (3 h / 2, W) I420 planes of frame ``i`` (BT.601, limited range, as FFmpeg's default)."""
         layout, canvas = self.layout, self.canvas
         panel_size = (layout.height_px, layout.panel_width_px)
+        hands = self.hands[i] if self.hands is not None and i < len(self.hands) else None
         canvas[:, : layout.source_width_px] = _source_panel(
-            frame, self.lms[i] if i < len(self.lms) else None, layout
+            frame, self.lms[i] if i < len(self.lms) else None, layout, hands
         )
         for k, track in enumerate(self.tracks):
             x0 = layout.source_width_px + k * layout.panel_width_px
@@ -314,6 +341,7 @@ def _encode(
     out_path: Path,
     fps: float,
     max_height_px: int,
+    hands: FloatArray | None = None,
 ) -> None:
     """Frame ``i + 1`` is composed in a helper thread while frame ``i`` is encoded in this one.
 
@@ -325,7 +353,7 @@ def _encode(
         raise SystemFault("packaging_failed", "there are no frames to put in the preview")
     first_h, first_w = _check_frame(first).shape[:2]
     layout = preview_layout(first_w, first_h, with_robot=len(tracks) > 1, max_height_px=max_height_px)
-    compose = _Composer(layout, lms, tracks, fps)
+    compose = _Composer(layout, lms, tracks, fps, hands)
     container, stream = _open_stream(out_path, layout, fps)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mocapd-preview")
     try:

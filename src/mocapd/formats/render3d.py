@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from mocapd.pipeline.layout import BLAZEPOSE_33, name_side
+from mocapd.pipeline.layout import BLAZEPOSE_33, HAND_21, name_side
 
 __all__ = [
     "BACKGROUND_RGB",
@@ -34,6 +34,7 @@ __all__ = [
     "LEFT_RGB",
     "RIGHT_RGB",
     "OrthoCamera",
+    "draw_hands_2d",
     "draw_landmarks_2d",
     "render_figure_panel",
     "sample_at_time",
@@ -156,6 +157,24 @@ def draw_landmarks_2d(img: ImageU8, landmarks_px: FloatArray, *, thickness_px: i
         _dot(img, pt[k], side_colour(BLAZEPOSE_33.side(k)), radius)
 
 
+def draw_hands_2d(img: ImageU8, hands_px: FloatArray, *, thickness_px: int = 1) -> None:
+    """Draw both hands' landmarks (2, 21, 2) (the performer's left hand first; pixel x, y in ``img``;
+    NaN = not seen) onto ``img`` in place: MediaPipe's hand connections, thin, in the side's colour over
+    a dark outline, with a small dot on each fingertip. A hand is drawn only where all its points are known.
+    """
+    tips = [k for k, name in enumerate(HAND_21.names) if name.endswith("_tip")]
+    for hand, colour in zip(np.asarray(hands_px, dtype=np.float64), (LEFT_RGB, RIGHT_RGB), strict=True):
+        pt, ok = _pts(hand)
+        if not all(ok):
+            continue
+        for a, b in HAND_21.connection_indices:
+            _line(img, pt[a], pt[b], OUTLINE_RGB, thickness_px + 1)
+        for a, b in HAND_21.connection_indices:
+            _line(img, pt[a], pt[b], colour, thickness_px)
+        for k in tips:
+            _dot(img, pt[k], colour, thickness_px)
+
+
 @lru_cache(maxsize=8)
 def _background(h: int, w: int) -> ImageU8:
     """A read-only (h, w, 3) panel of the background colour (copying it is 100x faster than filling)."""
@@ -199,6 +218,7 @@ def render_figure_panel(
     centre_m: FloatArray,
     camera: OrthoCamera,
     label: str = "",
+    small: Sequence[bool] | None = None,
 ) -> ImageU8:
     """A (h, w, 3) RGB panel showing a stick figure and its shadow (the figure flattened to z = 0) over a ground grid.
 
@@ -206,6 +226,8 @@ def render_figure_panel(
     hangs from (-1 for none) and ``names`` give the sides: a bone between two points of one side takes
     that side's colour, any other bone (spine, hips, shoulders) the midline colour.
     ``centre_m`` (3,) is the world point drawn at the panel centre (follow the root with it).
+    Points flagged in ``small`` (K,) (finger joints) hang from thin bones and get no dot: a hand's
+    bones are a few centimetres long, and the body's line width would draw them as one blob.
     """
     h, w = size_px
     img = _background(h, w).copy()  # (h, w, 3)
@@ -213,12 +235,14 @@ def render_figure_panel(
     _draw_ground_grid(img, camera, centre_m, spacing_m=0.5, extent_m=4.0, thickness=max(1, thickness // 2))
 
     bone_px = max(2, round(h / 150))
+    fine = [bool(v) for v in small] if small is not None else [False] * len(parents)
+    fine_px = max(1, bone_px // 3)
     shadow_m = np.asarray(positions_m, dtype=np.float64).copy()  # (K, 3)
     shadow_m[:, 2] = 0.0
     shadow, shadow_ok = _pts(camera.project(shadow_m, centre_m, (h, w)))  # (K,)
     for k, p in enumerate(parents):
         if p >= 0 and shadow_ok[k] and shadow_ok[p]:
-            _line(img, shadow[p], shadow[k], SHADOW_RGB, bone_px + 1)
+            _line(img, shadow[p], shadow[k], SHADOW_RGB, (fine_px if fine[k] else bone_px) + 1)
 
     projected = camera.project(positions_m, centre_m, (h, w))  # (K, 3)
     pt, _ = _pts(projected)
@@ -227,9 +251,9 @@ def render_figure_panel(
     sides = [name_side(n) for n in names]
     bones = [((depth[k] + depth[p]) / 2.0, k, p) for k, p in enumerate(parents) if p >= 0 and known[k] and known[p]]
     for _, k, p in sorted(bones, reverse=True):  # far first
-        _line(img, pt[p], pt[k], side_colour(sides[k] if sides[k] == sides[p] else 0), bone_px)
+        _line(img, pt[p], pt[k], side_colour(sides[k] if sides[k] == sides[p] else 0), fine_px if fine[k] else bone_px)
     for k in np.argsort(-projected[:, 2]).tolist():
-        if known[k]:
+        if known[k] and not fine[k]:
             _dot(img, pt[k], side_colour(sides[k]), max(2, bone_px // 2 + 1))
     if label:
         scale = max(0.4, h / 1200)

@@ -37,6 +37,16 @@ class HandTrack:
     time_s: FloatArray  # (F,)
     left: FloatArray  # (F, 21, 3), NaN where not seen
     right: FloatArray  # (F, 21, 3)
+    image_size_px: tuple[int, int] = (0, 0)  # (width, height) of the frames the points are in
+
+    def image_xy(self, size_px: tuple[int, int]) -> FloatArray:
+        """Both hands' 2D landmarks in the pixels of a ``size_px`` (width, height) picture of the same
+        frames, (F, 2, 21, 2): left hand first, NaN where not seen."""
+        w, h = self.image_size_px
+        if w <= 0 or h <= 0:
+            return np.full((self.time_s.shape[0], 2, _N, 2), np.nan)
+        scale = np.array([size_px[0] / w, size_px[1] / h])  # (2,)
+        return cast("FloatArray", np.stack([self.left[..., :2], self.right[..., :2]], axis=1) * scale)  # (F, 2, 21, 2)
 
     @property
     def left_seen(self) -> BoolArray:
@@ -60,6 +70,7 @@ def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: 
     times: list[float] = []
     left: list[FloatArray] = []
     right: list[FloatArray] = []
+    size = (0, 0)
     frames = prefetch(iter_frames(Path(source), start_s=start_s, end_s=end_s, max_side_px=DETECT_MAX_SIDE_PX,
                                   min_interval_s=min_interval_s), nice=_NICE)
     try:
@@ -67,6 +78,7 @@ def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: 
                                   refine_face_landmarks=False) as holistic:
             for frame in frames:
                 h, w = frame.rgb.shape[:2]
+                size = (w, h)
                 result = holistic.process(frame.rgb)
                 times.append(frame.time_s)
                 left.append(_points(result.left_hand_landmarks, w, h))
@@ -75,7 +87,7 @@ def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: 
         frames.close()  # type: ignore[attr-defined]
     if not times:
         return HandTrack(np.zeros(0), np.zeros((0, _N, 3)), np.zeros((0, _N, 3)))
-    return HandTrack(np.array(times), np.stack(left), np.stack(right))
+    return HandTrack(np.array(times), np.stack(left), np.stack(right), size)
 
 
 def on_grid(track: HandTrack, grid_s: FloatArray, tolerance_s: float) -> HandTrack:
@@ -91,4 +103,4 @@ def on_grid(track: HandTrack, grid_s: FloatArray, tolerance_s: float) -> HandTra
         ok = np.abs(track.time_s[nearest] - g) <= tolerance_s
         left[ok] = track.left[nearest[ok]]
         right[ok] = track.right[nearest[ok]]
-    return HandTrack(g, left, right)
+    return HandTrack(g, left, right, track.image_size_px)

@@ -208,6 +208,7 @@ class Analysis:
     pose_model: PoseModel = FULL  # the landmark model that ran
     hands: dict[str, Any] | None = None  # handTracking: hands seen per side, the detector, its time
     misread_frames: int = 0  # frames read front-to-back by the detector, repaired (`mocapd.pipeline.flips`)
+    hands_px: FloatArray | None = None  # handTracking: (G, 2, 21, 2) hand landmarks (left, right), source px
 
 
 PLANTED_FOOT_NOISE_MPS = 0.8
@@ -367,25 +368,26 @@ def analyse_video(
     motion, solve_report = solve_placed(placement.joints_m, fps, settings)
     progress("processing", 0.9, force=True)
     export, export_contacts = export_motion(motion, settings.export_fps)
-    hands = None
+    hands = hands_px = None
     if settings.hand_tracking:
         hands_started = time.monotonic()
-        export, hands = _with_fingers(Path(source), settings, info, step, grid_s, fps, export,
-                                      float(solve_report.stature_m))
+        export, hands, hands_px = _with_fingers(Path(source), settings, info, step, grid_s, fps, export,
+                                                float(solve_report.stature_m))
         timings["hands"] = time.monotonic() - hands_started
     timings["processing"] = time.monotonic() - started
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
         motion, solve_report, export, export_contacts, timings, copy, step, processed_s, pose_model, hands,
-        int(misread.sum()),
+        int(misread.sum()), hands_px,
     )  # fmt: skip
 
 
 def _with_fingers(
     source: Path, settings: JobSettings, info: VideoInfo, step: int, grid_s: FloatArray, fps: float, export: Motion,
     stature_m: float,
-) -> tuple[Motion, dict[str, Any]]:
-    """The export motion with finger bones from the hands seen in the window (see `mocapd.pipeline.fingers`)."""
+) -> tuple[Motion, dict[str, Any], FloatArray]:
+    """The export motion with finger bones from the hands seen in the window (see `mocapd.pipeline.fingers`),
+    the report, and the hands' 2D landmarks on the processing clock in source pixels, (G, 2, 21, 2)."""
     from mocapd.pipeline.fingers import HandAngles, finger_limits_rad, hand_angles_track, with_fingers
     from mocapd.pipeline.hands import detect_hands, on_grid
 
@@ -420,7 +422,8 @@ def _with_fingers(
         "unseen": "relaxed pose, blended in and out over 0.25 s",
         "framesOutsideLimits": outside,
     }
-    return with_fingers(export, left, right, scale=scale), report
+    hands_px = grid.image_xy((info.width_px, info.height_px))  # (G, 2, 21, 2)
+    return with_fingers(export, left, right, scale=scale), report, hands_px
 
 
 @dataclass
@@ -433,6 +436,7 @@ class PreviewFrames:
     fps: float
     count: int
     _decoded: Iterator[DecodedFrame] = field(repr=False)
+    hands_px: FloatArray | None = None  # (P, 2, 21, 2) in preview pixels (handTracking)
 
     def close(self) -> None:
         self._decoded.close()  # type: ignore[attr-defined]
@@ -458,4 +462,5 @@ def preview_frames(a: Analysis, source: Path, end_s: float, step: int) -> Previe
     preview_grid_s = grid_s[::step]
     landmarks_px = track.landmarks_px[::step] * scale  # frames are scaled by the same factor (up to rounding)
     frames = _frames_on_grid(decoded, preview_grid_s, a.fps)
-    return PreviewFrames(frames, landmarks_px, a.fps / step, int(preview_grid_s.size), decoded)
+    hands_px = a.hands_px[::step] * scale if a.hands_px is not None else None
+    return PreviewFrames(frames, landmarks_px, a.fps / step, int(preview_grid_s.size), decoded, hands_px)

@@ -204,6 +204,7 @@ def _package(
             fps=shown.fps,
             robot=robot,
             max_height_px=PIPELINE_PREVIEW_HEIGHT_PX,
+            hands_px=shown.hands_px,
         )
         files.append(ArtifactFile(preview_path, None, PREVIEW_FILE.content_type))
     finally:

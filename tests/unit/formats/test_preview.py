@@ -19,6 +19,7 @@ from mocapd.formats.render3d import (
     LEFT_RGB,
     RIGHT_RGB,
     OrthoCamera,
+    draw_hands_2d,
     render_figure_panel,
     sample_at_time,
 )
@@ -275,3 +276,73 @@ def test_frames_are_streamed_not_collected(tmp_path: Path) -> None:
     encode_preview(frames(), _landmarks(24), _walking_motion(24, FPS, 0.0), tmp_path / "s.mp4", fps=FPS)
     assert len(refs) == 24
     assert leaked == []
+
+
+# -- hands (handTracking) ------------------------------------------------------------------------------
+
+
+def _hands(num_frames: int) -> np.ndarray:
+    """The left hand laid out flat to the right of x = 200 around y = 60 (each finger a horizontal row
+    4 px below the last, 10 px between joints); the right hand the same around y = 180."""
+    hand = np.full((21, 2), np.nan)
+    hand[0] = (200.0, 70.0)  # wrist
+    for f in range(5):  # thumb, index, middle, ring, pinky: points 1 + 4 f .. 4 + 4 f
+        for k in range(4):
+            hand[1 + 4 * f + k] = (210.0 + 10.0 * k, 52.0 + 4.0 * f)
+    both = np.stack([hand, hand + (0.0, 120.0)])  # (2, 21, 2)
+    return np.tile(both, (num_frames, 1, 1, 1))  # (F, 2, 21, 2)
+
+
+def test_hand_landmarks_are_drawn_thin_in_their_sides_colour() -> None:
+    img = np.full((SRC_H, SRC_W, 3), GREY, dtype=np.uint8)
+    hands = _hands(1)[0]
+    hands[1, 7] = np.nan  # the right hand is not fully seen: it is not drawn at all
+    draw_hands_2d(img, hands, thickness_px=1)
+    assert np.abs(img[60, 235].astype(int) - LEFT_RGB).max() < 40  # the middle finger, between two joints
+    # 4 px outside the outer fingers (thumb at y = 52, pinky at 68): untouched, the lines are thin
+    assert np.abs(img[[48, 72], 235].astype(int) - GREY).max() < 12
+    assert not np.any(img[110:240] != GREY)  # nothing of the right hand
+    assert np.any(img[40:80, 195:245] != GREY)
+
+
+def test_preview_draws_the_hands_only_where_given(tmp_path: Path) -> None:
+    """Hands in the first half of the clip, none (NaN) in the second: the second half looks like a
+    preview made without hands, the first half shows them in the side colours."""
+    hands = _hands(N_FRAMES)
+    hands[N_FRAMES // 2 :] = np.nan
+    with_hands, without = tmp_path / "hands.mp4", tmp_path / "plain.mp4"
+    motion = _walking_motion(N_FRAMES, FPS, 0.0)
+    encode_preview(_frames(N_FRAMES), _landmarks(N_FRAMES), motion, with_hands, fps=FPS, hands_px=hands)
+    encode_preview(_frames(N_FRAMES), _landmarks(N_FRAMES), motion, without, fps=FPS)
+    a, b = _decode(with_hands)[2], _decode(without)[2]
+    assert _is_left(a[1][56, 235]) and _is_right(a[1][176, 235])  # the index fingers
+    assert np.abs(b[1][56, 235].astype(int) - GREY).max() < 12
+    for k in range(N_FRAMES // 2 + 1, N_FRAMES):
+        assert np.abs(a[k].astype(int) - b[k].astype(int)).max() < 12
+    with pytest.raises(ValueError, match="hands_px"):
+        encode_preview(_frames(2), _landmarks(2), motion, tmp_path / "x.mp4", fps=FPS, hands_px=hands[:, 0])
+
+
+def test_finger_bones_are_drawn_thin_in_the_3d_panel_and_a_skeleton_without_them_is_unchanged() -> None:
+    cam = OrthoCamera(azimuth_rad=0.0, elevation_rad=0.0, view_height_m=2.0)
+    points = np.array([[0.0, 0.0, 1.0], [0.6, 0.0, 1.0], [0.6, 0.0, 0.4]])  # a hand joint, a finger below it
+    names = ["spine", "hand_l", "index_01_l"]
+    kwargs = {"size_px": (200, 200), "centre_m": np.array([0.0, 0.0, 1.0]), "camera": cam}
+    body = render_figure_panel(points, [-1, 0, 1], names, **kwargs)
+    fine = render_figure_panel(points, [-1, 0, 1], names, small=[False, False, True], **kwargs)
+    # the finger bone runs down the column x = 160 from y = 100 to 160
+    assert np.abs(fine[130, 160].astype(int) - LEFT_RGB).max() < 30
+    assert tuple(fine[130, 162]) == BACKGROUND_RGB != tuple(body[130, 162])  # thin where a body bone is wide
+    assert np.array_equal(fine[:, :150], body[:, :150])  # the rest of the figure as before
+    assert np.array_equal(render_figure_panel(points, [-1, 0, 1], names, small=[False] * 3, **kwargs), body)
+
+
+def test_the_3d_figure_flags_exactly_the_finger_joints() -> None:
+    from mocapd.formats.preview import _human_track
+    from mocapd.pipeline.fingers import FINGER_NAMES, with_fingers
+
+    plain = _walking_motion(4, FPS, 0.0)
+    assert _human_track(plain).small is None
+    track = _human_track(with_fingers(plain, None, None))
+    assert track.small is not None
+    assert [n for n, s in zip(track.names, track.small, strict=True) if s] == list(FINGER_NAMES)
