@@ -302,6 +302,51 @@ class MocapdClient:
             params["status"] = status
         return self._json("GET", f"{API}/mocap/jobs", safe=True, params=params)
 
+    def quote(self, job_id: str) -> Response:
+        """POST .../quote on an uploaded draft: what complete-upload would hold, and whether it would admit
+        the job; nothing is held."""
+        return self._json("POST", f"{API}/mocap/jobs/{job_id}/quote", safe=True, job_id=job_id)
+
+    def create_export(self, job_id: str, body: dict[str, Any], idempotency_key: str | None) -> Response:
+        """POST .../exports on a completed job: a new job from its stored motion (``exportFps``,
+        ``targetIds``, ``mocapType``). With a key, a repeat returns the same child job."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json("POST", f"{API}/mocap/jobs/{job_id}/exports", safe=idempotency_key is not None,
+                          job_id=job_id, json=body, headers=headers)
+
+    # ------------------------------------------------------------------ avatars (SPEC section 12)
+    def create_avatar(self, body: dict[str, Any], idempotency_key: str | None) -> Response:
+        """POST /api/v1/avatars ``{name, sourceFilename, sourceBytes?, sourceSha256?}``: a draft and its
+        upload URL (PUT it with `upload`)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json("POST", f"{API}/avatars", safe=idempotency_key is not None, json=body, headers=headers)
+
+    def complete_avatar_upload(self, avatar_id: str) -> Response:
+        """Prepare the uploaded character (skeleton, mesh, skin, bone mapping); idempotent."""
+        return self._json("POST", f"{API}/avatars/{avatar_id}/complete-upload", safe=True)
+
+    def get_avatar(self, avatar_id: str) -> Response:
+        return self._json("GET", f"{API}/avatars/{avatar_id}", safe=True)
+
+    def list_avatars(self, *, limit: int = 50, cursor: str | None = None) -> Response:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._json("GET", f"{API}/avatars", safe=True, params=params)
+
+    def update_avatar(self, avatar_id: str, *, name: str | None = None, mapping: dict[str, str] | None = None) -> Response:
+        """PATCH the name and/or the bone mapping (default bone -> avatar bone); validated again."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if mapping is not None:
+            body["mapping"] = mapping
+        return self._json("PATCH", f"{API}/avatars/{avatar_id}", safe=True, json=body)
+
+    def delete_avatar(self, avatar_id: str) -> None:
+        r = self._send("DELETE", f"{API}/avatars/{avatar_id}", safe=True)
+        self._check(r, safe=True)
+
     def ledger(self, *, job_id: str | None = None, limit: int = 100) -> Response:
         params: dict[str, Any] = {"limit": limit}
         if job_id:

@@ -1,4 +1,5 @@
-"""The client commands of the `mocapd` CLI: ``submit``, ``resume``, ``status``, ``download``, ``jobs``.
+"""The client commands of the `mocapd` CLI: ``submit``, ``resume``, ``status``, ``download``, ``jobs``
+(``export`` and ``avatars`` are in `mocapd.client.more_commands`).
 
 A thin layer over `JobRunner`: options, progress bars (rich, on standard error), ``--json`` output on
 standard output, and exit codes from `mocapd.client.errors` (0 done, 1 other error, 2 usage,
@@ -122,7 +123,7 @@ def _fail(exc: ClientError, as_json: bool, record: ResumeRecord | None = None) -
 
 def submit(
     video: Annotated[Path, typer.Argument(help="The video to upload.", exists=True, dir_okay=False, readable=True)],
-    target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Target (repeatable): default, unitree_g1.")] = None,
+    target: Annotated[list[str] | None, typer.Option("--target", "-t", help="Target (repeatable): default, unitree_g1, avatar:<avatarId>.")] = None,
     fps: Annotated[int, typer.Option("--fps", help="Export frame rate: 24, 30, 60 or 120.")] = 30,
     trim: Annotated[str | None, typer.Option("--trim", help="START:END in seconds, e.g. 1.2:13.8.")] = None,
     title: Annotated[str | None, typer.Option("--title", help="A title for the job.")] = None,
@@ -310,17 +311,21 @@ def jobs(
 
 
 def register_client_commands(app: typer.Typer) -> None:
-    """Add ``submit``, ``resume``, ``status``, ``download`` and ``jobs`` to the `mocapd` Typer app."""
+    """Add ``submit``, ``resume``, ``status``, ``download``, ``jobs``, ``export`` and ``avatars`` to the
+    `mocapd` Typer app."""
     app.command("submit")(submit)
     app.command("resume")(resume)
     app.command("status")(status)
     app.command("download")(download)
     app.command("jobs")(jobs)
+    from mocapd.client.more_commands import register_more_commands
+
+    register_more_commands(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the client commands alone (``python -m mocapd.client``)."""
-    app = typer.Typer(name="mocapd", help="mocapd client: submit videos, resume, status, download, jobs.",
+    app = typer.Typer(name="mocapd", help="mocapd client: submit videos, resume, status, download, jobs, export, avatars.",
                       no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
     register_client_commands(app)
     app(args=argv, prog_name="mocapd")
