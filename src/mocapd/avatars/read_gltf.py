@@ -257,7 +257,10 @@ class _Materials:
     """The file's materials as ``RigMaterial``s, with the images their textures use (each kept once).
 
     A VRM's MToon or unlit material keeps what glTF's core material of the same entry holds (VRM
-    exporters fill its base colour factor and texture), which is the character's look as PBR."""
+    exporters fill its base colour factor and texture) and is marked ``unlit``: the closest core
+    glTF has to a toon shader (``KHR_materials_unlit``, which VRM exporters add as the fallback)."""
+
+    _UNLIT_EXTENSIONS = ("KHR_materials_unlit", "VRMC_materials_mtoon")  # the latter: VRM 1.0's MToon
 
     _SAMPLER_FIELDS = ("magFilter", "minFilter", "wrapS", "wrapT")
 
@@ -293,6 +296,7 @@ class _Materials:
         out.alpha_mode = m.alphaMode if m.alphaMode in ("OPAQUE", "MASK", "BLEND") else "OPAQUE"
         out.alpha_cutoff = float(m.alphaCutoff if m.alphaCutoff is not None else 0.5)
         out.double_sided = bool(m.doubleSided)
+        out.unlit = any(k in (m.extensions or {}) for k in self._UNLIT_EXTENSIONS) or self._vrm0_toon(index)
         slots = {
             "baseColor": pbr.baseColorTexture if pbr is not None else None,
             "metallicRoughness": pbr.metallicRoughnessTexture if pbr is not None else None,
@@ -305,6 +309,15 @@ class _Materials:
             if tex is not None:
                 out.textures[slot] = tex
         return out
+
+    def _vrm0_toon(self, index: int) -> bool:
+        """VRM 0.x names each material's shader in ``extensions.VRM.materialProperties`` (same order)."""
+        vrm = (self.gltf.extensions or {}).get("VRM")
+        props = vrm.get("materialProperties") if isinstance(vrm, dict) else None
+        if not isinstance(props, list) or not 0 <= index < len(props) or not isinstance(props[index], dict):
+            return False
+        shader = props[index].get("shader")
+        return isinstance(shader, str) and shader.startswith(("VRM/MToon", "VRM/Unlit"))
 
     def _texture(self, info: Any, material: str) -> RigTexture | None:
         if info is None or not isinstance(info.index, int):

@@ -78,6 +78,9 @@ class RigMaterial:
     alpha_cutoff: float = 0.5
     double_sided: bool = False
     textures: dict[str, RigTexture] = field(default_factory=dict)  # slot (TEXTURE_SLOTS) -> texture
+    # Shaded without lights (glTF's KHR_materials_unlit; a VRM's MToon or unlit shader, whose toon
+    # look a PBR viewer would otherwise turn dark and metallic).
+    unlit: bool = False
 
 
 @dataclass

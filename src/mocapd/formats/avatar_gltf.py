@@ -186,8 +186,11 @@ def _add_materials(gltf: pygltflib.GLTF2, blob: _Blob, rig: Rig) -> None:
                 alphaMode=m.alpha_mode,
                 alphaCutoff=float(m.alpha_cutoff) if m.alpha_mode == "MASK" else None,
                 doubleSided=bool(m.double_sided),
+                extensions={"KHR_materials_unlit": {}} if m.unlit else {},
             )
         )
+    if any(m.unlit for m in rig.materials):
+        gltf.extensionsUsed = sorted({*(gltf.extensionsUsed or []), "KHR_materials_unlit"})
 
 
 def _add_animation(gltf: pygltflib.GLTF2, blob: _Blob, anim: AvatarAnimation, bone_nodes: list[int]) -> None:

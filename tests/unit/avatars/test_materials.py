@@ -228,3 +228,30 @@ def test_a_texture_transform_that_moves_the_uvs_is_named_in_the_warnings(transfo
     rig = prepare_bytes(b"".join(gltf.save_to_bytes()), "moved.vrm").rig
     assert any("offset, scale or rotation is not carried over" in w for w in rig.warnings)
     assert not any("offset, scale" in w for w in _stored_rig("godette.vrm").warnings)  # identity transforms
+
+
+def _source_unlit(gltf: pygltflib.GLTF2) -> dict[str, bool]:
+    """Per material of a glTF/VRM source: shaded without lights? Read from the file itself: the core
+    extension, VRM 1.0's MToon, or VRM 0.x's shader name (its materialProperties, same order)."""
+    props = ((gltf.extensions or {}).get("VRM") or {}).get("materialProperties") or []
+    out = {}
+    for i, m in enumerate(gltf.materials or []):
+        ext = m.extensions or {}
+        shader = props[i].get("shader", "") if i < len(props) else ""
+        out[m.name] = ("KHR_materials_unlit" in ext or "VRMC_materials_mtoon" in ext
+                       or shader.startswith(("VRM/MToon", "VRM/Unlit")))
+    return out
+
+
+@pytest.mark.parametrize("name", [r for r in RIGS if not r.endswith(".fbx")])
+def test_toon_and_unlit_materials_stay_unlit_in_the_glb(name: str) -> None:
+    source = _source_unlit(pygltflib.GLTF2.load_from_bytes(rig_bytes(name)))
+    out = _written(name)
+    written = {m.name: "KHR_materials_unlit" in (m.extensions or {}) for m in out.materials}
+    assert written == {k: v for k, v in source.items() if k in written}
+    assert ("KHR_materials_unlit" in (out.extensionsUsed or [])) == any(written.values())
+
+
+def test_a_vrm_with_toon_materials_has_unlit_ones_and_lit_ones() -> None:
+    written = {m.name: "KHR_materials_unlit" in (m.extensions or {}) for m in _written("godette.vrm").materials}
+    assert True in written.values() and False in written.values()  # MToon face and body; a PBR backpack
