@@ -63,6 +63,9 @@ _TREE: tuple[tuple[str, str | None], ...] = (
 JOINT_NAMES: tuple[str, ...] = tuple(n for n, _ in _TREE)
 PARENT_NAMES: dict[str, str | None] = dict(_TREE)
 
+# Stature over (head joint height - ball joint height) of the default 1.75 m skeleton.
+STATURE_PER_HEAD_OVER_BALL = 1.75 / 1.56
+
 # A 1.75 m T-pose, Z up, facing -Y, left = +X. Offsets from the parent joint, metres.
 _REST_OFFSETS_M: dict[str, tuple[float, float, float]] = {
     "root": (0.0, 0.0, 0.0),
@@ -122,6 +125,13 @@ class Skeleton:
         for j, p in enumerate(self.parents):
             pos[j] = self.rest_offsets_m[j] + (pos[p] if p >= 0 else 0.0)
         return pos
+
+    def stature_m(self) -> float:
+        """Estimated standing height: the rest head joint over the balls of the feet, in the default
+        1.75 m skeleton's proportion (its head joint 1.56 m above its balls)."""
+        rest = self.rest_positions_m()
+        ball_z = 0.5 * (rest[self.index("ball_l"), 2] + rest[self.index("ball_r"), 2])
+        return float((rest[self.index("head"), 2] - ball_z) * STATURE_PER_HEAD_OVER_BALL)
 
 
 DEFAULT_SKELETON = Skeleton(

@@ -69,8 +69,6 @@ _PAIRS = (
 )
 _LEG_JOINTS = ("thigh_l", "calf_l", "foot_l", "ball_l", "thigh_r", "calf_r", "foot_r", "ball_r")
 _LEAVES = ("head", "hand_l", "hand_r", "ball_l", "ball_r")
-# Stature over (head joint height - ball joint height) of the default 1.75 m skeleton.
-_STATURE_PER_HEAD_OVER_BALL = 1.75 / 1.56
 _STRAIGHT_SIN_LO = np.sin(np.radians(5.0))
 _STRAIGHT_SIN_HI = np.sin(np.radians(20.0))
 _X = np.array([1.0, 0.0, 0.0])
@@ -263,9 +261,7 @@ def _rest_offsets(
     feet_z = min(rest[_IDX[n], 2] for n in ("foot_l", "ball_l", "foot_r", "ball_r"))
     ball_clear = _SK.rest_positions_m()[_IDX["ball_l"], 2] * ratio
     offsets[1] = np.array([0.0, 0.0, -feet_z + ball_clear])
-    rest = _SK.with_offsets(offsets).rest_positions_m()
-    ball_z = 0.5 * (rest[_IDX["ball_l"], 2] + rest[_IDX["ball_r"], 2])
-    stature = float((rest[_IDX["head"], 2] - ball_z) * _STATURE_PER_HEAD_OVER_BALL)
+    stature = _SK.with_offsets(offsets).stature_m()
     return offsets, spread, cv, sym_pairs, stature
 
 
