@@ -114,11 +114,7 @@ def _deform_counts(rig: Rig) -> NDArray[np.int64]:
 def describe(rig: Rig, mapping: dict[str, str], warnings: list[str]) -> dict[str, Any]:
     pos = rig.norm_positions()
     kind, angle = rest_pose_kind(pos, rig.names, mapping)
-    if rig.meshes:
-        verts = np.concatenate([_norm_points(rig, m.positions) for m in rig.meshes])
-        height = float(verts[:, 2].max() - verts[:, 2].min())
-    else:
-        height = float(pos[:, 2].max() - pos[:, 2].min())
+    height = rig.height_m()
     return {
         "format": rig.format,
         "bones": rig.num_bones,

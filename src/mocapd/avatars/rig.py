@@ -141,6 +141,15 @@ class Rig:
             b = int(self.parents[b])
         return False
 
+    def height_m(self) -> float:
+        """The character's height in metres: its meshes' vertical extent in mocapd's frame (its bones'
+        when it has no mesh)."""
+        if self.meshes:
+            z = np.concatenate([m.positions @ self.to_norm[2, :3] + self.to_norm[2, 3] for m in self.meshes])
+        else:
+            z = self.norm_positions()[:, 2]
+        return float(max(z.max() - z.min(), 1e-9))
+
     def norm_positions(self) -> FloatArray:
         """Rest joint positions in mocapd's frame (Z up, metres, facing -Y), (B, 3)."""
         w = self.rest_world()
