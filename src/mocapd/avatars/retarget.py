@@ -15,6 +15,14 @@ so the avatar's units, up axis, facing and bone axes do not matter:
   is placed at the source pelvis scaled by the ratio of leg lengths (hip to ankle), so strides fit
   the avatar. A mapped bone that hangs elsewhere in the avatar's tree than its default parent (an IK
   foot bone under the root) follows that parent's bone rigidly.
+* **Reach.** Where the avatar's proportions differ from the source's, copied rotations put its hands
+  elsewhere than the source's, size for size. Each arm then turns (upper arm, forearm: an analytic
+  two-bone IK, lengths kept) so the hand reaches for the source's hand relative to the pelvis,
+  scaled by the avatar's height over the source's stature, the elbow kept in its bending plane
+  (backwards when the arm is straight). Neither bone may turn more than `MAX_REACH_TURN_DEG` from
+  the source bone's direction: each frame goes the largest fraction of the way that allows (a
+  bisection), so an out-of-reach hand gets as close as the limit lets it, without a jump. The legs
+  do not reach: their ends are held by the feet rules below.
 * **Unmapped bones** (twist, helper, hair bones, and finger bones when the motion has no finger
   data) keep their rest transform relative to their parent.
 * **Feet.** With the pipeline's foot contacts: the root is moved vertically so that a foot in
@@ -52,6 +60,11 @@ for _s in ("l", "r"):
         _LIMB_NEXT[f"{_f}_02_{_s}"] = f"{_f}_03_{_s}"
         _INHERIT[f"{_f}_03_{_s}"] = f"{_f}_02_{_s}"
 _BLEND_FRAMES = 4
+# Each arm reaches for the source's hand (see `_reach`): upper bone, lower bone, end joint, and the
+# way the elbow goes when a straight arm bends (backwards), in the source chest's frame.
+_REACH = (("upperarm_l", "lowerarm_l", "hand_l", (0.0, 1.0, 0.0)), ("upperarm_r", "lowerarm_r", "hand_r", (0.0, 1.0, 0.0)))
+MAX_REACH_TURN_DEG = 15.0  # the most reaching may turn an arm bone away from the source bone's direction
+_REACH_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -280,12 +293,101 @@ def _two_bone_ik(
     return t1, t2
 
 
+def _bend_to(
+    root: FloatArray, mid: FloatArray, end: FloatArray, target: FloatArray, pole: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """New mid and end positions (N, 3) of a two-bone chain (lengths kept) with the end on ``target``,
+    or as near as the lengths allow, the mid joint in the plane of its present bend (``pole`` where
+    the chain is straight)."""
+    a = np.linalg.norm(mid - root, axis=1)
+    b = np.linalg.norm(end - mid, axis=1)
+    v = target - root
+    dist = np.linalg.norm(v, axis=1)
+    u = v / np.maximum(dist, 1e-12)[:, None]
+    length = np.clip(dist, np.abs(a - b) + 1e-6 * (a + b), (a + b) * (1.0 - 1e-6))
+    bend = mid - root
+    p = bend - np.sum(bend * u, axis=1, keepdims=True) * u
+    pn = np.linalg.norm(p, axis=1)
+    q = pole - np.sum(pole * u, axis=1, keepdims=True) * u
+    q = q / np.maximum(np.linalg.norm(q, axis=1), 1e-12)[:, None]
+    # the present bend where there is one, the pole as the chain straightens (no jump between them)
+    w = np.clip(pn / (0.05 * a), 0.0, 1.0)[:, None]
+    p = w * p / np.maximum(pn, 1e-12)[:, None] + (1.0 - w) * q
+    p = p / np.maximum(np.linalg.norm(p, axis=1), 1e-12)[:, None]
+    cos_a = np.clip((a**2 + length**2 - b**2) / (2 * a * length), -1.0, 1.0)
+    sin_a = np.sqrt(1.0 - cos_a**2)
+    mid_new = root + a[:, None] * (cos_a[:, None] * u + sin_a[:, None] * p)
+    return mid_new, root + length[:, None] * u
+
+
+def _cos_turn(a: FloatArray, b: FloatArray) -> FloatArray:
+    cos: FloatArray = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-24)
+    return cos
+
+
+def _bounded_reach(
+    root: FloatArray, mid: FloatArray, end: FloatArray, target: FloatArray, pole: FloatArray, max_turn_rad: float
+) -> tuple[FloatArray, FloatArray]:
+    """Turns (N, 3, 3) of the upper and the lower bone (world, the lower one after the upper's) that move
+    the end towards ``target`` as far as neither bone turns by more than ``max_turn_rad`` from where it
+    points now: the largest fraction of the way, found by bisection per frame."""
+    cos_max = np.cos(max_turn_rad)
+    d1, d2 = mid - root, end - mid
+
+    def attempt(frac: FloatArray) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+        m, e = _bend_to(root, mid, end, end + frac[:, None] * (target - end), pole)
+        ok = (_cos_turn(m - root, d1) >= cos_max) & (_cos_turn(e - m, d2) >= cos_max)
+        return m, e, ok
+
+    n = len(root)
+    lo, hi = np.zeros(n), np.ones(n)
+    _, _, full = attempt(hi)
+    lo[full] = 1.0
+    for _ in range(_REACH_STEPS if not full.all() else 0):
+        mid_frac = 0.5 * (lo + hi)
+        _, _, ok = attempt(mid_frac)
+        ok |= full
+        lo = np.where(ok, mid_frac, lo)
+        hi = np.where(ok, hi, mid_frac)
+    m, e, _ = attempt(lo)
+    t1 = arc(d1, m - root)
+    t2 = arc(np.einsum("nij,nj->ni", t1, d2), e - m)
+    return t1, t2
+
+
+def _reach(s: _Solver, world: FloatArray, ratio: float) -> dict[int, FloatArray]:
+    """World rotations (bone -> (F, 3, 3)) of the upper arm and forearm of each arm, turned so
+    the hand reaches for the source's, relative to the pelvis and scaled by ``ratio`` (avatar
+    height over source stature), within `MAX_REACH_TURN_DEG` of the source bones' directions."""
+    sk = s.motion.skeleton
+    src_pelvis = s.src_pos[:, sk.index("pelvis")]  # (F, 3)
+    pelvis = world[:, s.bone["pelvis"], :3, 3]
+    out: dict[int, FloatArray] = {}
+    for up, low, end, pole in _REACH:
+        if not (up in s.bone and low in s.bone and end in s.bone):
+            continue
+        b1, b2, b3 = s.bone[up], s.bone[low], s.bone[end]
+        target = pelvis + (s.src_pos[:, sk.index(end)] - src_pelvis) * ratio
+        frame = s.src_rot[:, sk.index("spine_03")]  # (F, 3, 3)
+        t1, t2 = _bounded_reach(world[:, b1, :3, 3], world[:, b2, :3, 3], world[:, b3, :3, 3], target,
+                                frame @ np.array(pole), np.radians(MAX_REACH_TURN_DEG))
+        out[b1] = t1 @ world[:, b1, :3, :3]
+        out[b2] = t2 @ t1 @ world[:, b2, :3, :3]
+    return out
+
+
 def retarget_to_avatar(
-    motion: Motion, rig: Rig, mapping: dict[str, str], contacts: FootContacts | None = None
+    motion: Motion,
+    rig: Rig,
+    mapping: dict[str, str],
+    contacts: FootContacts | None = None,
+    *,
+    reach: bool = True,
 ) -> AvatarAnimation:
     """``motion`` (the default skeleton) performed by the avatar ``rig`` (see the module doc). When the
     motion carries finger joints (hand tracking), the avatar's finger bones found by
-    `mapping.finger_mapping` follow them; otherwise they keep their rest pose."""
+    `mapping.finger_mapping` follow them; otherwise they keep their rest pose. ``reach=False`` leaves
+    the arms at the rotations copied from the source (the hands do not reach for the source's)."""
     if "thumb_01_l" in motion.skeleton.names:
         from mocapd.avatars.mapping import finger_mapping
 
@@ -293,7 +395,8 @@ def retarget_to_avatar(
         mapping = {**mapping, **{k: v for k, v in fingers.items() if v not in mapping.values()}}
     s = _Solver(motion, rig, mapping)
     pelvis_pos = s.src_pos[:, s.motion.skeleton.index("pelvis")] * s.scale  # (F, 3)
-    world = s.pose(pelvis_pos)
+    reached = _reach(s, s.pose(pelvis_pos), rig.height_m() / motion.skeleton.stature_m()) if reach else {}
+    world = s.pose(pelvis_pos, reached)
     nf = world.shape[0]
     feet = [(side, s.bone[f"thigh_{side}"], s.bone[f"calf_{side}"], s.bone[f"foot_{side}"]) for side in ("l", "r")]
     rest_h = {side: float(s.rest[f, 2, 3]) for side, _, _, f in feet}
@@ -314,7 +417,7 @@ def retarget_to_avatar(
     else:  # no contact known: the lowest foot of the clip at its rest height
         dz = np.full(nf, min(rest_h[sd] - float(world[:, f, 2, 3].min()) for sd, _, _, f in feet))
     pelvis_pos = pelvis_pos + np.stack([np.zeros(nf), np.zeros(nf), dz], axis=1)
-    world = s.pose(pelvis_pos)
+    world = s.pose(pelvis_pos, reached)
     # 2. horizontal: the avatar's strides differ from the source's; the drift of the feet in contact
     # is taken off the root (accumulated), so a planted foot needs little leg correction
     if contact.any():
@@ -327,9 +430,9 @@ def retarget_to_avatar(
         count[1:] = (contact[1:] & contact[:-1]).sum(axis=1)
         drift = np.cumsum(step / np.maximum(count, 1)[:, None], axis=0)
         pelvis_pos = pelvis_pos - np.concatenate([drift, np.zeros((nf, 1))], axis=1)
-        world = s.pose(pelvis_pos)
+        world = s.pose(pelvis_pos, reached)
     # 3. pin each foot in contact to the mean of its positions over that contact
-    overrides: dict[int, FloatArray] = {}
+    overrides = dict(reached)
     for i, (side, thigh, calf, foot) in enumerate(feet):
         ankle = world[:, foot, :3, 3]
         correction = np.zeros((nf, 3))
@@ -356,7 +459,7 @@ def retarget_to_avatar(
         thigh_m[active] = t1 @ thigh_m[active]
         calf_m[active] = t2 @ t1 @ calf_m[active]
         overrides[thigh], overrides[calf] = thigh_m, calf_m
-    if overrides:
+    if any(overrides[b] is not reached.get(b) for b in overrides):
         world = s.pose(pelvis_pos, overrides)
     # file frame locals
     inv_top = np.linalg.inv(s.top)

@@ -22,6 +22,7 @@ from mocapd.pipeline.contacts import FootContacts, detect_contacts
 from mocapd.pipeline.resample import resample_motion
 from mocapd.pipeline.skeleton import Motion
 from tests.conftest import shared_file
+from tests.support.avatar_positions import position_report, rest_report
 from tests.support.cmu import cmu_motion
 from tests.support.rigs import RIGS, rig_bytes
 
@@ -36,6 +37,20 @@ HUMAN_M = 1.75  # tolerances in centimetres are for a human of this height, scal
 def _source() -> tuple[Motion, FootContacts]:
     motion = resample_motion(cmu_motion(shared_file("bvh/cmu_131_03.bvh")), 30.0)  # start, hop, stop
     return motion, detect_contacts(motion)
+
+
+TAKES = ("cmu_131_01", "cmu_131_02", "cmu_131_03")
+
+
+@lru_cache(maxsize=3)
+def _take(take: str) -> tuple[Motion, FootContacts]:
+    motion = resample_motion(cmu_motion(shared_file(f"bvh/{take}.bvh")), 30.0)
+    return motion, detect_contacts(motion)
+
+
+@lru_cache(maxsize=8)
+def _prepared(name: str) -> PreparedAvatar:
+    return prepare_bytes(rig_bytes(name), name)
 
 
 @lru_cache(maxsize=8)
@@ -155,3 +170,27 @@ def test_finger_data_drives_the_avatars_fingers(name: str) -> None:
     # the body is unchanged by the fingers
     body = [ix[v] for v in mapping.values()]
     assert np.allclose(curled.world_norm[:, body], plain.world_norm[:, body], atol=1e-9 * max(1.0, prepared.facts["heightM"]))
+
+
+@pytest.mark.parametrize("take", TAKES)
+@pytest.mark.parametrize("name", RIGS)
+def test_joints_follow_the_source_scaled_to_the_avatars_height(name: str, take: str) -> None:
+    """Every mapped body joint, root-aligned and divided by height (the avatar's, the source's stature),
+    against the source's on every frame. Bone lengths are the avatar's own, so its proportions put a
+    floor under the error (measured between the two rest poses); the motion may add little to it, and
+    the hands, which reach for the source's, come closer than the rotations alone put them."""
+    prepared = _prepared(name)
+    motion, contacts = _take(take)
+    rig, mapping, height = prepared.rig, prepared.facts["mapping"], prepared.facts["heightM"]
+    anim = retarget_to_avatar(motion, rig, mapping, contacts)
+    got = position_report(anim, mapping, height, motion)
+    floor = rest_report(anim, mapping, height, motion)
+    assert len(got.joints) >= 18 and got.error.shape == (motion.num_frames, len(got.joints))
+    assert got.max <= max(floor.max, 0.05) + 0.045, (got.worst(), floor.worst())
+    assert got.p95 <= max(floor.max, 0.05) + 0.01, (got.p95, floor.max)
+    # reaching: the hands closer than the same motion without it (the arms' turns limited, so some
+    # error is left where the avatar's arms are longer or shorter than the source's, size-normalised)
+    plain = position_report(retarget_to_avatar(motion, rig, mapping, contacts, reach=False), mapping, height, motion)
+    hands = ("hand_l", "hand_r")
+    assert got.of(hands).p95 < plain.of(hands).p95 - 0.005, (got.of(hands).p95, plain.of(hands).p95)
+    assert got.of(hands).max <= plain.of(hands).max + 1e-9
