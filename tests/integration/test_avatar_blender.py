@@ -1,7 +1,9 @@
 """Every shared rig, animated by a CMU take and written as FBX, imported by Blender (``bpy``): one
 armature with the avatar's own bone names, its meshes bound to it by an Armature modifier and vertex
 groups named after the bones, the take at its length and rate, and on every frame the bones where
-our forward kinematics puts them (so the feet stand where the retargeting put them: on the ground);
+our forward kinematics puts them (so the feet stand where the retargeting put them: on the ground),
+the mapped joints following the source's, root-aligned and size-normalised, as read back from the
+imported FBX and GLB;
 and the character's look, in the FBX and in the GLB: UVs, its materials, and its base colour images."""
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mocapd.pipeline.contacts import detect_contacts
 from mocapd.pipeline.resample import resample_motion
 from mocapd.pipeline.skeleton import Motion
 from tests.conftest import shared_file
+from tests.support.avatar_positions import measured_joints, position_report, rest_report
 from tests.support.cmu import cmu_motion
 from tests.support.rigs import RIGS, rig_bytes
 
@@ -28,6 +31,35 @@ bpy = pytest.importorskip("bpy", reason="bpy (Blender as a module) is in the dev
 _FRAMES = 45
 _TEXTURED = {"godette.vrm", "m2m_male.glb"}  # the shared rigs whose materials use an image
 _ZUP_FROM_YUP = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # Blender's import of a Y-up file
+
+
+def _imported_joints(arm: object, rig: Rig, mapping: dict[str, str], frames: range) -> np.ndarray:
+    """The mapped body joints' heads (F, K, 3) on ``frames`` of the imported armature, taken back to
+    mocapd's frame (Blender's Z-up metres -> the file's Y-up -> the file frame -> mocapd's)."""
+    scene = bpy.context.scene
+    to_blender = rig.unit_m * _ZUP_FROM_YUP @ yup_rotation(rig.up_axis)
+    bones = {b.name: b for b in arm.pose.bones}  # type: ignore[attr-defined]
+    joints = [bones[mapping[k]] for k in measured_joints(mapping)]
+    out = []
+    for frame in frames:
+        scene.frame_set(frame)
+        world = np.array(arm.matrix_world)  # type: ignore[attr-defined]
+        heads = np.array([tuple(b.head) for b in joints]) @ world[:3, :3].T + world[:3, 3]
+        file_pos = np.linalg.solve(to_blender, heads.T).T
+        out.append(file_pos @ rig.to_norm[:3, :3].T + rig.to_norm[:3, 3])
+    return np.array(out)
+
+
+def _check_positions(anim: object, rig: Rig, prepared: object, motion: Motion, imported: np.ndarray) -> None:
+    """The imported joints follow the source, root-aligned and size-normalised, as the animation does
+    (tests/unit/avatars/test_retarget.py: within the rest-pose proportion floor plus 4.5 % of height)."""
+    facts = prepared.facts  # type: ignore[attr-defined]
+    mapping, height = facts["mapping"], facts["heightM"]
+    ours = position_report(anim, mapping, height, motion)  # type: ignore[arg-type]
+    back = position_report(anim, mapping, height, motion, avatar_pos=imported)  # type: ignore[arg-type]
+    assert np.abs(back.error - ours.error).max() < 1e-3, float(np.abs(back.error - ours.error).max())
+    floor = rest_report(anim, mapping, height, motion).max  # type: ignore[arg-type]
+    assert back.max <= max(floor, 0.05) + 0.045, (back.worst(), floor)
 
 
 def _short_take() -> Motion:
@@ -71,6 +103,7 @@ def test_blender_imports_the_avatar_fbx(name: str, tmp_path: Path) -> None:
         heads = np.array([tuple(b.head) for b in arm.pose.bones]) @ world[:3, :3].T + world[:3, 3]
         err = np.linalg.norm(heads - expected[4 * k, order], axis=1)
         assert err.max() < tol, (frame, arm.pose.bones[int(err.argmax())].name, float(err.max()))
+    _check_positions(anim, rig, prepared, motion, _imported_joints(arm, rig, mapping, range(first, last + 1)))
     # the skin follows the bones: the evaluated mesh moves with the animation
     scene.frame_set(first)
     dg = bpy.context.evaluated_depsgraph_get()
@@ -133,7 +166,12 @@ def test_blender_imports_the_avatar_glb_with_its_uvs_materials_textures_and_morp
     path.write_bytes(write_avatar_glb(anim))
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.render.fps = 30  # the importer places the keys at the scene's rate
     assert bpy.ops.import_scene.gltf(filepath=str(path)) == {"FINISHED"}
+    (arm,) = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
+    first, last = (int(round(v)) for v in arm.animation_data.action.frame_range)
+    assert last - first + 1 == _FRAMES
+    _check_positions(anim, rig, prepared, motion, _imported_joints(arm, rig, prepared.facts["mapping"], range(first, last + 1)))
     expected = _look(rig)
     assert _imported_look() == expected
     if name in _TEXTURED:
