@@ -4,8 +4,12 @@
   map, write the rig) and `prepare_bytes` in this process (read + map only); median of ``--repeat``;
   the stored rig's size (mesh, skin, UVs, materials and their images, once per avatar).
 * ``retarget``: the CMU take 131_03 solved onto the default skeleton at 30 fps, retargeted onto each
-  rig (`retarget_to_avatar`, foot contacts included): frames per second; then the FBX and GLB
+  rig (`retarget_to_avatar`, foot contacts included): frames per second, with the arms' reaching and
+  without (``reach=False``, alternately in the same run); then the FBX and GLB
   writers' time for that take.
+* ``positions``: per rig and CMU take (01, 02, 03), the mapped joints against the source's, root-aligned
+  and divided by height: max and 95th percentile over frames and joints, the worst joint, the floor
+  the two rest poses alone put there, and the hands with and without reaching.
 * ``job`` (``--job``): `produce` on cam01.mp4 with ``targetIds ["default"]`` and ``["default",
   "avatar:..."]`` (the avatar copied into the job's inputs as the API does), alternately, in this
   process after a warm-up run; wall seconds and the ratio.
@@ -68,12 +72,15 @@ def bench_retarget(repeat: int) -> None:
     motion = resample_motion(cmu_motion(DATA / "bvh" / "cmu_131_03.bvh"), 30.0)
     contacts = detect_contacts(motion)
     print(f"\nCMU 131_03 at 30 fps: {motion.num_frames} frames\n")
-    print("| rig | retarget frames/s | FBX write s (KiB) | GLB write s (KiB) |")
-    print("|---|---|---|---|")
+    print("| rig | retarget frames/s | without reaching frames/s | FBX write s (KiB) | GLB write s (KiB) |")
+    print("|---|---|---|---|---|")
     for name in RIGS:
         prepared = prepare_bytes((DATA / "avatars" / name).read_bytes(), name)
-        times, fbx_t, glb_t = [], [], []
+        times, plain_t, fbx_t, glb_t = [], [], [], []
         for _ in range(repeat):
+            t = time.perf_counter()
+            retarget_to_avatar(motion, prepared.rig, prepared.facts["mapping"], contacts, reach=False)
+            plain_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             anim = retarget_to_avatar(motion, prepared.rig, prepared.facts["mapping"], contacts)
             times.append(time.perf_counter() - t)
@@ -84,8 +91,41 @@ def bench_retarget(repeat: int) -> None:
             glb = write_avatar_glb(anim)
             glb_t.append(time.perf_counter() - t)
         fps = motion.num_frames / statistics.median(times)
-        print(f"| {name} | {fps:,.0f} | {statistics.median(fbx_t):.2f} ({len(fbx) // 1024}) | "
+        print(f"| {name} | {fps:,.0f} | {motion.num_frames / statistics.median(plain_t):,.0f} | {statistics.median(fbx_t):.2f} ({len(fbx) // 1024}) | "
               f"{statistics.median(glb_t):.2f} ({len(glb) // 1024}) |")
+
+
+def bench_positions() -> None:
+    """Per rig and CMU take: the mapped body joints against the source's, root-aligned and divided by
+    height (avatar heightM, source stature), every frame (tests/support/avatar_positions.py)."""
+    from tests.support.avatar_positions import position_report, rest_report
+    from tests.support.cmu import cmu_motion
+
+    from mocapd.avatars.prepare import prepare_bytes
+    from mocapd.avatars.retarget import retarget_to_avatar
+    from mocapd.pipeline.contacts import detect_contacts
+    from mocapd.pipeline.resample import resample_motion
+
+    hands = ("hand_l", "hand_r")
+    print("\nJoint positions, root-aligned, / height (% of height; every frame of each take at 30 fps)\n")
+    print("| rig | take | all joints max | p95 | worst joint | rest-pose floor (max) | hands max | hands p95 | "
+          "hands p95 without reaching |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    prepared = {name: prepare_bytes((DATA / "avatars" / name).read_bytes(), name) for name in RIGS}
+    for take in ("cmu_131_01", "cmu_131_02", "cmu_131_03"):
+        motion = resample_motion(cmu_motion(DATA / "bvh" / f"{take}.bvh"), 30.0)
+        contacts = detect_contacts(motion)
+        for name in RIGS:
+            rig, facts = prepared[name].rig, prepared[name].facts
+            mapping, height = facts["mapping"], facts["heightM"]
+            anim = retarget_to_avatar(motion, rig, mapping, contacts)
+            got = position_report(anim, mapping, height, motion)
+            plain = position_report(retarget_to_avatar(motion, rig, mapping, contacts, reach=False), mapping, height,
+                                    motion)
+            floor = rest_report(anim, mapping, height, motion)
+            print(f"| {name} | {take[4:]} | {100 * got.max:.1f} | {100 * got.p95:.1f} | {got.worst()[0]} | "
+                  f"{100 * floor.max:.1f} ({floor.worst()[0]}) | {100 * got.of(hands).max:.1f} | "
+                  f"{100 * got.of(hands).p95:.1f} | {100 * plain.of(hands).p95:.1f} |")
 
 
 def bench_job(repeat: int) -> None:
@@ -129,6 +169,7 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f}\n")
     bench_prepare(args.repeat)
     bench_retarget(args.repeat)
+    bench_positions()
     if args.job:
         bench_job(args.repeat)
     os._exit(0)  # the FBX binding's wrappers are never released (see mocapd/avatars/read_fbx.py)
