@@ -13,6 +13,8 @@ relative depth on the x scale, a frame in which the angles between finger segmen
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +25,7 @@ from numpy.typing import NDArray
 from mocapd.pipeline.decode import iter_frames, prefetch
 from mocapd.pipeline.layout import HAND_21
 
-__all__ = ["HandTrack", "detect_hands", "on_grid"]
+__all__ = ["HandTrack", "HandsPass", "detect_hands", "on_grid"]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -63,8 +65,11 @@ def _points(landmarks: Any, width: int, height: int) -> FloatArray:
     return np.array([(p.x * width, p.y * height, p.z * width) for p in landmarks.landmark], dtype=np.float64)
 
 
-def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: float = 0.0) -> HandTrack:
-    """Both hands on every analysed frame of ``[start_s, end_s)`` (``min_interval_s`` as the body pass)."""
+def detect_hands(
+    source: Path, start_s: float, end_s: float, *, min_interval_s: float = 0.0, stop: threading.Event | None = None
+) -> HandTrack:
+    """Both hands on every analysed frame of ``[start_s, end_s)`` (``min_interval_s`` as the body pass).
+    A set ``stop`` ends the pass early (what was detected so far is returned)."""
     from mediapipe.python.solutions import holistic as mp_holistic  # heavy import, kept local
 
     times: list[float] = []
@@ -77,6 +82,8 @@ def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: 
         with mp_holistic.Holistic(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
                                   refine_face_landmarks=False) as holistic:
             for frame in frames:
+                if stop is not None and stop.is_set():
+                    break
                 h, w = frame.rgb.shape[:2]
                 size = (w, h)
                 result = holistic.process(frame.rgb)
@@ -88,6 +95,43 @@ def detect_hands(source: Path, start_s: float, end_s: float, *, min_interval_s: 
     if not times:
         return HandTrack(np.zeros(0), np.zeros((0, _N, 3)), np.zeros((0, _N, 3)))
     return HandTrack(np.array(times), np.stack(left), np.stack(right), size)
+
+
+class HandsPass:
+    """`detect_hands` in a background thread, started at once: the job's body pass and this one then
+    share the two cores instead of running one after the other (each detector runs its networks on
+    one thread). ``result()`` waits for it (re-raising its error); ``cancel()`` stops it (a job that
+    fails before it needs the hands). Frames and results are those of `detect_hands`."""
+
+    def __init__(self, source: Path, start_s: float, end_s: float, *, min_interval_s: float = 0.0) -> None:
+        self._stop = threading.Event()
+        self._track: HandTrack | None = None
+        self._error: BaseException | None = None
+        self.duration_s = 0.0
+        self._args = (Path(source), start_s, end_s, min_interval_s)
+        self._thread = threading.Thread(target=self._run, name="mocapd-hands", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        source, start_s, end_s, min_interval_s = self._args
+        try:
+            self._track = detect_hands(source, start_s, end_s, min_interval_s=min_interval_s, stop=self._stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self._error = exc
+        self.duration_s = time.monotonic() - started
+
+    def result(self) -> HandTrack:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._track is None or self._stop.is_set():
+            raise RuntimeError("the hands pass was cancelled")
+        return self._track
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def on_grid(track: HandTrack, grid_s: FloatArray, tolerance_s: float) -> HandTrack:

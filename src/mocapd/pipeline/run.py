@@ -54,6 +54,7 @@ from mocapd.pipeline.world import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mocapd.pipeline.hands import HandsPass
     from mocapd.pipeline.source_copy import SourceCopies
 
 __all__ = [
@@ -293,6 +294,36 @@ def analyse_video(
 ) -> Analysis:
     """Preflight and processing stages (see the module doc); ``on_progress`` is left at processing 0.9.
 
+    With ``handTracking`` the hands pass (`mocapd.pipeline.hands.HandsPass`) runs beside the body's
+    from the start, and is stopped if the job fails first.
+    """
+    hands_pass = _start_hands_pass(Path(source), settings) if settings.hand_tracking else None
+    try:
+        return _analyse_video(source, settings, on_progress, work_dir, hands_pass)
+    finally:
+        if hands_pass is not None:
+            hands_pass.cancel()  # nothing to stop once the job has its hands
+
+
+def _start_hands_pass(source: Path, settings: JobSettings) -> HandsPass | None:
+    """The hands pass over the job's window, on the frames the body pass analyses (None for settings
+    that `_analyse_video` refuses)."""
+    from mocapd.pipeline.hands import HandsPass
+
+    if not (settings.export_fps > 0 and settings.trim_end_s > settings.trim_start_s >= 0):
+        return None
+    info = read_video_info(source)
+    step = analysis_step(info.fps, settings.export_fps)
+    min_interval_s = (step - 0.5) / info.fps if step > 1 and info.fps > 0 else 0.0
+    return HandsPass(source, settings.trim_start_s, settings.trim_end_s, min_interval_s=min_interval_s)
+
+
+def _analyse_video(
+    source: Path, settings: JobSettings, on_progress: StageCallback, work_dir: Path | None,
+    hands_pass: HandsPass | None,
+) -> Analysis:
+    """`analyse_video`'s stages, with the hands pass already running (or None).
+
     Raises ``InputFault("no_person_detected")`` in preflight and ``InputFault("source_unreadable" |
     "source_unsupported")`` for a bad video; any other exception is a system fault.
 
@@ -369,11 +400,11 @@ def analyse_video(
     progress("processing", 0.9, force=True)
     export, export_contacts = export_motion(motion, settings.export_fps)
     hands = hands_px = None
-    if settings.hand_tracking:
+    if hands_pass is not None:
         hands_started = time.monotonic()
-        export, hands, hands_px = _with_fingers(Path(source), settings, info, step, grid_s, fps, export,
-                                                float(solve_report.stature_m))
-        timings["hands"] = time.monotonic() - hands_started
+        export, hands, hands_px = _with_fingers(hands_pass, info, grid_s, fps, export, float(solve_report.stature_m))
+        timings["hands"] = time.monotonic() - hands_started  # the wait for the hands pass beyond the body's
+        timings["handsPass"] = hands_pass.duration_s
     timings["processing"] = time.monotonic() - started
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
@@ -383,17 +414,14 @@ def analyse_video(
 
 
 def _with_fingers(
-    source: Path, settings: JobSettings, info: VideoInfo, step: int, grid_s: FloatArray, fps: float, export: Motion,
-    stature_m: float,
+    hands_pass: HandsPass, info: VideoInfo, grid_s: FloatArray, fps: float, export: Motion, stature_m: float,
 ) -> tuple[Motion, dict[str, Any], FloatArray]:
     """The export motion with finger bones from the hands seen in the window (see `mocapd.pipeline.fingers`),
     the report, and the hands' 2D landmarks on the processing clock in source pixels, (G, 2, 21, 2)."""
     from mocapd.pipeline.fingers import HandAngles, finger_limits_rad, hand_angles_track, with_fingers
-    from mocapd.pipeline.hands import detect_hands, on_grid
+    from mocapd.pipeline.hands import on_grid
 
-    min_interval_s = (step - 0.5) / info.fps if step > 1 and info.fps > 0 else 0.0
-    raw = detect_hands(source, settings.trim_start_s, settings.trim_end_s, min_interval_s=min_interval_s)
-    grid = on_grid(raw, grid_s, tolerance_s=0.5 / fps)
+    grid = on_grid(hands_pass.result(), grid_s, tolerance_s=0.5 / fps)
     per_side = {"left": hand_angles_track(grid.left, grid.left_seen, fps),
                 "right": hand_angles_track(grid.right, grid.right_seen, fps)}
     # onto the export clock (the export's frame k sits at k / export fps from the window's first frame)
