@@ -17,6 +17,14 @@ with length), and a 1920x1080 30 fps H.264 copy of it made in /tmp (never in the
 
 Run:  .venv/bin/python bench/pipeline.py [--repeat N]     (about 2-3 minutes per repeat on 2 cores)
 
+``--only REGEX`` keeps the clips whose label matches (``re.search``; e.g. ``--only "VP9, 7.6 s$"``).
+
+``--variants`` instead measures, on one clip (``--variant-clip``: sports2d 7.6 s or cam01), what each job
+option costs per frame, in turns in fresh processes (a shared machine slows them alike): raw BlazePose
+Full, the standard job, ``modelQuality: high`` (BlazePose Heavy, ``--models-dir``), ``handTracking``;
+with ``--parallel 2``, also two identical standard jobs at once (two worker processes on the two
+cores). Reported per run: wall and CPU seconds, and wall ms per frame beyond raw detection.
+
 ``--preview-presets`` instead compares libx264 settings for the preview of the sports2d job with the
 G1 target (540 p, 2040x540, 230 frames; frames decoded up front): wall and CPU seconds of
 `encode_preview` (composition included) and the file size.
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -39,6 +48,7 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPORTS = DATA / "video" / "sports2d_demo.mp4"
+CAM01 = DATA / "pose2sim_balancing" / "cam01.mp4"
 HD_COPY = Path(tempfile.gettempdir()) / "mocapd_bench_1080p30.mp4"
 
 
@@ -81,7 +91,9 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child_pipeline(source: Path, start_s: float, end_s: float, targets: tuple[str, ...]) -> dict[str, float]:
+def child_pipeline(
+    source: Path, start_s: float, end_s: float, targets: tuple[str, ...], options: dict[str, object] | None = None
+) -> dict[str, float]:
     import mediapipe.python.solutions.pose  # noqa: F401 - warm imports, as a long-lived worker has them
 
     import mocapd.formats.bvh
@@ -94,9 +106,8 @@ def child_pipeline(source: Path, start_s: float, end_s: float, targets: tuple[st
 
     with tempfile.TemporaryDirectory() as out:
         t0, c0 = time.perf_counter(), _cpu_s()
-        result = produce(
-            source, JobSettings(targets, 30, "full_body", start_s, end_s), Path(out), lambda s, f: None
-        )
+        settings = JobSettings(targets, 30, "full_body", start_s, end_s, **(options or {}))  # type: ignore[arg-type]
+        result = produce(source, settings, Path(out), lambda s, f: None)
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     return {"frames": result.manifest["processing"]["frames"], "wall_s": wall, "cpu_s": cpu, **{
         f"{k}_s": v for k, v in result.manifest["processing"]["timingsSec"].items()}}  # fmt: skip
@@ -165,11 +176,54 @@ def _psnr_y(path: Path, luma: list[np.ndarray]) -> float:
     return float(10.0 * np.log10(255.0**2 / np.mean(errors)))
 
 
-def run_child(kind: str, source: Path, start_s: float, end_s: float) -> dict[str, float]:
+def run_child(
+    kind: str, source: Path, start_s: float, end_s: float, options: dict[str, object] | None = None, copies: int = 1
+) -> list[dict[str, float]]:
+    """Run ``copies`` children at once (each a fresh process); their results in order."""
     cmd = [sys.executable, __file__, "--child", kind, str(source), str(start_s), str(end_s)]
+    if options:
+        cmd += ["--options", json.dumps(options)]
     load = os.getloadavg()[0]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return {**json.loads(out.strip().splitlines()[-1]), "load_1min": load}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(copies)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"{cmd} failed with {proc.returncode}: {err[-2000:]}")
+        results.append({**json.loads(out.strip().splitlines()[-1]), "load_1min": load})
+    return results
+
+
+def variants(args: argparse.Namespace) -> None:
+    """Per-frame cost of each job option against raw detection, in turns (see the module doc)."""
+    source, start, end = (SPORTS, 0.0, 7.7) if args.variant_clip == "sports2d" else (CAM01, 0.0, 2.0)
+    cases: list[tuple[str, str, dict[str, object], int]] = [
+        ("raw BlazePose Full", "raw", {}, 1),
+        ("standard job", "pipeline", {}, 1),
+        ("modelQuality high", "pipeline", {"model_quality": "high", "models_dir": str(args.models_dir)}, 1),
+        ("handTracking", "pipeline", {"hand_tracking": True}, 1),
+    ]
+    if args.parallel > 1:
+        cases.append((f"{args.parallel} standard jobs at once", "pipeline", {}, args.parallel))
+    for _ in range(args.repeat):
+        base: dict[str, float] = {}
+        for label, kind, options, copies in cases:
+            runs = run_child(kind, source, start, end, options, copies)
+            frames = runs[0]["frames"]
+            wall = max(r["wall_s"] for r in runs)
+            if kind == "raw":
+                base["raw"] = wall
+            elif not options and copies == 1:
+                base["standard"] = wall
+            row = {
+                "case": label, "clip": source.name, "frames": frames, "load_1min": round(runs[0]["load_1min"], 2),
+                "wall_s": [round(r["wall_s"], 2) for r in runs], "cpu_s": [round(r["cpu_s"], 2) for r in runs],
+                "ratio_vs_raw": round(wall / base["raw"], 2),
+                "ms_per_frame": round(1000 * wall / frames, 1),
+                "ms_per_frame_beyond_standard": round(1000 * (wall - base.get("standard", wall)) / frames, 1),
+                **{k: round(v, 2) for k, v in runs[0].items() if k in ("pose_s", "hands_s", "processing_s")},
+            }  # fmt: skip
+            print(json.dumps(row), flush=True)
 
 
 def main() -> int:
@@ -179,9 +233,18 @@ def main() -> int:
     parser.add_argument(
         "--preview-presets", action="store_true", help="compare x264 settings for the preview"
     )
+    parser.add_argument("--options", help=argparse.SUPPRESS)  # a child's JobSettings fields, JSON
+    parser.add_argument("--only", default="", help="measure only the clips whose label matches this regular expression")
+    parser.add_argument("--variants", action="store_true", help="per-frame cost of high and handTracking")
+    parser.add_argument("--variant-clip", choices=("sports2d", "cam01"), default="sports2d")
+    parser.add_argument("--parallel", type=int, default=1, help="with --variants: also N standard jobs at once")
+    parser.add_argument("--models-dir", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "models")
     args = parser.parse_args()
     if args.preview_presets:
         preview_presets()
+        return 0
+    if args.variants:
+        variants(args)
         return 0
     if args.child:
         kind, source, start, end = args.child
@@ -189,7 +252,8 @@ def main() -> int:
             res = child_raw(Path(source), float(start), float(end))
         else:
             targets = ("default", "unitree_g1") if kind == "pipeline_g1" else ("default",)
-            res = child_pipeline(Path(source), float(start), float(end), targets)
+            options = json.loads(args.options) if args.options else None
+            res = child_pipeline(Path(source), float(start), float(end), targets, options)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         print(json.dumps(res))
         return 0
@@ -200,12 +264,15 @@ def main() -> int:
         ("sports2d 1768x994 VP9, 2 s", SPORTS, 0.0, 2.0, "pipeline"),
         ("sports2d 1768x994 VP9, 7.6 s", SPORTS, 0.0, 7.7, "pipeline"),
         ("sports2d 1768x994 VP9, 7.6 s, + G1", SPORTS, 0.0, 7.7, "pipeline_g1"),
-        ("1920x1080 H.264 30 fps, 7.6 s", make_1080p_copy(), 0.0, 7.7, "pipeline"),
+        ("1920x1080 H.264 30 fps, 7.6 s", HD_COPY, 0.0, 7.7, "pipeline"),
     ]
+    if any(re.search(args.only, c[0]) for c in cases if c[1] == HD_COPY):
+        make_1080p_copy()
+    cases = [c for c in cases if re.search(args.only, c[0])]
     rows = []
     for label, source, start, end, kind in [c for c in cases for _ in range(args.repeat)]:
-        raw = run_child("raw", source, start, end)
-        pipe = run_child(kind, source, start, end)
+        raw = run_child("raw", source, start, end)[0]
+        pipe = run_child(kind, source, start, end)[0]
         duration = raw["frames"] / 30.0
         rows.append({
             "clip": label, "frames": raw["frames"], "load_1min": round(raw["load_1min"], 2),
