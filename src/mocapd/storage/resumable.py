@@ -107,6 +107,7 @@ class _LocalWriter:
         self.f.seek(offset)
         self.offset = offset
         self.durable = offset
+        self.synced_to = offset  # the offset the last checkpoint (perhaps still running) makes durable
 
     def write(self, chunk: bytes) -> None:
         self.f.write(chunk)
@@ -119,17 +120,20 @@ class _LocalWriter:
         pass
 
     def checkpoint_due(self) -> bool:
-        return self.offset - self.durable >= LOCAL_CHECKPOINT_BYTES
+        # Counted from the last checkpoint *started*: one still syncing in the background is not due again
+        # (counting from ``durable`` would start a second one at the next chunk, waiting for the first).
+        return self.offset - self.synced_to >= LOCAL_CHECKPOINT_BYTES
 
     def checkpoint(self, *, everything: bool) -> tuple[int, State]:
         self.f.flush()
         os.fsync(self.f.fileno())
-        self.durable = self.offset
+        self.durable = self.synced_to = self.offset
         return self.durable, self.state
 
     def background_checkpoint(self) -> tuple[int, Callable[[], State]] | None:
         self.f.flush()  # in the caller's thread: the file object is not shared; fsync works on the descriptor
         offset, fd = self.offset, self.f.fileno()
+        self.synced_to = offset
 
         def sync() -> State:
             os.fsync(fd)  # everything up to ``offset`` (and perhaps more) is on disk after this
