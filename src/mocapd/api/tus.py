@@ -60,6 +60,7 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum"
 LOCK_TTL_S = 30.0
 RENEW_EVERY_S = 10.0  # a request renews (or commits) well inside its lock's life, or stops writing
+COMMIT_EVERY_S = 1.0  # within a PATCH, durable progress is recorded at most this often (a database write)
 OFFSET_TYPE = "application/offset+octet-stream"
 
 router = APIRouter(tags=["resumable uploads (tus 1.0)"])
@@ -271,33 +272,37 @@ async def tus_patch(
         if offset is None:
             raise MocapdError("upload_header_invalid", "Upload-Offset is required.", job_id=job_id)
         checksum = _checksum(request)
-        svc = _svc(state, request)
-        job = await run_in_threadpool(svc.upload_target, job_id)
-        new_offset = await _patch(state, svc, request, job, upload_id, offset, checksum)
+        new_offset = await _patch(state, _svc(state, request), request, job_id, upload_id, offset, checksum)
     except MocapdError as exc:
         raise _tus_error(exc) from None
     return Response(status_code=204, headers={**_TUS, "Upload-Offset": str(new_offset)})
 
 
-async def _patch(state: AppState, svc: JobService, request: Request, job: Job, upload_id: str, offset: int,
-                 checksum: bytes | None) -> int:
+async def _patch(state: AppState, svc: JobService, request: Request, job_or_id: Job | str, upload_id: str,
+                 offset: int, checksum: bytes | None) -> int:
     """Append the request body at ``offset`` under the upload's lock; the committed offset after it."""
     db = state.db
-    token, row = await run_in_threadpool(uploads.acquire, db, job.id, upload_id, LOCK_TTL_S)
-    try:
-        if row.completed:
-            raise MocapdError("upload_offset_mismatch", "The upload is already complete.", job_id=job.id,
-                              headers={"Upload-Offset": str(row.offset)})
-        if offset != row.offset:
-            raise MocapdError("upload_offset_mismatch", f"Upload-Offset is {offset}; the server has {row.offset}.",
-                              job_id=job.id, details={"offset": row.offset})
-        declared = _int_header(request, "content-length")
-        if declared is not None and offset + declared > row.length:
-            raise _past_length(job, row.length, offset + declared)
-        writer = await run_in_threadpool(open_writer, state.store, row.store_state, row.offset)
-    except BaseException:
-        await run_in_threadpool(uploads.release, db, job.id, upload_id, token)
-        raise
+    declared = _int_header(request, "content-length")
+
+    def begin() -> tuple[Job, str, uploads.UploadRow, ResumableWriter]:
+        # One trip to a worker thread for the job, the lock and the file (each PATCH starts here).
+        job = svc.upload_target(job_or_id) if isinstance(job_or_id, str) else job_or_id
+        token, row = uploads.acquire(db, job.id, upload_id, LOCK_TTL_S)
+        try:
+            if row.completed:
+                raise MocapdError("upload_offset_mismatch", "The upload is already complete.", job_id=job.id,
+                                  headers={"Upload-Offset": str(row.offset)})
+            if offset != row.offset:
+                raise MocapdError("upload_offset_mismatch", f"Upload-Offset is {offset}; the server has "
+                                  f"{row.offset}.", job_id=job.id, details={"offset": row.offset})
+            if declared is not None and offset + declared > row.length:
+                raise _past_length(job, row.length, offset + declared)
+            return job, token, row, open_writer(state.store, row.store_state, row.offset)
+        except BaseException:
+            uploads.release(db, job.id, upload_id, token)
+            raise
+
+    job, token, row, writer = await run_in_threadpool(begin)
     try:
         return await _stream(state, svc, request, job, row, token, writer, checksum)
     except BaseException:
@@ -335,13 +340,18 @@ async def _stream(state: AppState, svc: JobService, request: Request, job: Job, 
     async def commit(everything: bool, *, release: bool = False) -> None:
         nonlocal committed, renewed_s
         await settle()
-        durable, store_state = await run_in_threadpool(writer.checkpoint, everything=everything)
-        ok = await run_in_threadpool(lambda: uploads.commit(db, job.id, row.upload_id, token, offset=durable,
-                                                            store_state=store_state, ttl_s=LOCK_TTL_S, release=release))
-        if not ok:
-            raise MocapdError("upload_locked", "This request lost the upload's lock; resume from HEAD.", job_id=job.id)
-        await run_in_threadpool(writer.committed)
-        committed, renewed_s = durable, time.monotonic()
+
+        def durable_then_recorded() -> int:  # one trip to a worker thread: the bytes on disk, then the offset
+            durable, store_state = writer.checkpoint(everything=everything)
+            if not uploads.commit(db, job.id, row.upload_id, token, offset=durable, store_state=store_state,
+                                  ttl_s=LOCK_TTL_S, release=release):
+                raise MocapdError("upload_locked", "This request lost the upload's lock; resume from HEAD.",
+                                  job_id=job.id)
+            writer.committed()
+            return durable
+
+        committed = await run_in_threadpool(durable_then_recorded)
+        renewed_s = time.monotonic()
 
     async def commit_behind() -> None:
         """A checkpoint within the request: with the local store its fsync runs beside the stream, and the
@@ -357,6 +367,8 @@ async def _stream(state: AppState, svc: JobService, request: Request, job: Job, 
         async def run() -> None:
             nonlocal committed, renewed_s
             store_state = await run_in_threadpool(sync)
+            if time.monotonic() - renewed_s < COMMIT_EVERY_S:
+                return  # on disk; the database hears of it at the next commit (or at the PATCH's end)
             ok = await run_in_threadpool(lambda: uploads.commit(db, job.id, row.upload_id, token, offset=offset,
                                                                 store_state=store_state, ttl_s=LOCK_TTL_S))
             if not ok:
@@ -436,7 +448,13 @@ async def _finish(state: AppState, svc: JobService, job: Job, row: uploads.Uploa
         except MocapdError:
             await run_in_threadpool(_terminate, state, job.id, row, token)
             raise
-        await run_in_threadpool(svc.record_upload, job.id, row.length, sha, writer.finish)
+        known: str = sha
+
+        def record() -> bool:  # one trip to a worker thread: the source in place, then the upload complete
+            svc.record_upload(job.id, row.length, known, writer.finish)
+            return _completed(state, job, row, token)
+
+        done = await run_in_threadpool(record)
     else:  # S3 without the running digest (the upload moved between processes): hash the object in the store
         await run_in_threadpool(svc.upload_target, job.id)
         await run_in_threadpool(writer.finish)
@@ -448,11 +466,15 @@ async def _finish(state: AppState, svc: JobService, job: Job, row: uploads.Uploa
             await run_in_threadpool(_terminate, state, job.id, row, token)
             raise
         await run_in_threadpool(svc.record_upload, job.id, row.length, sha)
-    ok = await run_in_threadpool(lambda: uploads.commit(state.db, job.id, row.upload_id, token, offset=row.length,
-                                                        store_state={**row.store_state, "finished": True},
-                                                        ttl_s=LOCK_TTL_S, completed=True, release=True))
-    if not ok:
+        done = await run_in_threadpool(_completed, state, job, row, token)
+    if not done:
         raise MocapdError("upload_locked", "This request lost the upload's lock.", job_id=job.id)
+
+
+def _completed(state: AppState, job: Job, row: uploads.UploadRow, token: str) -> bool:
+    return uploads.commit(state.db, job.id, row.upload_id, token, offset=row.length,
+                          store_state={**row.store_state, "finished": True}, ttl_s=LOCK_TTL_S, completed=True,
+                          release=True)
 
 
 def _terminate(state: AppState, job_id: str, row: uploads.UploadRow, token: str) -> None:

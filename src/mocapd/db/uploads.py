@@ -100,9 +100,9 @@ def _fenced(job_id: str, upload_id: str, token: str) -> Any:
 
 
 def renew(db: Database, job_id: str, upload_id: str, token: str, ttl_s: float) -> bool:
-    with db.write() as s:
-        res = s.execute(_fenced(job_id, upload_id, token).values(lock_expires_at=_now() + timedelta(seconds=ttl_s)))
-        return bool(res.rowcount)  # type: ignore[attr-defined]
+    with db.write_connect() as conn:  # a Core statement: no ORM session (this runs while bytes stream)
+        res = conn.execute(_fenced(job_id, upload_id, token).values(lock_expires_at=_now() + timedelta(seconds=ttl_s)))
+        return bool(res.rowcount)
 
 
 def commit(db: Database, job_id: str, upload_id: str, token: str, *, offset: int, store_state: dict[str, Any],
@@ -117,14 +117,14 @@ def commit(db: Database, job_id: str, upload_id: str, token: str, *, offset: int
     if release:
         values["lock_token"] = None
         values["lock_expires_at"] = None
-    with db.write() as s:
-        res = s.execute(_fenced(job_id, upload_id, token).values(**values))
-        return bool(res.rowcount)  # type: ignore[attr-defined]
+    with db.write_connect() as conn:  # a Core statement: no ORM session (this runs while bytes stream)
+        res = conn.execute(_fenced(job_id, upload_id, token).values(**values))
+        return bool(res.rowcount)
 
 
 def release(db: Database, job_id: str, upload_id: str, token: str) -> None:
-    with db.write() as s:
-        s.execute(_fenced(job_id, upload_id, token).values(lock_token=None, lock_expires_at=None))
+    with db.write_connect() as conn:
+        conn.execute(_fenced(job_id, upload_id, token).values(lock_token=None, lock_expires_at=None))
 
 
 def forget(db: Database, job_id: str, upload_id: str, token: str) -> bool:
