@@ -1,6 +1,8 @@
 """Resumable (tus) upload against the plain PUT, on one `mocapd api` process (SQLite + local folder, or
 S3 mode against moto's server with ``--s3``): MB/s for an N MB file and the API process's peak memory
-growth (VmHWM - VmRSS before, from /proc) while it is received. The tus client is the SDK's
+growth (VmHWM - VmRSS before, from /proc) while it is received, and its CPU seconds. The two alternate,
+each run after an ``os.sync()``; the load average is printed, as other work on the machine moves the
+figures (compare the ratio within one run). The tus client is the SDK's
 (`MocapdClient.tus_create` / `tus_patch`, 64 MiB a PATCH, as `mocapd submit` sends a large file).
 
     PYTHONPATH=src .venv/bin/python bench/tus_upload.py --mb 500 --repeat 3
@@ -31,6 +33,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def mem_kb(pid: int, field: str) -> int:
@@ -111,23 +119,32 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            results: dict[str, list[tuple[float, float]]] = {"put": [], "tus": []}
-            for _ in range(args.repeat):
-                for name, fn in (("put", upload_put), ("tus", upload_tus)):
+            results: dict[str, list[tuple[float, float, float]]] = {"put": [], "tus": []}
+            load0 = os.getloadavg()[0]
+            ways = [("put", upload_put), ("tus", upload_tus)]
+            for i in range(args.repeat):
+                # The order alternates, and each run starts with no dirty pages of the previous one: a PUT
+                # leaves its 500 MB for the kernel to write later, which would slow whatever runs next.
+                for name, fn in ways if i % 2 == 0 else ways[::-1]:
+                    os.sync()
                     Path(f"/proc/{server.pid}/clear_refs").write_text("5")  # peak (VmHWM) := current RSS
                     rss0 = mem_kb(server.pid, "VmRSS")
+                    cpu0 = cpu_s(server.pid)
                     t0 = time.perf_counter()
                     fn(base, key, src)
                     dt = time.perf_counter() - t0
+                    cpu = cpu_s(server.pid) - cpu0
                     growth = max(0, mem_kb(server.pid, "VmHWM") - rss0) / 1024
-                    results[name].append((args.mb / dt, growth))
-                    print(f"{name}: {args.mb} MB in {dt:.2f} s = {args.mb / dt:.0f} MB/s, server peak growth "
-                          f"{growth:.0f} MB", flush=True)
+                    results[name].append((args.mb / dt, growth, cpu))
+                    print(f"{name}: {args.mb} MB in {dt:.2f} s = {args.mb / dt:.0f} MB/s, server CPU {cpu:.2f} s, "
+                          f"peak growth {growth:.0f} MB", flush=True)
             put = statistics.median(r[0] for r in results["put"])
             tus = statistics.median(r[0] for r in results["tus"])
-            print(f"median: PUT {put:.0f} MB/s, tus {tus:.0f} MB/s = {tus / put:.2f}x; peak growth tus "
+            print(f"median: PUT {put:.0f} MB/s, tus {tus:.0f} MB/s = {tus / put:.2f}x; server CPU PUT "
+                  f"{statistics.median(r[2] for r in results['put']):.2f} s, tus "
+                  f"{statistics.median(r[2] for r in results['tus']):.2f} s; peak growth tus "
                   f"{max(r[1] for r in results['tus']):.0f} MB, PUT {max(r[1] for r in results['put']):.0f} MB "
-                  f"({'S3 mode' if args.s3 else 'local store'})")
+                  f"({'S3 mode' if args.s3 else 'local store'}; load {load0:.1f} -> {os.getloadavg()[0]:.1f})")
         finally:
             server.terminate()
             server.wait(30)

@@ -33,7 +33,7 @@ from mocapd.storage.s3 import S3Store
 __all__ = ["PART_BYTES", "ResumableWriter", "abort_upload", "begin_upload", "open_writer", "upload_prefix"]
 
 PART_BYTES = 8 << 20  # S3 parts; every part but the last must be at least 5 MiB
-LOCAL_CHECKPOINT_BYTES = 16 << 20  # fsync (in the background) and commit the offset this often in a request
+LOCAL_CHECKPOINT_BYTES = 16 << 20  # fsync (in the background) this often in a request; the API records the offset
 
 State = dict[str, Any]
 
