@@ -38,7 +38,13 @@ from mocapd.pipeline.clean import CleanedTrack, clean_track, resample_uniform
 from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetch, read_video_info
 from mocapd.pipeline.detect import analysis_step, detect_window, preview_scale, preview_side_px
 from mocapd.pipeline.flips import repair_flips
-from mocapd.pipeline.landmarks import LANDMARKS_USED, joints_from_landmarks, zup_from_mediapipe
+from mocapd.pipeline.landmarks import (
+    LANDMARKS_USED,
+    ZUP_FROM_MEDIAPIPE,
+    joint_visibility,
+    joints_from_landmarks,
+    zup_from_mediapipe,
+)
 from mocapd.pipeline.layout import BLAZEPOSE_33
 from mocapd.pipeline.pose import FULL, PoseModel, PoseTrack
 from mocapd.pipeline.settings import JobSettings
@@ -51,6 +57,7 @@ from mocapd.pipeline.world import (
     fit_root_translation,
     place_in_world,
     smooth_rotations,
+    smooth_translation,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -242,6 +249,32 @@ def clean_landmarks(track: PoseTrack, fps: float) -> tuple[CleanedTrack, Cleaned
     return world, px, mask
 
 
+IMAGE_FIT = True
+
+
+def _fit_to_image(
+    joints_cam: FloatArray, translation_cam: FloatArray, px_clean: CleanedTrack, visibility: FloatArray,
+    intrinsics: CameraIntrinsics, fps: float,
+) -> tuple[FloatArray, Any]:
+    """Body-centred joints (G, J, 3, our axes) refined against the 2D landmarks (`mocapd.pipeline.image_fit`)
+    in the camera frame where `place_in_world` puts them, and the fit's report."""
+    from mocapd.pipeline.image_fit import fit_to_image
+    from mocapd.pipeline.solve import rest_bone_lengths
+
+    t_s = smooth_translation(translation_cam, fps)  # (G, 3) what place_in_world adds
+    mp_from_zup = ZUP_FROM_MEDIAPIPE.T
+    prior = joints_cam @ mp_from_zup.T + t_s[:, None, :]  # (G, J, 3) OpenCV camera frame
+    seen = px_clean.known | px_clean.interpolated  # (G, 33)
+    px = np.where(seen[..., None], px_clean.values, np.nan)
+    px3 = np.concatenate([px, np.zeros(px.shape[:2] + (1,))], axis=-1)  # the joint map is linear
+    joints_px = _narrow_hips(joints_from_landmarks(px3))[..., :2]  # (G, J, 2)
+    weights = joint_visibility(visibility)  # (G, J)
+    lengths = rest_bone_lengths(joints_cam)
+    fitted, report = fit_to_image(prior, joints_px, weights, lengths, intrinsics.focal_px,
+                                  (intrinsics.cx_px, intrinsics.cy_px), fps)  # fmt: skip
+    return (fitted - t_s[:, None, :]) @ mp_from_zup, report
+
+
 def pose_model_for(settings: JobSettings) -> PoseModel:
     """The landmark model a job's ``modelQuality`` runs: Full from the wheel, or an installed file.
 
@@ -391,6 +424,10 @@ def _analyse_video(
     translation_cam = fit_root_translation(px_clean.values, world_cam, fit_weights, intrinsics)  # (G, 3)
     translation_cam = np.where(np.isfinite(translation_cam), translation_cam, translation0)
     joints_cam = _narrow_hips(joints_from_landmarks(zup_from_mediapipe(world_cam)))  # (G, J, 3)
+    image_fit = None
+    if IMAGE_FIT:
+        joints_cam, image_fit = _fit_to_image(joints_cam, translation_cam, px_clean, read.visibility,
+                                              intrinsics, fps)  # fmt: skip
     placement = place_in_world(joints_cam, translation_cam, fps)
     raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3)
     progress("processing", 0.85, force=True)

@@ -50,7 +50,7 @@ from scipy.spatial.transform import Rotation
 
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 
-__all__ = ["SolveReport", "solve_motion"]
+__all__ = ["SolveReport", "rest_bone_lengths", "solve_motion"]
 
 FloatArray = NDArray[np.float64]
 Symmetry = Literal["auto", "always", "never"]
@@ -180,6 +180,17 @@ def solve_motion(
 
 
 # ------------------------------------------------------------------------------- rest skeleton
+
+
+def rest_bone_lengths(joint_positions_m: FloatArray, symmetry: Symmetry = "auto") -> FloatArray:
+    """The length (J,) of the bone ending at each joint that `solve_motion` would give the clip's
+    rest skeleton from these joint positions (F, J, 3) (the root's and the pelvis's are 0)."""
+    pos = np.array(joint_positions_m, dtype=np.float64)
+    pos[:, _IDX["root"]] = np.nan
+    offsets = _rest_offsets(pos, symmetry)[0]
+    lengths = np.linalg.norm(offsets, axis=1)
+    lengths[: _IDX["pelvis"] + 1] = 0.0
+    return cast("FloatArray", lengths)
 
 
 def _rest_offsets(

@@ -52,6 +52,7 @@ __all__ = [
     "fit_root_translation",
     "place_in_world",
     "smooth_rotations",
+    "smooth_translation",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -295,6 +296,21 @@ def smooth_rotations(rot: FloatArray, fps: float, cutoff_hz: float = 2.0) -> Flo
     return _rotvec_to_matrix(_smooth_columns(rv, fps, cutoff_hz))
 
 
+def smooth_translation(
+    translation_cam: FloatArray, fps: float, *, lateral_cutoff_hz: float = 4.0, depth_cutoff_hz: float = 1.5
+) -> FloatArray:
+    """The camera translation (F, 3, OpenCV axes) `place_in_world` places the body with: gaps held or
+    bridged, depth (the noisiest axis) low-passed at ``depth_cutoff_hz``, the image-plane axes at
+    ``lateral_cutoff_hz``."""
+    t = np.asarray(translation_cam, dtype=np.float64)
+    if not np.isfinite(t).any():
+        raise ValueError("no frame has a camera fit")
+    t_s = np.empty_like(t)
+    t_s[:, [0, 1]] = _smooth_columns(t[:, [0, 1]], fps, lateral_cutoff_hz)
+    t_s[:, [2]] = _smooth_columns(t[:, [2]], fps, depth_cutoff_hz)
+    return t_s
+
+
 @dataclass(frozen=True)
 class WorldPlacement:
     joints_m: FloatArray  # (F, J, 3) world positions, Z up, ground at z = 0
@@ -488,12 +504,8 @@ def place_in_world(
     ``depth_cutoff_hz``, the image-plane axes at ``lateral_cutoff_hz``).
     """
     f = joints_cam.shape[0]
-    t = translation_cam.copy()
-    if not np.isfinite(t).any():
-        raise ValueError("no frame has a camera fit")
-    t_s = np.empty_like(t)
-    t_s[:, [0, 1]] = _smooth_columns(t[:, [0, 1]], fps, lateral_cutoff_hz)
-    t_s[:, [2]] = _smooth_columns(t[:, [2]], fps, depth_cutoff_hz)
+    t_s = smooth_translation(translation_cam, fps, lateral_cutoff_hz=lateral_cutoff_hz,
+                             depth_cutoff_hz=depth_cutoff_hz)  # fmt: skip
     cam = joints_cam + zup_from_mediapipe(t_s)[:, None, :]  # (F, J, 3) upright-camera frame, camera at 0
 
     # Gravity: plane through stance foot points if they spread enough, else the camera is upright.
