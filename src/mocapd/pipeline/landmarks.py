@@ -33,6 +33,7 @@ __all__ = [
     "hand_points",
     "joint_visibility",
     "joints_from_landmarks",
+    "torso_from_limbs",
     "zup_from_mediapipe",
 ]
 
@@ -108,6 +109,27 @@ def joints_from_landmarks(landmarks: FloatArray, skeleton: Skeleton = DEFAULT_SK
     for name, pos in joints.items():
         if name in skeleton.names:
             out[:, skeleton.index(name)] = pos
+    return out
+
+
+# Joints `joints_from_landmarks` builds from others (the torso), and the ones they are built from.
+DERIVED_JOINTS: tuple[str, ...] = ("pelvis", "spine_01", "spine_02", "spine_03", "neck_01", "clavicle_l", "clavicle_r")
+
+
+def torso_from_limbs(joints: FloatArray, skeleton: Skeleton = DEFAULT_SKELETON) -> FloatArray:
+    """``joints`` (F, J, 3) with the torso joints (`DERIVED_JOINTS`) rebuilt from the thighs, shoulders
+    (upperarm) and head by the rules of `joints_from_landmarks` (the pelvis midway between the thighs
+    stays the hips' midpoint when the thighs are narrowed symmetrically about it)."""
+    out = np.array(joints, dtype=np.float64)
+    j = skeleton.index
+    hip = _mid(out[:, j("thigh_l")], out[:, j("thigh_r")])
+    sho = _mid(out[:, j("upperarm_l")], out[:, j("upperarm_r")])
+    out[:, j("pelvis")] = hip
+    for name, frac in _SPINE_FRACTIONS.items():
+        out[:, j(name)] = hip + frac * (sho - hip)
+    out[:, j("neck_01")] = sho + _NECK_FRACTION * (out[:, j("head")] - sho)
+    out[:, j("clavicle_l")] = sho + _CLAVICLE_FRACTION * (out[:, j("upperarm_l")] - sho)
+    out[:, j("clavicle_r")] = sho + _CLAVICLE_FRACTION * (out[:, j("upperarm_r")] - sho)
     return out
 
 

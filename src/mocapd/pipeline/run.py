@@ -39,10 +39,12 @@ from mocapd.pipeline.decode import DecodedFrame, VideoInfo, iter_frames, prefetc
 from mocapd.pipeline.detect import analysis_step, detect_window, preview_scale, preview_side_px
 from mocapd.pipeline.flips import repair_flips
 from mocapd.pipeline.landmarks import (
+    DERIVED_JOINTS,
     LANDMARKS_USED,
     ZUP_FROM_MEDIAPIPE,
     joint_visibility,
     joints_from_landmarks,
+    torso_from_limbs,
     zup_from_mediapipe,
 )
 from mocapd.pipeline.layout import BLAZEPOSE_33
@@ -250,6 +252,7 @@ def clean_landmarks(track: PoseTrack, fps: float) -> tuple[CleanedTrack, Cleaned
 
 
 IMAGE_FIT = True
+_DERIVED = [DEFAULT_SKELETON.index(n) for n in DERIVED_JOINTS]
 
 
 def _fit_to_image(
@@ -270,9 +273,12 @@ def _fit_to_image(
     joints_px = _narrow_hips(joints_from_landmarks(px3))[..., :2]  # (G, J, 2)
     weights = joint_visibility(visibility)  # (G, J)
     lengths = rest_bone_lengths(joints_cam)
+    # The limbs and the head are fitted; the torso joints are built from them as from the landmarks (fitted
+    # on their own, the clavicles' 6 cm baseline would turn the chest).
+    prior[:, _DERIVED] = np.nan
     fitted, report = fit_to_image(prior, joints_px, weights, lengths, intrinsics.focal_px,
                                   (intrinsics.cx_px, intrinsics.cy_px), fps)  # fmt: skip
-    return (fitted - t_s[:, None, :]) @ mp_from_zup, report
+    return torso_from_limbs((fitted - t_s[:, None, :]) @ mp_from_zup), report
 
 
 def pose_model_for(settings: JobSettings) -> PoseModel:
@@ -424,11 +430,12 @@ def _analyse_video(
     translation_cam = fit_root_translation(px_clean.values, world_cam, fit_weights, intrinsics)  # (G, 3)
     translation_cam = np.where(np.isfinite(translation_cam), translation_cam, translation0)
     joints_cam = _narrow_hips(joints_from_landmarks(zup_from_mediapipe(world_cam)))  # (G, J, 3)
-    image_fit = None
+    refined_cam, image_fit = None, None
     if IMAGE_FIT:
-        joints_cam, image_fit = _fit_to_image(joints_cam, translation_cam, px_clean, read.visibility,
-                                              intrinsics, fps)  # fmt: skip
-    placement = place_in_world(joints_cam, translation_cam, fps)
+        refined_cam, image_fit = _fit_to_image(joints_cam, translation_cam, px_clean, read.visibility,
+                                               intrinsics, fps)  # fmt: skip
+    # gravity and ground from the world landmarks' pose, as without the fit; the fitted joints placed
+    placement = place_in_world(joints_cam, translation_cam, fps, refined_cam=refined_cam)
     raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3)
     progress("processing", 0.85, force=True)
 

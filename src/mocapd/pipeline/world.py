@@ -496,9 +496,14 @@ def place_in_world(
     min_plane_spread_m: float = 0.5,
     max_tilt_deg: float = 40.0,
     min_balance_tilt_deg: float = 10.0,
+    refined_cam: FloatArray | None = None,
 ) -> WorldPlacement:
     """Body-centred joints (F, J, 3, our axes, camera-aligned) + camera translation (F, 3, OpenCV
     axes) -> world joints with gravity along -Z and the ground at z = 0 (see module doc).
+
+    With ``refined_cam`` (F, J, 3, like ``joints_cam``: the same joints refined against the image),
+    gravity, the ground and the origin are found from ``joints_cam`` as without it, and the refined
+    joints are the ones placed (their support drift is their own).
 
     The translation is smoothed first (gaps held or bridged; depth, the noisiest axis, at
     ``depth_cutoff_hz``, the image-plane axes at ``lateral_cutoff_hz``).
@@ -542,6 +547,8 @@ def place_in_world(
     pelvis = world[:, skeleton.index("pelvis")]  # (F, 3)
     first = int(np.flatnonzero(np.isfinite(pelvis).all(axis=1))[0])
     offset = np.array([pelvis[first, 0], pelvis[first, 1], ground_z])
+    if refined_cam is not None:
+        world = (refined_cam + zup_from_mediapipe(t_s)[:, None, :]) @ rot.T
     world = world - offset
     world[..., 2] -= support_drift_m(world, fps, skeleton)[:, None]
     camera_position = -offset  # the camera was at the origin of the upright camera frame

@@ -9,6 +9,7 @@ from mocapd.pipeline.landmarks import (
     hand_points,
     joint_visibility,
     joints_from_landmarks,
+    torso_from_limbs,
     zup_from_mediapipe,
 )
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON
@@ -105,3 +106,19 @@ def test_hand_points_are_the_mean_of_wrist_index_and_pinky() -> None:
     left, right = hand_points(lm)
     np.testing.assert_allclose(left[0], (lm[0, 15] + lm[0, 17] + lm[0, 19]) / 3)
     assert right[0, 0] < -0.7
+
+
+def test_torso_from_limbs_rebuilds_the_torso_by_the_landmark_rules() -> None:
+    rng = np.random.default_rng(0)
+    lm = zup_from_mediapipe(_t_pose_mediapipe()[None] + rng.normal(0.0, 0.03, (4, 33, 3)))
+    joints = joints_from_landmarks(lm)
+    scrambled = joints.copy()
+    torso = [J(n) for n in ("pelvis", "spine_01", "spine_02", "spine_03", "neck_01", "clavicle_l", "clavicle_r")]
+    scrambled[:, torso] += rng.normal(0.0, 0.1, (4, len(torso), 3))
+    rebuilt = torso_from_limbs(scrambled)
+    np.testing.assert_allclose(rebuilt[:, 1:], joints[:, 1:], atol=1e-12)
+    # narrowing the thighs about the pelvis keeps the pelvis
+    narrowed = joints.copy()
+    for side in ("thigh_l", "thigh_r"):
+        narrowed[:, J(side)] = joints[:, J("pelvis")] + 0.85 * (joints[:, J(side)] - joints[:, J("pelvis")])
+    np.testing.assert_allclose(torso_from_limbs(narrowed)[:, J("pelvis")], joints[:, J("pelvis")], atol=1e-12)

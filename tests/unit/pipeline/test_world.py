@@ -91,6 +91,23 @@ def test_place_in_world_puts_feet_on_the_ground_facing_the_camera() -> None:
     assert placed.ground_method == "plane_fit" or abs(placed.camera_pitch_deg) < 1e-6
 
 
+def test_refined_joints_are_placed_with_the_ground_and_gravity_of_the_prior() -> None:
+    world, _, _, t_true = _synthetic_walk()
+    joints = joints_from_landmarks(zup_from_mediapipe(world))  # (F, J, 3)
+    plain = place_in_world(joints, t_true, fps=30.0)
+    same = place_in_world(joints, t_true, fps=30.0, refined_cam=joints)
+    np.testing.assert_allclose(same.joints_m, plain.joints_m, atol=1e-12)
+    # a refined pose with the arms raised 10 cm: same camera and ground, the arms placed where refined
+    refined = joints.copy()
+    arms = [DEFAULT_SKELETON.index(n) for n in ("lowerarm_l", "hand_l", "lowerarm_r", "hand_r")]
+    refined[:, arms, 2] += 0.1
+    moved = place_in_world(joints, t_true, fps=30.0, refined_cam=refined)
+    np.testing.assert_allclose(moved.camera_position_m, plain.camera_position_m, atol=1e-12)
+    assert moved.ground_method == plain.ground_method
+    lift = moved.joints_m[:, arms, 2] - plain.joints_m[:, arms, 2]
+    np.testing.assert_allclose(lift, 0.1, atol=0.01)
+
+
 @pytest.mark.parametrize("path", ["zigzag", "straight"])
 def test_place_in_world_corrects_a_pitched_camera_from_the_floor(path: str) -> None:
     world, _, _, t_true = _synthetic_walk(frames=240)
