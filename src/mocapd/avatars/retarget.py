@@ -25,11 +25,17 @@ so the avatar's units, up axis, facing and bone axes do not matter:
   do not reach: their ends are held by the feet rules below.
 * **Unmapped bones** (twist, helper, hair bones, and finger bones when the motion has no finger
   data) keep their rest transform relative to their parent.
-* **Feet.** With the pipeline's foot contacts: the root is moved vertically so that a foot in
-  contact has its rest-pose ankle height (the sole on z = 0), interpolated between contacts; the
-  horizontal drift of the feet in contact is taken off the root (the avatar's stride is its own);
-  then each foot in contact is pinned to the mean of its positions over that contact with an analytic
-  two-bone IK (thigh, calf; knee kept in its bending plane), blended in and out over a few frames.
+* **Feet.** With the pipeline's foot contacts, each foot in contact touches the ground at one
+  point: the ankle while its heel is down, the ball of the foot while it stands on its toes (a rig
+  without a ball bone: the ankle plus the source's ankle-to-ball vector, scaled, the ankle never
+  below its rest height). The root is moved vertically so that a foot in contact has that point at
+  its rest-pose height (the sole on z = 0; with both feet down their mean, but never higher than
+  lets each leg reach its point), interpolated between contacts; the horizontal drift of the points
+  in contact is taken off the root (the avatar's stride is its own); then each point is pinned: the
+  longest heel-down part of a contact at the mean of its positions, the parts before and after it
+  where that left the point (so the ball stays where the flat foot put it), with the leg's two-bone
+  IK (thigh, calf; knee kept in its bending plane, forwards when straight; neither bone more than
+  `MAX_PIN_TURN_DEG` from the source's direction), blended in and out over a few frames.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ _BLEND_FRAMES = 4
 # way the elbow goes when a straight arm bends (backwards), in the source chest's frame.
 _REACH = (("upperarm_l", "lowerarm_l", "hand_l", (0.0, 1.0, 0.0)), ("upperarm_r", "lowerarm_r", "hand_r", (0.0, 1.0, 0.0)))
 MAX_REACH_TURN_DEG = 15.0  # the most reaching may turn an arm bone away from the source bone's direction
+MAX_PIN_TURN_DEG = 18.0  # the most pinning a foot may turn a leg bone away from the source bone's direction
 _REACH_STEPS = 8
 
 
@@ -268,31 +275,6 @@ def _smooth(x: FloatArray, frames: int) -> FloatArray:
     return np.convolve(np.pad(x, (pad, frames - 1 - pad), mode="edge"), k, mode="valid")
 
 
-def _two_bone_ik(
-    hip: FloatArray, knee: FloatArray, ankle: FloatArray, target: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Turns (N, 3, 3) for the thigh and then the calf that put the ankle on ``target``, the knee kept
-    in its bending plane (the thigh turns by the first, the calf by the second after the first)."""
-    a = np.linalg.norm(knee - hip, axis=1)
-    b = np.linalg.norm(ankle - knee, axis=1)
-    v = target - hip
-    dist = np.linalg.norm(v, axis=1)
-    u = v / np.maximum(dist, 1e-12)[:, None]
-    length = np.clip(dist, np.abs(a - b) + 1e-6, a + b - 1e-6)
-    rel = knee - hip
-    p = rel - np.sum(rel * u, axis=1, keepdims=True) * u
-    pn = np.linalg.norm(p, axis=1)
-    p = np.where((pn > 1e-9)[:, None], p / np.maximum(pn, 1e-12)[:, None], np.array([0.0, -1.0, 0.0]))
-    cos_a = np.clip((a**2 + length**2 - b**2) / (2 * a * length), -1.0, 1.0)
-    sin_a = np.sqrt(1.0 - cos_a**2)
-    knee_new = hip + a[:, None] * (cos_a[:, None] * u + sin_a[:, None] * p)
-    ankle_new = hip + length[:, None] * u
-    t1 = arc(knee - hip, knee_new - hip)
-    calf_dir = np.einsum("nij,nj->ni", t1, ankle - knee)
-    t2 = arc(calf_dir, ankle_new - knee_new)
-    return t1, t2
-
-
 def _bend_to(
     root: FloatArray, mid: FloatArray, end: FloatArray, target: FloatArray, pole: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -355,6 +337,93 @@ def _bounded_reach(
     return t1, t2
 
 
+def _segments(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """Runs of equal values in ``mask``, as (start, end) pairs covering it."""
+    cuts = [0, *(np.flatnonzero(np.diff(mask.astype(np.int8))) + 1).tolist(), len(mask)]
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+class _ContactPoints:
+    """Where each foot touches the ground on each frame: the ankle (the foot bone's head) while the heel
+    is down, the ball of the foot while the foot stands on its toes (``toes``, (F, 2)). Without a
+    mapped ball bone, the ball is the ankle plus the source's ankle-to-ball vector, scaled."""
+
+    def __init__(self, s: _Solver, toes: NDArray[np.bool_]) -> None:
+        self.s = s
+        self.toes = toes
+        sk = s.motion.skeleton
+        src_rest = sk.rest_positions_m()
+        self.rest_h: list[float] = []
+        self.ball_h: list[float] = []
+        self.offset: list[FloatArray | None] = []  # (F, 3) ankle -> ball where the ball is not mapped
+        for side in ("l", "r"):
+            foot = s.bone[f"foot_{side}"]
+            self.rest_h.append(float(s.rest[foot, 2, 3]))
+            ball = s.bone.get(f"ball_{side}")
+            if ball is not None:
+                self.ball_h.append(float(s.rest[ball, 2, 3]))
+                self.offset.append(None)
+            else:
+                fj, bj = sk.index(f"foot_{side}"), sk.index(f"ball_{side}")
+                drop = s.scale * float(src_rest[fj, 2] - src_rest[bj, 2])
+                self.ball_h.append(self.rest_h[-1] - drop)
+                offset = s.scale * (s.src_pos[:, bj] - s.src_pos[:, fj])
+                offset[:, 2] = np.minimum(offset[:, 2], -drop)  # on its toes, the ankle never below its rest height
+                self.offset.append(offset)
+
+    def _ball(self, world: FloatArray, i: int) -> FloatArray:
+        side = "lr"[i]
+        offset = self.offset[i]
+        if offset is None:
+            return world[:, self.s.bone[f"ball_{side}"], :3, 3]
+        return world[:, self.s.bone[f"foot_{side}"], :3, 3] + offset
+
+    def joint(self, world: FloatArray, i: int, ball: bool) -> FloatArray:
+        """(F, 3) the ball (``ball``) or the ankle of foot ``i`` on every frame."""
+        return self._ball(world, i) if ball else world[:, self.s.bone["foot_" + "lr"[i]], :3, 3]
+
+    def of(self, world: FloatArray, i: int, shift: bool = False) -> FloatArray:
+        """(F, 3) the contact point of foot ``i``; ``shift``: row t holds frame t - 1's position of the
+        point frame t uses (row 0: frame 0's)."""
+        ankle = world[:, self.s.bone["foot_" + "lr"[i]], :3, 3]
+        ball = self._ball(world, i)
+        if shift:
+            ankle = np.concatenate([ankle[:1], ankle[:-1]])
+            ball = np.concatenate([ball[:1], ball[:-1]])
+        return np.where(self.toes[:, i, None], ball, ankle)
+
+    def ground(self, i: int) -> FloatArray:
+        """(F,) the rest height of foot ``i``'s contact point on each frame."""
+        return np.where(self.toes[:, i], self.ball_h[i], self.rest_h[i])
+
+
+def _pin_run(correction: FloatArray, point: _ContactPoints, world: FloatArray, i: int, start: int, end: int) -> None:
+    """The ankle's correction (F, 3) over one contact of foot ``i`` (frames ``start:end``): the contact
+    point on the ground, held still. The longest heel-down part (else the longest part) holds its
+    point at the mean of its positions; the parts before and after it hold theirs where it was, once
+    corrected, on the frame next to them (heel to toes: the ball stays where the flat foot put it)."""
+    toes = point.toes[start:end, i]
+    parts = _segments(toes)
+    heel = [k for k, (a, _) in enumerate(parts) if not toes[a]]
+    anchor = max(heel or range(len(parts)), key=lambda k: parts[k][1] - parts[k][0])
+    ground = point.ground(i)
+
+    def pin(k: int, xy: FloatArray) -> None:
+        a, b = start + parts[k][0], start + parts[k][1]
+        at = point.joint(world, i, bool(toes[parts[k][0]]))[a:b]
+        correction[a:b, :2] = xy - at[:, :2]
+        correction[a:b, 2] = ground[a:b] - at[:, 2]
+
+    a, b = start + parts[anchor][0], start + parts[anchor][1]
+    pin(anchor, point.joint(world, i, bool(toes[parts[anchor][0]]))[a:b, :2].mean(axis=0))
+    for k in range(anchor + 1, len(parts)):  # later parts: from the frame before each
+        f = start + parts[k][0] - 1
+        pin(k, point.joint(world, i, bool(toes[parts[k][0]]))[f, :2] + correction[f, :2])
+    for k in range(anchor - 1, -1, -1):  # earlier parts: from the frame after each
+        f = start + parts[k][1]
+        pin(k, point.joint(world, i, bool(toes[parts[k][0]]))[f, :2] + correction[f, :2])
+
+
 def _reach(s: _Solver, world: FloatArray, ratio: float) -> dict[int, FloatArray]:
     """World rotations (bone -> (F, 3, 3)) of the upper arm and forearm of each arm, turned so
     the hand reaches for the source's, relative to the pelvis and scaled by ``ratio`` (avatar
@@ -399,47 +468,56 @@ def retarget_to_avatar(
     world = s.pose(pelvis_pos, reached)
     nf = world.shape[0]
     feet = [(side, s.bone[f"thigh_{side}"], s.bone[f"calf_{side}"], s.bone[f"foot_{side}"]) for side in ("l", "r")]
-    rest_h = {side: float(s.rest[f, 2, 3]) for side, _, _, f in feet}
     if contacts is not None and contacts.num_frames == nf:
         contact = contacts.per_foot  # (F, 2) left, right
+        toes = contact & ~contacts.contact[:, [0, 2]]  # (F, 2) the heel up, the foot on its toes
     else:
         contact = np.zeros((nf, 2), dtype=bool)
-    # 1. vertical: a foot in contact stands at its rest-pose height
+        toes = contact
+    point = _ContactPoints(s, toes)
+    # 1. vertical: a foot in contact has its contact point (ankle, or ball on tiptoe) at its rest height
     dz = np.zeros(nf)
     known = contact.any(axis=1)
-    for i, (side, _, _, f) in enumerate(feet):
-        gap = rest_h[side] - world[:, f, 2, 3]
-        dz = np.where(contact[:, i] & ~(contact[:, 1 - i]), gap, dz)
-    both = contact.all(axis=1)
-    dz = np.where(both, np.mean([rest_h[sd] - world[:, f, 2, 3] for sd, _, _, f in feet], axis=0), dz)
+    gaps = [point.ground(i) - point.of(world, i)[:, 2] for i in range(2)]
+    for i in range(2):
+        dz = np.where(contact[:, i] & ~(contact[:, 1 - i]), gaps[i], dz)
+    # both feet down: their mean, but no higher than lets each leg reach down to its point
+    reach_down = []
+    for i, (_, thigh, calf, foot) in enumerate(feet):
+        hip, knee, ankle = (world[:, b, :3, 3] for b in (thigh, calf, foot))
+        length = 0.99 * (np.linalg.norm(knee - hip, axis=1) + np.linalg.norm(ankle - knee, axis=1))
+        flat = np.sum((ankle - hip)[:, :2] ** 2, axis=1)
+        reach_down.append(gaps[i] + np.sqrt(np.maximum(length**2 - flat, 0.0)) - (hip[:, 2] - ankle[:, 2]))
+    dz = np.where(contact.all(axis=1), np.minimum(np.mean(gaps, axis=0), np.min(reach_down, axis=0)), dz)
     if known.any():
-        dz = _smooth(_interpolate(dz, known), 3)
+        lowest = np.min(np.where(contact.T, reach_down, np.inf), axis=0)  # (F,) inf where no foot is down
+        dz = np.minimum(_smooth(_interpolate(dz, known), 3), lowest)
     else:  # no contact known: the lowest foot of the clip at its rest height
-        dz = np.full(nf, min(rest_h[sd] - float(world[:, f, 2, 3].min()) for sd, _, _, f in feet))
+        dz = np.full(nf, min(float(point.rest_h[i] - world[:, f, 2, 3].min()) for i, (_, _, _, f) in enumerate(feet)))
     pelvis_pos = pelvis_pos + np.stack([np.zeros(nf), np.zeros(nf), dz], axis=1)
     world = s.pose(pelvis_pos, reached)
-    # 2. horizontal: the avatar's strides differ from the source's; the drift of the feet in contact
+    # 2. horizontal: the avatar's strides differ from the source's; the drift of the contact points
     # is taken off the root (accumulated), so a planted foot needs little leg correction
     if contact.any():
         step = np.zeros((nf, 2))
-        for i, (_, _, _, f) in enumerate(feet):
-            d = np.diff(world[:, f, :2, 3], axis=0)  # (F-1, 2)
+        for i in range(2):
+            at = point.of(world, i)[:, :2]
+            before = point.of(world, i, shift=True)[:, :2]  # the same point (as frame t picks it) at t - 1
             both = contact[1:, i] & contact[:-1, i]
-            step[1:] += np.where(both[:, None], d, 0.0)
+            step[1:] += np.where(both[:, None], at[1:] - before[1:], 0.0)
         count = np.zeros(nf)
         count[1:] = (contact[1:] & contact[:-1]).sum(axis=1)
         drift = np.cumsum(step / np.maximum(count, 1)[:, None], axis=0)
         pelvis_pos = pelvis_pos - np.concatenate([drift, np.zeros((nf, 1))], axis=1)
         world = s.pose(pelvis_pos, reached)
-    # 3. pin each foot in contact to the mean of its positions over that contact
+    # 3. pin each contact point to the mean of its positions while it carries the foot
     overrides = dict(reached)
-    for i, (side, thigh, calf, foot) in enumerate(feet):
+    for i, (_side, thigh, calf, foot) in enumerate(feet):
         ankle = world[:, foot, :3, 3]
         correction = np.zeros((nf, 3))
         weight = np.zeros(nf)
         for start, end in _runs(contact[:, i]):
-            target = np.array([*ankle[start:end, :2].mean(axis=0), rest_h[side]])
-            correction[start:end] = target - ankle[start:end]
+            _pin_run(correction, point, world, i, start, end)
             weight[start:end] = 1.0
             for k in range(1, _BLEND_FRAMES + 1):  # ramp out after lift-off and in before touch-down
                 w = 1.0 - k / (_BLEND_FRAMES + 1)
@@ -453,7 +531,9 @@ def retarget_to_avatar(
         if not active.any():
             continue
         hip, knee = world[active, thigh, :3, 3], world[active, calf, :3, 3]
-        t1, t2 = _two_bone_ik(hip, knee, ankle[active], ankle[active] + correction[active])
+        forward = s.src_rot[active, s.motion.skeleton.index("pelvis")] @ np.array([0.0, -1.0, 0.0])  # knees bend forwards
+        t1, t2 = _bounded_reach(hip, knee, ankle[active], ankle[active] + correction[active], forward,
+                                np.radians(MAX_PIN_TURN_DEG))
         thigh_m = np.array(world[:, thigh, :3, :3])
         calf_m = np.array(world[:, calf, :3, :3])
         thigh_m[active] = t1 @ thigh_m[active]
