@@ -502,8 +502,8 @@ def place_in_world(
     axes) -> world joints with gravity along -Z and the ground at z = 0 (see module doc).
 
     With ``refined_cam`` (F, J, 3, like ``joints_cam``: the same joints refined against the image),
-    gravity, the ground and the origin are found from ``joints_cam`` as without it, and the refined
-    joints are the ones placed (their support drift is their own).
+    gravity and the stance frames are found from ``joints_cam`` as without it, and the refined joints
+    are the ones placed: the ground, the origin and the support drift are theirs.
 
     The translation is smoothed first (gaps held or bridged; depth, the noisiest axis, at
     ``depth_cutoff_hz``, the image-plane axes at ``lateral_cutoff_hz``).
@@ -537,6 +537,8 @@ def place_in_world(
             rot = _rotation_between(up, np.array([0.0, 0.0, 1.0]))
             method = "balance"
     world = cam @ rot.T  # (F, J, 3)
+    if refined_cam is not None:
+        world = (refined_cam + zup_from_mediapipe(t_s)[:, None, :]) @ rot.T
     balls_w = world[:, [skeleton.index("ball_l"), skeleton.index("ball_r")]]  # (F, 2, 3)
     sole_z = balls_w[..., 2] - rest_z  # (F, 2) sole height implied by each ball joint
     lowest_sole = np.nanmin(np.where(np.isfinite(sole_z), sole_z, np.inf), axis=1)  # (F,)
@@ -547,8 +549,6 @@ def place_in_world(
     pelvis = world[:, skeleton.index("pelvis")]  # (F, 3)
     first = int(np.flatnonzero(np.isfinite(pelvis).all(axis=1))[0])
     offset = np.array([pelvis[first, 0], pelvis[first, 1], ground_z])
-    if refined_cam is not None:
-        world = (refined_cam + zup_from_mediapipe(t_s)[:, None, :]) @ rot.T
     world = world - offset
     world[..., 2] -= support_drift_m(world, fps, skeleton)[:, None]
     camera_position = -offset  # the camera was at the origin of the upright camera frame
