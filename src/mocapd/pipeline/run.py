@@ -12,8 +12,8 @@ Stages (reported through ``on_progress(stage, fraction)``; a callback that raise
   as two segments spliced where both follow the same person; at most ``ANALYSIS_MAX_FPS`` frames a
   second of video, or exportFps when higher: `analysis_step`), resampling onto a uniform clock at
   the analysis rate (the source rate up to 60 fps; VFR sources),
-  identity-switch gating, cleaning (`clean`), joints (`landmarks`), camera fit and ground
-  (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``.
+  identity-switch gating, cleaning (`clean`), joints (`landmarks`), camera fit (`world`), the
+  joints fitted to the 2D landmarks over the clip (`image_fit`), gravity and ground (`world`), skeleton solve, foot contacts and sliding removal, resampling to ``export_fps``.
 
 The preview-size frames decoded for detection are kept (`mocapd.pipeline.source_copy`) and read back
 onto the processing clock by `preview_frames`.
