@@ -14,7 +14,7 @@
   "avatar:..."]`` (the avatar copied into the job's inputs as the API does), alternately, in this
   process after a warm-up run; wall seconds and the ratio.
 
-Run:  .venv/bin/python bench/avatars.py [--repeat 3] [--job]
+Run:  .venv/bin/python bench/avatars.py [--repeat 3] [--job] [--only prepare|retarget|positions|job]
 """
 
 from __future__ import annotations
@@ -165,12 +165,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--job", action="store_true", help="also time a job with and without an avatar target")
+    ap.add_argument("--only", choices=("prepare", "retarget", "positions", "job"), help="run this part alone")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f}\n")
-    bench_prepare(args.repeat)
-    bench_retarget(args.repeat)
-    bench_positions()
-    if args.job:
+    parts = {args.only} if args.only else {"prepare", "retarget", "positions"} | ({"job"} if args.job else set())
+    if "prepare" in parts:
+        bench_prepare(args.repeat)
+    if "retarget" in parts:
+        bench_retarget(args.repeat)
+    if "positions" in parts:
+        bench_positions()
+    if "job" in parts:
         bench_job(args.repeat)
     os._exit(0)  # the FBX binding's wrappers are never released (see mocapd/avatars/read_fbx.py)
 
