@@ -146,10 +146,12 @@ def _imported_look() -> Look:
         if obj.type != "MESH" or not obj.vertex_groups:  # (the glTF importer adds a bone-shape sphere)
             continue
         mats = [m for m in obj.data.materials if m is not None]
-        textured = {  # an image (with pixels) feeding the material's base colour
+        textured = {  # an image (with pixels) feeding the material's base colour (an unlit one's: its emission colour)
             m.name for m in mats
             if m.use_nodes and any(n.type == "TEX_IMAGE" and n.image is not None and n.image.size[0] > 0
-                                   and any(link.to_socket.name == "Base Color" for out in n.outputs for link in out.links)
+                                   and any(link.to_socket.name == "Base Color"
+                                           or (link.to_node.type == "EMISSION" and link.to_socket.name == "Color")
+                                           for out in n.outputs for link in out.links)
                                    for n in m.node_tree.nodes)
         }
         out.append((len(obj.data.uv_layers) > 0, sorted(m.name for m in mats), sorted(textured)))
