@@ -306,7 +306,8 @@ def fit_to_image(
     child, parent = _bones(skeleton, joints)
     lengths = np.asarray(lengths_m, dtype=np.float64)[np.asarray(joints)[child]]
     prior_all = joints_cam[:, joints]  # (F, K, 3)
-    ok = np.isfinite(prior_all).all(axis=(1, 2)) & (np.nanmin(prior_all[..., 2], axis=1) > 0.05)
+    depth_min = np.min(np.where(np.isfinite(prior_all[..., 2]), prior_all[..., 2], np.inf), axis=1)  # (F,)
+    ok = np.isfinite(prior_all).all(axis=(1, 2)) & (depth_min > 0.05)
     out = np.array(joints_cam, dtype=np.float64)
     uv_all = joints_px[:, joints] - np.asarray(principal_px)  # (F, K, 2)
     w_all = np.clip(np.nan_to_num(weights[:, joints]), 0.0, 1.0)

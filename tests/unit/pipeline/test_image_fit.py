@@ -114,3 +114,17 @@ def test_windows_join_without_a_seam() -> None:
     accel = np.linalg.norm(split[2:, 1:] - 2 * split[1:-1, 1:] + split[:-2, 1:], axis=-1)
     accel_whole = np.linalg.norm(whole[2:, 1:] - 2 * whole[1:-1, 1:] + whole[:-2, 1:], axis=-1)
     assert float(accel.max()) < 2.0 * float(accel_whole.max()) + 1e-3
+
+
+def test_frames_without_a_prior_are_left_alone_and_short_clips_work() -> None:
+    truth = _truth()
+    prior = _noisy_prior(truth, seed=6)
+    prior[40:45] = np.nan  # no camera fit there
+    fitted, report = fit_to_image(prior, _project(truth), np.ones(truth.shape[:2]), _lengths(truth), FOCAL,
+                                  CENTRE, FPS)  # fmt: skip
+    assert np.isnan(fitted[40:45]).all() and np.isfinite(fitted[:40, 1:]).all() and np.isfinite(fitted[45:, 1:]).all()
+    assert report.windows == 2  # the runs on either side, each its own problem
+    for n in (1, 2):
+        out, _ = fit_to_image(prior[:n], _project(truth[:n]), np.ones((n, truth.shape[1])), _lengths(truth), FOCAL,
+                              CENTRE, FPS)  # fmt: skip
+        assert np.isfinite(out[:, 1:]).all()
