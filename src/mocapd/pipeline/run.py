@@ -434,7 +434,7 @@ def _analyse_video(
     if IMAGE_FIT:
         refined_cam, image_fit = _fit_to_image(joints_cam, translation_cam, px_clean, read.visibility,
                                                intrinsics, fps)  # fmt: skip
-        timings["image_fit"] = float(image_fit.seconds)
+        timings["imageFit"] = float(image_fit.seconds)
     # gravity and ground from the world landmarks' pose, as without the fit; the fitted joints placed
     placement = place_in_world(joints_cam, translation_cam, fps, refined_cam=refined_cam)
     raw_joints = joints_from_landmarks(zup_from_mediapipe(_used(track.world_m)))  # (G, J, 3)
