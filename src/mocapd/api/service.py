@@ -299,7 +299,9 @@ class JobService:
             stage=JobStage.UPLOADED, progress=0.0, title=parent.title, target_ids=targets, export_fps=int(fps),
             mocap_type=mocap_type, trim_start_s=parent.trim_start_s, trim_end_s=parent.trim_end_s,
             focal_length_px=parent.focal_length_px, camera_fov_deg=parent.camera_fov_deg,
-            subject_height_m=parent.subject_height_m, source_filename=parent.source_filename,
+            subject_height_m=parent.subject_height_m, model_quality=parent.model_quality,
+            hand_tracking=parent.hand_tracking,  # the stored motion's: its fingers come with it
+            source_filename=parent.source_filename,
             source_key=source_key(job_id), upload_bytes=parent.upload_bytes, upload_sha256=parent.upload_sha256,
             source_facts=dict(parent.source_facts or {}), max_upload_bytes=0, created_at=now, updated_at=now,
             queue_weight=plan.queue_weight, max_attempts=self.settings.max_attempts, attempts=0, lease_token=0,

@@ -15,6 +15,9 @@ Streaming: frames are consumed one at a time and encoded at once; memory does no
 Decode once: the pipeline keeps the preview-size copy of every frame it decodes for detection
 (`mocapd.pipeline.source_copy`) and reads it back for the preview instead of decoding the source again.
 
+Without the source (a re-export decodes no video): `encode_motion_preview` draws the figure panels only,
+each ``h x h``, over the motion's duration.
+
 Speed: the RGB canvas is converted to yuv420p with OpenCV (BT.601 limited range, the same matrix as
 FFmpeg's default scaler, about 3x cheaper) and libx264 runs with its own frame threads; the source
 panel of the next frame is drawn in a helper thread while the current one is encoded (OpenCV and
@@ -24,10 +27,11 @@ libx264 release the GIL).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -54,6 +58,7 @@ __all__ = [
     "PIPELINE_PREVIEW_MAX_FPS",
     "PreviewLayout",
     "RobotPoses",
+    "encode_motion_preview",
     "encode_preview",
     "preview_frame_step",
     "preview_layout",
@@ -90,9 +95,9 @@ class PreviewLayout:
     """Pixel sizes of the preview: all even, as yuv420p needs."""
 
     height_px: int
-    source_width_px: int
+    source_width_px: int  # 0: no source panel (`encode_motion_preview`)
     panel_width_px: int
-    num_panels: int
+    num_panels: int  # the source panel included
 
     @property
     def width_px(self) -> int:
@@ -319,14 +324,15 @@ class _Composer:
         self.fps = fps
         self.canvas = np.empty((layout.height_px, layout.width_px, 3), dtype=np.uint8)  # (h, W, 3)
 
-    def __call__(self, frame: NDArray[np.uint8], i: int) -> NDArray[np.uint8]:
+    def __call__(self, frame: NDArray[np.uint8] | None, i: int) -> NDArray[np.uint8]:
         """The (3 h / 2, W) I420 planes of frame ``i`` (BT.601, limited range, as FFmpeg's default)."""
         layout, canvas = self.layout, self.canvas
         panel_size = (layout.height_px, layout.panel_width_px)
         hands = self.hands[i] if self.hands is not None and i < len(self.hands) else None
-        canvas[:, : layout.source_width_px] = _source_panel(
-            frame, self.lms[i] if i < len(self.lms) else None, layout, hands
-        )
+        if frame is not None:
+            canvas[:, : layout.source_width_px] = _source_panel(
+                frame, self.lms[i] if i < len(self.lms) else None, layout, hands
+            )
         for k, track in enumerate(self.tracks):
             x0 = layout.source_width_px + k * layout.panel_width_px
             canvas[:, x0 : x0 + layout.panel_width_px] = track.render(i / self.fps, panel_size)
@@ -354,17 +360,66 @@ def _encode(
     first_h, first_w = _check_frame(first).shape[:2]
     layout = preview_layout(first_w, first_h, with_robot=len(tracks) > 1, max_height_px=max_height_px)
     compose = _Composer(layout, lms, tracks, fps, hands)
+    items = _then(first, iterator)
+    del first  # hold no frame longer than it takes to draw it
+    _encode_composed(compose, layout, out_path, fps, items)
+
+
+def _then(first: NDArray[np.uint8], rest: Iterator[NDArray[np.uint8]]) -> Iterator[NDArray[np.uint8]]:
+    yield first
+    del first  # held no longer than the next frame's request
+    yield from rest
+
+
+def encode_motion_preview(
+    motion: Motion,
+    out_path: Path,
+    *,
+    robot: RobotPoses | None = None,
+    max_height_px: int = MAX_PREVIEW_HEIGHT_PX,
+    max_fps: float = PIPELINE_PREVIEW_MAX_FPS,
+) -> None:
+    """The preview of a motion without its source video (a re-export): the solved motion's 3D panel (and
+    the robot's), each ``h x h`` with ``h = even(max_height_px)``, every `preview_frame_step`-th frame of
+    the motion, at the motion's rate divided by that step."""
+    if motion.num_frames == 0 or not motion.fps > 0:
+        raise SystemFault("packaging_failed", "there are no frames to put in the preview")
+    step = preview_frame_step(motion.fps, max_fps)
+    fps = motion.fps / step
+    count = (motion.num_frames + step - 1) // step
+    tracks = [_human_track(motion)] + ([_robot_track(robot)] if robot is not None else [])
+    h = _even_floor(max_height_px)
+    layout = PreviewLayout(h, 0, h, len(tracks) + 1)
+    no_landmarks = np.empty((0, 33, 2))
+    try:
+        _encode_composed(_Composer(layout, no_landmarks, tracks, fps), layout, Path(out_path), fps, repeat(None, count))
+    except (av.FFmpegError, OSError) as exc:
+        raise SystemFault("packaging_failed", f"the preview video could not be written: {exc}") from exc
+
+
+def _encode_composed(
+    compose: _Composer,
+    layout: PreviewLayout,
+    out_path: Path,
+    fps: float,
+    iterator: Iterator[NDArray[np.uint8] | None],
+) -> None:
+    """Encode each item of ``iterator`` (at least one: a checked source frame, or None where there is no
+    source panel), frame ``i + 1`` composed in a helper thread while frame ``i`` is encoded here."""
     container, stream = _open_stream(out_path, layout, fps)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mocapd-preview")
     try:
-        pending: Future[NDArray[np.uint8]] | None = pool.submit(compose, first, 0)
-        del first  # hold no frame longer than it takes to draw it
+        pending: Future[NDArray[np.uint8]] | None = pool.submit(compose, next(iterator), 0)
         i = 0
         while pending is not None:
             yuv = pending.result()  # a fresh array: the composer's canvas is free again
-            frame = next(iterator, None)
-            pending = None if frame is None else pool.submit(compose, _check_frame(frame), i + 1)
-            del frame
+            try:
+                frame = next(iterator)
+            except StopIteration:
+                pending = None
+            else:
+                pending = pool.submit(compose, None if frame is None else _check_frame(frame), i + 1)
+                del frame
             video_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             video_frame.pts = i
             for packet in stream.encode(video_frame):

@@ -63,6 +63,7 @@ from mocapd.pipeline.world import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mocapd.pipeline.fingers import HandAngles
     from mocapd.pipeline.hands import HandsPass
     from mocapd.pipeline.source_copy import SourceCopies
 
@@ -73,6 +74,7 @@ __all__ = [
     "PreviewFrames",
     "Progress",
     "StageCallback",
+    "add_fingers",
     "analyse_video",
     "clean_landmarks",
     "export_motion",
@@ -219,6 +221,8 @@ class Analysis:
     hands: dict[str, Any] | None = None  # handTracking: hands seen per side, the detector, its time
     misread_frames: int = 0  # frames read front-to-back by the detector, repaired (`mocapd.pipeline.flips`)
     hands_px: FloatArray | None = None  # handTracking: (G, 2, 21, 2) hand landmarks (left, right), source px
+    hand_angles: tuple[HandAngles, HandAngles] | None = None  # handTracking: (left, right) on the processing clock
+    finger_scale: float = 1.0  # handTracking: the hands' size (1.0 = the 1.75 m rest)
 
 
 PLANTED_FOOT_NOISE_MPS = 0.8
@@ -444,35 +448,50 @@ def _analyse_video(
     motion, solve_report = solve_placed(placement.joints_m, fps, settings)
     progress("processing", 0.9, force=True)
     export, export_contacts = export_motion(motion, settings.export_fps)
-    hands = hands_px = None
+    hands = hands_px = angles = None
+    scale = 1.0
     if hands_pass is not None:
         hands_started = time.monotonic()
-        export, hands, hands_px = _with_fingers(hands_pass, info, grid_s, fps, export, float(solve_report.stature_m))
+        angles, scale, hands_px = _hand_angles(hands_pass, info, grid_s, fps, float(solve_report.stature_m))
+        export, hands = add_fingers(export, angles, fps, scale)
         timings["hands"] = time.monotonic() - hands_started  # the wait for the hands pass beyond the body's
         timings["handsPass"] = hands_pass.duration_s
     timings["processing"] = time.monotonic() - started
     return Analysis(
         info, fps, grid_s, track, world_clean, intrinsics, translation_cam, body_rot, placement, raw_joints,
         motion, solve_report, export, export_contacts, timings, copy, step, processed_s, pose_model, hands,
-        int(misread.sum()), hands_px,
+        int(misread.sum()), hands_px, angles, scale,
     )  # fmt: skip
 
 
-def _with_fingers(
-    hands_pass: HandsPass, info: VideoInfo, grid_s: FloatArray, fps: float, export: Motion, stature_m: float,
-) -> tuple[Motion, dict[str, Any], FloatArray]:
-    """The export motion with finger bones from the hands seen in the window (see `mocapd.pipeline.fingers`),
-    the report, and the hands' 2D landmarks on the processing clock in source pixels, (G, 2, 21, 2)."""
-    from mocapd.pipeline.fingers import HandAngles, finger_limits_rad, hand_angles_track, with_fingers
+def _hand_angles(
+    hands_pass: HandsPass, info: VideoInfo, grid_s: FloatArray, fps: float, stature_m: float,
+) -> tuple[tuple[HandAngles, HandAngles], float, FloatArray]:
+    """Both hands' finger angles on the processing clock (left, right), the hands' size, and their 2D
+    landmarks on that clock in source pixels, (G, 2, 21, 2)."""
+    from mocapd.pipeline.fingers import hand_angles_track
     from mocapd.pipeline.hands import on_grid
 
     grid = on_grid(hands_pass.result(), grid_s, tolerance_s=0.5 / fps)
-    per_side = {"left": hand_angles_track(grid.left, grid.left_seen, fps),
-                "right": hand_angles_track(grid.right, grid.right_seen, fps)}
+    angles = (hand_angles_track(grid.left, grid.left_seen, fps), hand_angles_track(grid.right, grid.right_seen, fps))
+    scale = stature_m / 1.75 if np.isfinite(stature_m) and stature_m > 0 else 1.0
+    return angles, scale, grid.image_xy((info.width_px, info.height_px))
+
+
+def add_fingers(
+    export: Motion, angles: tuple[HandAngles, HandAngles], fps: float, scale: float,
+) -> tuple[Motion, dict[str, Any]]:
+    """The export motion with finger bones (see `mocapd.pipeline.fingers`) from both hands' angles on the
+    processing clock at ``fps`` (what `analyse_video` finds, and what a re-export reads from the stored
+    motion), and the hands' report."""
+    from mocapd.pipeline.fingers import HandAngles, finger_limits_rad, with_fingers
+
+    per_side = {"left": angles[0], "right": angles[1]}
+    frames = int(angles[0].seen.shape[0])
     # onto the export clock (the export's frame k sits at k / export fps from the window's first frame)
-    u = np.clip(np.arange(export.num_frames) * fps / export.fps, 0.0, max(len(grid_s) - 1, 0))
+    u = np.clip(np.arange(export.num_frames) * fps / export.fps, 0.0, max(frames - 1, 0))
     i0 = np.floor(u).astype(int)
-    i1 = np.minimum(i0 + 1, max(len(grid_s) - 1, 0))
+    i1 = np.minimum(i0 + 1, max(frames - 1, 0))
     a = (u - i0)
 
     def on_export(h: HandAngles) -> HandAngles:
@@ -481,22 +500,20 @@ def _with_fingers(
         return HandAngles(flex, spread, h.seen[np.where(a < 0.5, i0, i1)])
 
     left, right = on_export(per_side["left"]), on_export(per_side["right"])
-    scale = stature_m / 1.75 if np.isfinite(stature_m) and stature_m > 0 else 1.0
     lo, hi = finger_limits_rad()
     outside = sum(int(((h.flexion_rad < lo - 1e-9) | (h.flexion_rad > hi + 1e-9)).any(axis=(1, 2)).sum())
                   for h in (left, right))
     report = {
         "detector": "mediapipe-0.10.21 Holistic (hand landmarks on the body's hand crops)",
-        "framesAnalysed": int(len(grid_s)),
+        "framesAnalysed": frames,
         "left": {"framesSeen": int(per_side["left"].seen.sum()),
-                 "seenRatio": round(float(per_side["left"].seen.mean()), 4) if len(grid_s) else 0.0},
+                 "seenRatio": round(float(per_side["left"].seen.mean()), 4) if frames else 0.0},
         "right": {"framesSeen": int(per_side["right"].seen.sum()),
-                  "seenRatio": round(float(per_side["right"].seen.mean()), 4) if len(grid_s) else 0.0},
+                  "seenRatio": round(float(per_side["right"].seen.mean()), 4) if frames else 0.0},
         "unseen": "relaxed pose, blended in and out over 0.25 s",
         "framesOutsideLimits": outside,
     }
-    hands_px = grid.image_xy((info.width_px, info.height_px))  # (G, 2, 21, 2)
-    return with_fingers(export, left, right, scale=scale), report, hands_px
+    return with_fingers(export, left, right, scale=scale), report
 
 
 @dataclass

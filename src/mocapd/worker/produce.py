@@ -7,8 +7,11 @@ robot target's retargeting, `mocapd.robots.registry`), then packages: every file
 the quality report. It returns each file with its target and content type, and the pipeline's part of
 the manifest (source as decoded, camera, processing facts, targets); the runner adds the job,
 settings, billing and file list and writes ``manifest.json``. The solved motion is also kept as a private
-file (``motion.npz``, `mocapd.formats.motion_npz`), from which `reexport` makes a later job's products
-(other frame rates, targets, upper body) by the same target steps and writers, with no detection.
+file (``motion.npz``, `mocapd.formats.motion_npz`: with the hands' finger angles and what the quality
+report reads of the detection), from which `reexport` makes a later job's products (other frame rates,
+targets, upper body) by the same target steps and writers, with no detection: the same files, the
+fingers of a ``handTracking`` parent, ``quality.json`` (the parent's detection figures, this job's motion
+figures) and a preview of the motion alone (there is no video to draw it over).
 
 Progress: ``on_progress(stage, fraction)``, throttled; a callback that raises aborts the run.
 """
@@ -21,17 +24,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.domain.targets import DEFAULT_TARGET, PREVIEW_FILE, QUALITY_FILE, Target, produced_targets
 from mocapd.formats.writers import Take, writer_for
+from mocapd.pipeline.fingers import HandAngles
 from mocapd.pipeline.run import (
     Analysis,
     Progress,
     StageCallback,
+    add_fingers,
     analyse_video,
     export_motion,
     preview_frames,
@@ -41,6 +46,9 @@ from mocapd.pipeline.settings import JobSettings
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 from mocapd.robots.registry import robot_target
 from mocapd.worker.processor import ArtifactFile, ProcessResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mocapd.formats.motion_npz import StoredDetection, StoredHands
 
 __all__ = ["MOTION_NAME", "produce", "reexport"]
 
@@ -70,7 +78,8 @@ def produce(
         files = _package(Path(source), settings, out_dir, progress, a, takes)
     a.timings_s["total"] = time.monotonic() - started
     manifest = _manifest(a, takes)
-    private = _keep_motion(out_dir, a.motion, a.placement.joints_m, settings.mocap_type, settings.subject_height_m)
+    private = _keep_motion(out_dir, a.motion, a.placement.joints_m, settings.mocap_type, settings.subject_height_m,
+                           hands=_stored_hands(a), detection=_detection(a))
     progress("packaging", 1.0, force=True)
     return ProcessResult(files=files, manifest=manifest, processed_s=a.processed_s, private=[private])
 
@@ -95,6 +104,11 @@ def reexport(
         motion, solve_report = solve_placed(kept.joints_m, kept.motion.fps,
                                             replace(settings, subject_height_m=kept.subject_height_m))
     export, contacts = export_motion(motion, settings.export_fps)
+    hands_report = None
+    if kept.hands is not None:  # the parent's fingers, on this export's clock (any rate, any mocapType)
+        h = kept.hands
+        angles = tuple(HandAngles(h.flexion_rad[k], h.spread_rad[k], h.seen[k]) for k in (0, 1))
+        export, hands_report = add_fingers(export, (angles[0], angles[1]), motion.fps, h.scale)
     takes = [(target, _take(target, export, contacts, settings, inputs_dir))
              for target in produced_targets(settings.target_ids)]
     progress("processing", 1.0, force=True)
@@ -105,7 +119,20 @@ def reexport(
             path = out_dir / spec.name
             path.write_bytes(writer_for(spec.writer)(take))
             files.append(ArtifactFile(path, target.id, spec.content_type))
-    private = _keep_motion(out_dir, motion, kept.joints_m, settings.mocap_type, kept.subject_height_m)
+    progress("packaging", 0.1, force=True)
+    robot = next((take.robot for _, take in takes if take.robot is not None), None)
+    files.append(_motion_preview(out_dir, export, robot))
+    progress("packaging", 0.9, force=True)
+    quality = _quality(kept.detection, export, contacts, robot, settings.mocap_type, hands_report)
+    quality["reexport"] = {
+        "detection": "the parent job's: a re-export decodes and detects nothing" if kept.detection is not None
+        else "not stored with the parent job's motion: the figures about frames, landmark confidence and bone "
+             "lengths are not available",
+        "motion": "this job's: jitter, foot contacts and the robot are measured on its own motion",
+    }
+    files.append(_put_json(out_dir, QUALITY_FILE.name, quality, QUALITY_FILE.content_type))
+    private = _keep_motion(out_dir, motion, kept.joints_m, settings.mocap_type, kept.subject_height_m,
+                           hands=kept.hands, detection=kept.detection)
     manifest = {
         "targets": {
             target.id: {"resultType": target.kind.result_type, "files": [spec.name for spec in target.files()],
@@ -117,6 +144,8 @@ def reexport(
             "frames": motion.num_frames,
             "reexport": True,
             "solvedAgain": solve_report is not None,  # for another mocapType, from the stored joints
+            **({"hands": hands_report} if hands_report is not None else {}),
+            "preview": "the motion alone (and the robot's): a re-export has no video to draw it over",
             "timingsSec": {"total": round(time.monotonic() - started, 3)},
         },
     }
@@ -138,14 +167,94 @@ def _take(target: Target, export: Motion, contacts: Any, settings: JobSettings, 
 
 
 def _keep_motion(out_dir: Path, motion: Motion, joints_m: FloatArray, mocap_type: str,
-                 subject_height_m: float | None) -> Path:
+                 subject_height_m: float | None, *, hands: StoredHands | None,
+                 detection: StoredDetection | None) -> Path:
     """The solved motion as a private file, for later re-exports."""
     from mocapd.formats.motion_npz import write_motion_npz
 
     path = out_dir / ".private" / MOTION_NAME
     path.parent.mkdir(exist_ok=True)
-    write_motion_npz(path, motion, joints_m, mocap_type, subject_height_m)
+    write_motion_npz(path, motion, joints_m, mocap_type, subject_height_m, hands=hands, detection=detection)
     return path
+
+
+def _stored_hands(a: Analysis) -> StoredHands | None:
+    from mocapd.formats.motion_npz import StoredHands
+
+    if a.hand_angles is None or a.hands is None:
+        return None
+    left, right = a.hand_angles
+    return StoredHands((left.flexion_rad, right.flexion_rad), (left.spread_rad, right.spread_rad),
+                       (left.seen, right.seen), a.finger_scale, a.hands)
+
+
+def _detection(a: Analysis) -> StoredDetection:
+    """What the quality report reads of the detection (kept for re-exports too)."""
+    from mocapd.formats.motion_npz import StoredDetection
+
+    track = a.track
+    frame_held = a.world_clean.held.any(axis=1)
+    return StoredDetection(
+        source_fps=a.fps,
+        visibility=np.where(track.valid[:, None], track.visibility, np.nan),
+        person=track.valid,  # the tracked person: a detection of someone else does not count
+        interpolated=a.world_clean.interpolated.any(axis=1) & ~frame_held,
+        held=frame_held,
+        detected=track.person,  # a detection of someone else is reported, not used
+        time_s=track.time_s,
+        raw_joints_m=a.raw_joints,
+    )
+
+
+def _quality(detection: StoredDetection | None, export: Motion, export_contacts: Any, robot: Any | None,
+             mocap_type: str, hands: dict[str, Any] | None) -> dict[str, Any]:
+    """``quality.json``: the detection's figures (None: not known) and those of the exported motion."""
+    from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
+
+    fc = export_contacts
+    contacts = {name: np.asarray(fc.contact[:, i], dtype=bool) for i, name in enumerate(fc.joint_names)}
+    robot_inputs = None
+    if robot is not None:
+        robot_inputs = RobotQualityInputs.from_robot_motion(robot, tracking_error_m=robot.quality.get("tracking_error_m"))
+    d = detection
+    none = np.zeros(0, dtype=bool)
+    quality = build_quality_report(
+        QualityInputs(
+            source_fps=d.source_fps if d is not None else export.fps,
+            visibility=d.visibility if d is not None else np.zeros((0, 33)),
+            person_mask=d.person if d is not None else none,
+            interpolated_mask=d.interpolated if d is not None else none,
+            held_mask=d.held if d is not None else none,
+            motion_fps=export.fps,
+            solved_positions_m=export.world_positions_m()[:, : len(DEFAULT_SKELETON.names)],  # fingers aside
+            input_positions_m=d.raw_joints_m if d is not None else None,
+            contacts=contacts,
+            robot=robot_inputs,
+            mocap_type=mocap_type,
+            detected_mask=d.detected if d is not None else None,
+            frame_times_s=d.time_s if d is not None else None,
+        )
+    )
+    if d is None:
+        for key in ("frames", "perJointConfidence", "boneLengthSpreadMm", "boneLengthCvPercent"):
+            quality[key] = None
+    if hands is not None:
+        quality["hands"] = hands
+    return quality
+
+
+def _put_json(out_dir: Path, name: str, data: dict[str, Any], content_type: str) -> ArtifactFile:
+    path = out_dir / name
+    path.write_bytes(json.dumps(data, indent=2, sort_keys=False, allow_nan=False).encode())
+    return ArtifactFile(path, None, content_type)
+
+
+def _motion_preview(out_dir: Path, export: Motion, robot: Any | None) -> ArtifactFile:
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_motion_preview
+
+    path = out_dir / PREVIEW_FILE.name
+    encode_motion_preview(export, path, robot=robot, max_height_px=PIPELINE_PREVIEW_HEIGHT_PX)
+    return ArtifactFile(path, None, PREVIEW_FILE.content_type)
 
 
 def _avatar_animation(target: Target, export: Motion, contacts: Any, inputs_dir: Path | None) -> Any:
@@ -170,9 +279,8 @@ def _package(
     takes: list[tuple[Target, Take]],
 ) -> list[ArtifactFile]:
     from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview, preview_frame_step
-    from mocapd.formats.quality import QualityInputs, RobotQualityInputs, build_quality_report
 
-    track, export = a.track, a.export
+    export = a.export
     robot = next((take.robot for _, take in takes if take.robot is not None), None)
     files: list[ArtifactFile] = []
 
@@ -211,34 +319,7 @@ def _package(
         shown.close()
     progress("packaging", 0.9, force=True)
 
-    fc = a.export_contacts
-    contacts = {name: np.asarray(fc.contact[:, i], dtype=bool) for i, name in enumerate(fc.joint_names)}
-    robot_inputs = None
-    if robot is not None:
-        robot_inputs = RobotQualityInputs.from_robot_motion(
-            robot, tracking_error_m=robot.quality.get("tracking_error_m")
-        )
-    frame_interp = a.world_clean.interpolated.any(axis=1)
-    frame_held = a.world_clean.held.any(axis=1)
-    quality = build_quality_report(
-        QualityInputs(
-            source_fps=a.fps,
-            visibility=np.where(track.valid[:, None], track.visibility, np.nan),
-            person_mask=track.valid,  # the tracked person: a detection of someone else does not count
-            interpolated_mask=frame_interp & ~frame_held,
-            held_mask=frame_held,
-            motion_fps=export.fps,
-            solved_positions_m=export.world_positions_m()[:, : len(DEFAULT_SKELETON.names)],  # fingers aside
-            input_positions_m=a.raw_joints,
-            contacts=contacts,
-            robot=robot_inputs,
-            mocap_type=settings.mocap_type,
-            detected_mask=track.person,  # a detection of someone else is reported, not used
-            frame_times_s=track.time_s,
-        )
-    )
-    if a.hands is not None:
-        quality["hands"] = a.hands
+    quality = _quality(_detection(a), export, a.export_contacts, robot, settings.mocap_type, a.hands)
     data = json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode()
     put(QUALITY_FILE.name, data, None, QUALITY_FILE.content_type)
     return files

@@ -4,6 +4,7 @@ lease and ledger."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,100 @@ def test_reexport_reuses_the_stored_motion_without_the_pose_model(
     roots = np.array([[float(v) for v in line.split()[:3]] for line in bvh.split("Frame Time:")[1].splitlines()[1:]
                       if line.strip()])
     assert np.ptp(roots, axis=0).max() < 1e-6  # upper_body: the root stays put
+
+
+def _fingers(bvh: bytes, tmp: Path) -> np.ndarray:
+    from mocapd.formats.bvh import read_bvh
+    from mocapd.pipeline.fingers import FINGER_NAMES
+
+    path = tmp / "read.bvh"
+    path.write_bytes(bvh)
+    motion = read_bvh(path)
+    names = motion.skeleton.names
+    assert set(FINGER_NAMES) <= set(names), "the finger bones are missing"
+    return motion.local_quat_wxyz[:, [names.index(n) for n in FINGER_NAMES]]  # (F, 30, 4)
+
+
+def _preview(data: bytes, tmp: Path) -> tuple[int, int, int]:
+    import av
+
+    path = tmp / "preview.mp4"
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        frames = [f for f in container.decode(video=0)]
+        return len(frames), frames[0].width, frames[0].height
+
+
+def test_a_reexport_of_a_hand_tracked_job_keeps_its_fingers_and_is_reported_like_any_job(
+    api: Api, worker: Worker, tmp_path: Path
+) -> None:
+    from mocapd.formats.motion_npz import write_motion_npz
+    from mocapd.pipeline.settings import JobSettings
+    from mocapd.worker.produce import reexport
+
+    data = shared_file("pose2sim_balancing/cam01.mp4").read_bytes()  # 60 fps, the hands in view
+    parent = api.create(trimStartSec=0.5, trimEndSec=1.0, exportFps=30, targetIds=["default"], handTracking=True)
+    api.upload(parent, data)
+    assert api.complete(parent["jobId"]).status_code == 200  # type: ignore[attr-defined]
+    assert str(worker.run_once()) in ("completed", "Outcome.COMPLETED")
+    pid = parent["jobId"]
+    parent_quality = json.loads(_file(api, pid, "quality.json"))
+    parent_fingers = _fingers(_file(api, pid, "motion.bvh"), tmp_path)
+
+    # The same rate and type with a robot: the parent's motion, fingers included, byte for byte.
+    r = api.client.post(f"/api/v1/mocap/jobs/{pid}/exports", json={"targetIds": ["default", "unitree_g1"]},
+                        headers=api.headers())
+    assert r.status_code == 201, r.text
+    same = r.json()["data"]["job"]
+    assert same["handTracking"] is True
+    # Upper body at 60 fps: solved again from the stored joints, the same hands on the new clock.
+    r = api.client.post(f"/api/v1/mocap/jobs/{pid}/exports", json={"exportFps": 60, "mocapType": "upper_body"},
+                        headers=api.headers())
+    assert r.status_code == 201, r.text
+    upper = r.json()["data"]["job"]
+    for _ in range(2):
+        assert str(worker.run_once()) in ("completed", "Outcome.COMPLETED")
+
+    assert _file(api, same["id"], "motion.bvh") == _file(api, pid, "motion.bvh")
+    fingers_60 = _fingers(_file(api, upper["id"], "motion.bvh"), tmp_path)
+    n = min(len(parent_fingers), len(fingers_60[::2]))
+    assert n >= 14
+    # 60 fps frame 2k is 30 fps frame k: the same finger rotations (BVH keeps 6 decimals of degrees)
+    dots = np.abs(np.sum(fingers_60[::2][:n] * parent_fingers[:n], axis=-1))
+    assert dots.min() > 1 - 1e-8
+    angle = 2.0 * np.degrees(np.arccos(np.clip(np.abs(fingers_60[..., 0]), 0.0, 1.0)))
+    assert (angle.max(axis=0) - angle.min(axis=0)).max() > 2.0, "the fingers never move"
+
+    for child, robot in ((same, True), (upper, False)):
+        result = api.client.get(f"/api/v1/mocap/jobs/{child['id']}/result", headers=api.headers()).json()["data"]
+        assert result["qualityUrl"] and result["previewVideoUrl"] and result["manifestUrl"]
+        quality = json.loads(_file(api, child["id"], "quality.json"))
+        # the detection's figures are the parent's; the motion's are its own
+        for key in ("frames", "perJointConfidence", "hands"):
+            assert quality[key] == parent_quality[key], key
+        assert quality["boneLengthSpreadMm"] == pytest.approx(parent_quality["boneLengthSpreadMm"], abs=0.02)
+        assert quality["jitter"]["meanAccelerationMps2"] is not None
+        assert quality["reexport"]["detection"].startswith("the parent job's")
+        assert (quality["robot"] is not None) == robot
+        manifest = json.loads(_file(api, child["id"], "manifest.json"))
+        assert manifest["processing"]["hands"] == parent_quality["hands"]
+        assert "preview.mp4" in [f["name"] for f in manifest["files"]]
+        frames, width, height = _preview(_file(api, child["id"], "preview.mp4"), tmp_path)
+        assert width == (2 if robot else 1) * height  # the motion's square panel (and the robot's): no video
+        motion_frames = manifest["targets"]["default"]["frameCount"]
+        assert frames == math.ceil(motion_frames / (2 if child is upper else 1))  # at most 30 fps
+    assert quality["jitter"] != parent_quality["jitter"]  # measured on the upper body's own 60 fps motion
+
+    # A parent stored before the detection was kept: the same files, those figures said to be unknown.
+    store = open_store(api.settings)
+    old = tmp_path / "old.npz"
+    store.download_to(private_key(pid, "motion.npz"), old)
+    kept = read_motion_npz(old)
+    write_motion_npz(old, kept.motion, kept.joints_m, kept.mocap_type, kept.subject_height_m, hands=kept.hands)
+    out = reexport(old, JobSettings(("default",), 30, "full_body", 0.0, 0.5), tmp_path / "out", lambda *_: None)
+    assert sorted(f.path.name for f in out.files) == ["motion.bvh", "motion.fbx", "motion.glb", "preview.mp4",
+                                                        "quality.json"]
+    quality = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert quality["frames"] is None and quality["perJointConfidence"] is None
+    assert "not available" in quality["reexport"]["detection"] and quality["hands"] == parent_quality["hands"]
+    assert (tmp_path / "out" / "motion.bvh").read_bytes() == _file(api, pid, "motion.bvh")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mocapd.errors import SystemFault
-from mocapd.formats.preview import encode_preview, preview_layout
+from mocapd.formats.preview import encode_motion_preview, encode_preview, preview_layout
 from mocapd.formats.render3d import (
     BACKGROUND_RGB,
     CENTRE_RGB,
@@ -346,3 +346,23 @@ def test_the_3d_figure_flags_exactly_the_finger_joints() -> None:
     track = _human_track(with_fingers(plain, None, None))
     assert track.small is not None
     assert [n for n, s in zip(track.names, track.small, strict=True) if s] == list(FINGER_NAMES)
+
+
+def test_a_motion_alone_is_previewed_without_a_source_panel(tmp_path: Path) -> None:
+    """A re-export has no video: square 3D panels only, every 2nd frame of a 60 fps motion, the figure
+    following the motion (its pelvis rises 0.5 m in the second half)."""
+    motion = _walking_motion(40, 60.0, 0.0)
+    lifted = motion.local_translation_m.copy()
+    lifted[20:, 0, 2] += 0.5  # (F, J, 3)
+    motion = Motion(motion.skeleton, 60.0, lifted, motion.local_quat_wxyz)
+    out = tmp_path / "motion_only.mp4"
+    encode_motion_preview(motion, out, max_height_px=240)
+    codec, pix_fmt, frames, rate = _decode(out)
+    assert (codec, pix_fmt, rate) == ("h264", "yuv420p", 30.0)
+    assert len(frames) == 20 and frames[0].shape == (240, 240, 3)
+
+    def top(frame: np.ndarray) -> int:
+        coloured = np.abs(frame[..., 0].astype(int) - frame[..., 2].astype(int)) > 80
+        return int(np.flatnonzero(coloured.any(axis=1))[0])
+
+    assert top(frames[2]) - top(frames[15]) == pytest.approx(0.5 * 240 / 2.6 * np.cos(np.radians(12.0)), abs=4)
