@@ -716,7 +716,8 @@ async function showResults(job, holder) {
   const glbName = byName['motion.glb'] ? 'motion.glb' : (files.find((f) => f.name.endsWith('.glb')) || {}).name;
   if (glbName) {
     const canvas = h('canvas', { testid: 'job-viewer', 'aria-label': '3D view of the captured motion; drag to orbit, scroll to zoom' });
-    const video = h('video', { muted: true, playsinline: true, preload: 'metadata', 'aria-label': 'The source with the detected skeleton' });
+    const video = h('video', { muted: true, playsinline: true, preload: 'metadata', 'aria-label': job.sourceType === 'reexport'
+      ? 'The re-exported motion (a re-export has no source video to draw it over)' : 'The source with the detected skeleton' });
     if (result.previewVideoUrl) video.src = result.previewVideoUrl;
     const glbChoice = h('select', { id: 'viewer-glb', 'aria-label': 'Model to show' },
       files.filter((f) => f.name.endsWith('.glb')).map((f) => h('option', { value: f.name, selected: f.name === glbName },
