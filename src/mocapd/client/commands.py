@@ -14,17 +14,21 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from mocapd.client.errors import EXIT_ERROR, EXIT_JOB_FAILED, EXIT_OK, ClientError, JobFailed
 from mocapd.client.records import RecordStore, ResumeRecord, default_state_dir
 
+if TYPE_CHECKING:
+    from mocapd.client.flow import JobRunner
+
 __all__ = ["DEFAULT_URL", "parse_trim", "register_client_commands"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_INTERRUPTED = 130
+T = TypeVar("T")
 
 Url = Annotated[str, typer.Option("--url", envvar="MOCAPD_URL", help="Base URL of the mocapd API.")]
 ApiKey = Annotated[
@@ -108,7 +112,7 @@ def _print_record(record: ResumeRecord) -> None:
             print(f"  {art.path}  ({art.bytes} bytes, sha256 {art.sha256})")
 
 
-def _fail(exc: ClientError, as_json: bool, record: ResumeRecord | None = None) -> None:
+def _fail(exc: ClientError, as_json: bool, record: ResumeRecord | None = None) -> NoReturn:
     if as_json:
         payload = {"ok": False, **exc.to_dict()}
         if record is not None:
@@ -147,21 +151,66 @@ def submit(
     request = JobRequest(target_ids=tuple(target or ["default"]), export_fps=fps, mocap_type=mocap_type, title=title,
                          trim_start_s=start_s, trim_end_s=end_s, model_quality=quality,
                          hand_tracking=hands)
-    record: ResumeRecord | None = None
+
+    def drive(runner: JobRunner, keep: Callable[[ResumeRecord], None]) -> ResumeRecord:
+        record = runner.start(video, request, out, download=download)
+        keep(record)
+        return runner.run(record, wait=wait)
+
+    _drive_job(drive, url=url, api_key=api_key, state_dir=state_dir, timeout_s=timeout_s, give_up_s=give_up_s,
+               as_json=as_json)
+
+
+def _drive_job(
+    drive: Callable[[JobRunner, Callable[[ResumeRecord], None]], ResumeRecord],
+    *,
+    url: str,
+    api_key: str | None,
+    state_dir: Path | None,
+    timeout_s: float,
+    give_up_s: float,
+    as_json: bool,
+    label: str = "",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Run ``drive(runner, keep)`` with progress bars, then print the record (``extra`` joins the JSON)
+    or fail with the record ``keep`` was last given (so the message can point at `mocapd resume`)."""
+    kept: list[ResumeRecord] = []
     error: ClientError | None = None
-    with _runner(url, api_key, state_dir, timeout_s, give_up_s, as_json) as runner:
+    record: ResumeRecord | None = None
+    with _runner(url, api_key, state_dir, timeout_s, give_up_s, as_json, label=label) as runner:
         try:
-            record = runner.start(video, request, out, download=download)
-            runner.run(record, wait=wait)
+            record = drive(runner, kept.append)
         except ClientError as exc:
             error = exc  # reported once the progress bars are closed
         except KeyboardInterrupt:
             _err("interrupted; `mocapd resume` continues the job")
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if error is not None:
-        _fail(error, as_json, record)
+        _fail(error, as_json, kept[-1] if kept else None)
     assert record is not None
-    _emit(as_json, {"ok": True, "record": record.summary()}, lambda: _print_record(record))
+    done = record
+    _emit(as_json, {"ok": True, **(extra or {}), "record": done.summary()}, lambda: _print_record(done))
+
+
+def rejected(exc: ClientError) -> ClientError:
+    """A 4xx refusal other than 429 as `InputRejected` (exit 3: sending it again would not help)."""
+    from mocapd.client.errors import ApiError, InputRejected
+
+    if isinstance(exc, ApiError) and 400 <= exc.status < 500 and exc.status != 429:
+        return InputRejected.from_api(exc)
+    return exc
+
+
+def _call(url: str, api_key: str | None, timeout_s: float, as_json: bool, fn: Callable[[Any], T], *,
+          refusal_rejects: bool = True) -> T:
+    """``fn(client)`` on a fresh client; a failure is reported and exits (with ``refusal_rejects``, a
+    refusal as input rejected, see `rejected`)."""
+    with _client(url, api_key, timeout_s) as client:
+        try:
+            return fn(client)
+        except ClientError as exc:
+            _fail(rejected(exc) if refusal_rejects else exc, as_json)
 
 
 ResumeUrl = Annotated[
@@ -228,11 +277,7 @@ def status(
     """Show a job's status, stage, progress, billing and error (exit 4 if it failed or was canceled)."""
     record = _store(state_dir).find_job(job)
     base = record.base_url if record is not None and url == DEFAULT_URL else url
-    with _client(base, api_key, timeout_s) as client:
-        try:
-            data = client.get_job(job).data
-        except ClientError as exc:
-            _fail(exc, as_json)
+    data = _call(base, api_key, timeout_s, as_json, lambda c: c.get_job(job).data, refusal_rejects=False)
     j = data["job"]
     payload = {"ok": True, "job": j, "events": data.get("events", []),
                "record": record.summary() if record is not None else None}
@@ -289,11 +334,8 @@ def jobs(
 ) -> None:
     """List the account's jobs, newest first, with the local record's stage where there is one."""
     local = {r.job_id: r for r in _store(state_dir).all() if r.job_id}
-    with _client(url, api_key, timeout_s) as client:
-        try:
-            data = client.list_jobs(limit=limit, status=status_filter).data
-        except ClientError as exc:
-            _fail(exc, as_json)
+    data = _call(url, api_key, timeout_s, as_json, lambda c: c.list_jobs(limit=limit, status=status_filter).data,
+                 refusal_rejects=False)
     items = data.get("items", [])
     for item in items:
         rec = local.get(item.get("id"))

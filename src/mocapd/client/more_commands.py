@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -25,15 +25,17 @@ from mocapd.client.commands import (
     StateDir,
     Timeout,
     Url,
-    _client,
+    _call,
+    _drive_job,
     _emit,
-    _fail,
-    _print_record,
-    _runner,
+    rejected,
 )
-from mocapd.client.errors import ApiError, ClientError, InputRejected, ServerUnreachable, TransportError
+from mocapd.client.errors import ApiError, ServerUnreachable, TransportError
 from mocapd.client.records import RecordStage, ResumeRecord
 from mocapd.client.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mocapd.client.flow import JobRunner
 
 __all__ = ["avatars_app", "export", "register_more_commands"]
 
@@ -61,11 +63,6 @@ def _again(what: str, fn: Callable[[], T], give_up_s: float) -> T:
             hint = exc.retry_after_s
         time.sleep(policy.backoff_s(attempt, hint, rng))
         attempt += 1
-
-
-def _rejected(exc: ApiError) -> ApiError:
-    """A refusal that sending again will not change (4xx other than 429) exits with 3."""
-    return InputRejected.from_api(exc) if 400 <= exc.status < 500 and exc.status != 429 else exc
 
 
 def _print_avatar(av: dict[str, Any], *, mapping: bool = False) -> None:
@@ -105,15 +102,13 @@ def upload(
     nbytes, digest = sha256_file(model)
     body = {"name": name or model.stem, "sourceFilename": model.name, "sourceBytes": nbytes, "sourceSha256": digest}
     key = uuid.uuid4().hex
-    with _client(url, api_key, timeout_s) as client:
-        try:
-            draft = _again("create", lambda: client.create_avatar(body, key), give_up_s).data
-            _again("upload", lambda: client.upload(draft["uploadUrl"], model), give_up_s)
-            av = _again("prepare", lambda: client.complete_avatar_upload(draft["avatarId"]), give_up_s).data
-        except ApiError as exc:
-            _fail(_rejected(exc), as_json)
-        except ClientError as exc:
-            _fail(exc, as_json)
+
+    def send(client: Any) -> dict[str, Any]:
+        draft = _again("create", lambda: client.create_avatar(body, key), give_up_s).data
+        _again("upload", lambda: client.upload(draft["uploadUrl"], model), give_up_s)
+        return dict(_again("prepare", lambda: client.complete_avatar_upload(draft["avatarId"]), give_up_s).data)
+
+    av = _call(url, api_key, timeout_s, as_json, send)
     _emit(as_json, {"ok": True, "avatar": av}, lambda: _print_avatar(av, mapping=True))
 
 
@@ -125,18 +120,18 @@ def list_avatars(
     timeout_s: Timeout = 30.0,
 ) -> None:
     """The account's characters, newest first."""
-    items: list[dict[str, Any]] = []
-    with _client(url, api_key, timeout_s) as client:
-        try:
-            cursor: str | None = None
-            while True:
-                page = client.list_avatars(limit=200, cursor=cursor).data
-                items += page.get("items", [])
-                cursor = page.get("nextCursor")
-                if not cursor:
-                    break
-        except ClientError as exc:
-            _fail(exc, as_json)
+
+    def every(client: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = client.list_avatars(limit=200, cursor=cursor).data
+            items += page.get("items", [])
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return items
+
+    items = _call(url, api_key, timeout_s, as_json, every)
 
     def human() -> None:
         for av in items:
@@ -156,11 +151,7 @@ def show(
     timeout_s: Timeout = 30.0,
 ) -> None:
     """One character with its bone mapping (default bone -> your bone) and what could not be mapped."""
-    with _client(url, api_key, timeout_s) as client:
-        try:
-            av = client.get_avatar(avatar).data
-        except ClientError as exc:
-            _fail(exc, as_json)
+    av = _call(url, api_key, timeout_s, as_json, lambda c: c.get_avatar(avatar).data)
     _emit(as_json, {"ok": True, "avatar": av}, lambda: _print_avatar(av, mapping=True))
 
 
@@ -187,15 +178,12 @@ def remap(
 
     A bone mapped twice, a child mapped above its parent or a required bone left out is refused."""
     fixes = _parse_pairs(pairs)
-    with _client(url, api_key, timeout_s) as client:
-        try:
-            current = client.get_avatar(avatar).data
-            mapping = {**(current.get("mapping") or {}), **fixes}
-            av = client.update_avatar(avatar, mapping=mapping).data
-        except ApiError as exc:
-            _fail(_rejected(exc), as_json)
-        except ClientError as exc:
-            _fail(exc, as_json)
+
+    def patch(client: Any) -> dict[str, Any]:
+        current = client.get_avatar(avatar).data
+        return dict(client.update_avatar(avatar, mapping={**(current.get("mapping") or {}), **fixes}).data)
+
+    av = _call(url, api_key, timeout_s, as_json, patch)
     _emit(as_json, {"ok": True, "avatar": av}, lambda: _print_avatar(av, mapping=True))
 
 
@@ -208,11 +196,7 @@ def delete(
     timeout_s: Timeout = 30.0,
 ) -> None:
     """Delete a character's files; new jobs can no longer use it (finished jobs keep theirs)."""
-    with _client(url, api_key, timeout_s) as client:
-        try:
-            client.delete_avatar(avatar)
-        except ClientError as exc:
-            _fail(exc, as_json)
+    _call(url, api_key, timeout_s, as_json, lambda c: c.delete_avatar(avatar))
     _emit(as_json, {"ok": True, "avatarId": avatar}, lambda: print(f"{avatar}: deleted"))
 
 
@@ -244,30 +228,26 @@ def export(
     if mocap_type is not None:
         body["mocapType"] = mocap_type
     key = uuid.uuid4().hex
-    record: ResumeRecord | None = None
-    error: ClientError | None = None
-    with _runner(url, api_key, state_dir, timeout_s, give_up_s, as_json, label=job) as runner:
+
+    def drive(runner: JobRunner, keep: Callable[[ResumeRecord], None]) -> ResumeRecord:
         try:
-            try:
-                data = _again("export", lambda: runner.client.create_export(job, body, key), give_up_s).data
-            except ApiError as exc:
-                raise _rejected(exc) from exc
-            child = data["job"]
-            record = ResumeRecord(
-                record_id=ResumeRecord.new_id(), base_url=runner.client.base_url, idempotency_key=key, request=body,
-                source_path="", source_bytes=0, source_sha256="",
-                out_dir=str(out.resolve()) if out is not None else "", work_dir=str(Path.cwd()),
-                stage=RecordStage.ADMITTED, job_id=child["id"], job_status=child.get("status"),
-                job_stage=child.get("stage"), download=download,
-            )
-            runner.records.save(record)  # from here `mocapd resume` continues it like any job
-            runner.run(record, wait=wait)
-        except ClientError as exc:
-            error = exc
-    if error is not None:
-        _fail(error, as_json, record)
-    assert record is not None
-    _emit(as_json, {"ok": True, "parentJobId": job, "record": record.summary()}, lambda: _print_record(record))
+            data = _again("export", lambda: runner.client.create_export(job, body, key), give_up_s).data
+        except ApiError as exc:
+            raise rejected(exc) from exc
+        child = data["job"]
+        record = ResumeRecord(
+            record_id=ResumeRecord.new_id(), base_url=runner.client.base_url, idempotency_key=key, request=body,
+            source_path="", source_bytes=0, source_sha256="",
+            out_dir=str(out.resolve()) if out is not None else "", work_dir=str(Path.cwd()),
+            stage=RecordStage.ADMITTED, job_id=child["id"], job_status=child.get("status"),
+            job_stage=child.get("stage"), download=download,
+        )
+        runner.records.save(record)  # from here `mocapd resume` continues it like any job
+        keep(record)
+        return runner.run(record, wait=wait)
+
+    _drive_job(drive, url=url, api_key=api_key, state_dir=state_dir, timeout_s=timeout_s, give_up_s=give_up_s,
+               as_json=as_json, label=job, extra={"parentJobId": job})
 
 
 def register_more_commands(app: typer.Typer) -> None:
