@@ -36,9 +36,11 @@ ApiKey = Annotated[
 ]
 StateDir = Annotated[
     Path | None,
-    typer.Option("--state-dir", envvar="MOCAPD_STATE_DIR", help="Where resume records live [default: the user's state directory].",
+    typer.Option("--state-dir", envvar="MOCAPD_STATE_DIR", help="Where resume records live (default: the user's state directory).",
                  show_default=False),
 ]
+OutDir = Annotated[Path | None, typer.Option("--out", help="Folder for the artifacts (default: ./JOB_ID).")]
+Download = Annotated[bool, typer.Option("--download/--no-download", help="Download the artifacts.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of progress bars.")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for one HTTP answer.", min=0.1)]
 GiveUp = Annotated[
@@ -134,9 +136,9 @@ def submit(
     mocap_type: Annotated[str, typer.Option("--mocap-type", help="full_body or upper_body.")] = "full_body",
     hands: Annotated[bool, typer.Option("--hands", help="Finger motion too (starter and premium plans).")] = False,
     quality: Annotated[str | None, typer.Option("--quality", help="Pose model: standard, or high (the larger model; starter and premium plans).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the artifacts [default: ./JOB_ID].")] = None,
+    out: OutDir = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the result (or stop once admitted).")] = True,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Download the artifacts.")] = True,
+    download: Download = True,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     state_dir: StateDir = None,
@@ -215,13 +217,13 @@ def _call(url: str, api_key: str | None, timeout_s: float, as_json: bool, fn: Ca
 
 ResumeUrl = Annotated[
     str | None,
-    typer.Option("--url", help="Base URL of the mocapd API, when it has moved [default: the server each job was "
-                 "created on, kept in its record].", show_default=False),
+    typer.Option("--url", help="Base URL of the mocapd API, when it has moved (default: the server each job was "
+                 "created on, kept in its record).", show_default=False),
 ]
 
 
 def resume(
-    jobs: Annotated[list[str] | None, typer.Argument(help="Job ids (or record ids) to continue [default: all unfinished].")] = None,
+    jobs: Annotated[list[str] | None, typer.Argument(help="Job ids (or record ids) to continue (default: all unfinished).")] = None,
     url: ResumeUrl = None,
     api_key: ApiKey = None,
     state_dir: StateDir = None,
@@ -300,7 +302,7 @@ def status(
 
 def download(
     job: Annotated[str, typer.Argument(help="The job id.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the artifacts [default: ./JOB_ID].")] = None,
+    out: OutDir = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     state_dir: StateDir = None,

@@ -20,8 +20,10 @@ import typer
 from mocapd.client.commands import (
     DEFAULT_URL,
     ApiKey,
+    Download,
     GiveUp,
     JsonOut,
+    OutDir,
     StateDir,
     Timeout,
     Url,
@@ -89,7 +91,7 @@ def _print_avatar(av: dict[str, Any], *, mapping: bool = False) -> None:
 def upload(
     model: Annotated[Path, typer.Argument(help="The character: .fbx, .glb, .gltf (embedded buffers) or .vrm.",
                                           exists=True, dir_okay=False, readable=True)],
-    name: Annotated[str | None, typer.Option("--name", help="A name for it [default: the file's name].")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A name for it (default: the file's name).")] = None,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     as_json: JsonOut = False,
@@ -203,12 +205,12 @@ def delete(
 def export(
     job: Annotated[str, typer.Argument(help="A completed job's id.")],
     target: Annotated[list[str] | None, typer.Option(
-        "--target", "-t", help="Target (repeatable): default, unitree_g1, avatar:<avatarId> [default: the job's].")] = None,
-    fps: Annotated[int | None, typer.Option("--fps", help="Export frame rate: 24, 30, 60 or 120 [default: the job's].")] = None,
-    mocap_type: Annotated[str | None, typer.Option("--mocap-type", help="full_body or upper_body [default: the job's].")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the artifacts [default: ./JOB_ID].")] = None,
+        "--target", "-t", help="Target (repeatable): default, unitree_g1, avatar:<avatarId> (default: the job's).")] = None,
+    fps: Annotated[int | None, typer.Option("--fps", help="Export frame rate: 24, 30, 60 or 120 (default: the job's).")] = None,
+    mocap_type: Annotated[str | None, typer.Option("--mocap-type", help="full_body or upper_body (default: the job's).")] = None,
+    out: OutDir = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the result (or stop once queued).")] = True,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Download the artifacts.")] = True,
+    download: Download = True,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
     state_dir: StateDir = None,
