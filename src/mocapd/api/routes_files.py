@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from mocapd.api.downloads import serve_artifact
 from mocapd.api.schemas import Envelope, Problem, UploadOut
-from mocapd.api.service import JobService, upload_rules
+from mocapd.api.service import upload_rules
 from mocapd.api.state import AppState, get_state
+from mocapd.api.upload_link import Link, open_upload_target
 from mocapd.db.models import Artifact, Job
 from mocapd.errors import MocapdError
 from mocapd.storage import StoredObject, TooLarge
@@ -24,20 +25,10 @@ _ERR: dict[int | str, dict[str, Any]] = {s: {"model": Problem, "content": {"appl
 
 @router.put("/uploads/{job_id}", response_model=Envelope[UploadOut], responses=_ERR,
             summary="Upload the source video to a signed upload URL (repeatable until admission)")
-async def put_upload(
-    job_id: str,
-    request: Request,
-    state: State,
-    expires: Annotated[str | None, Query()] = None,
-    signature: Annotated[str | None, Query(max_length=128)] = None,
-) -> Response:
+async def put_upload(job_id: str, request: Request, state: State, link: Link) -> Response:
     from starlette.concurrency import run_in_threadpool
 
-    svc = JobService(state, state.base_url(request))
-    if len(job_id) > 64:
-        raise MocapdError("upload_url_invalid", "The upload link is not valid.")
-    job = await run_in_threadpool(svc.upload_target, job_id)
-    state.signer.verify("upload", job.id, job.source_key, expires, signature)
+    svc, job = await open_upload_target(state, request, job_id, link)
     rules = upload_rules(job, job_id=job.id)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit():

@@ -38,10 +38,11 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -49,6 +50,7 @@ from starlette.requests import ClientDisconnect
 from mocapd.api.schemas import Problem
 from mocapd.api.service import JobService, upload_rules
 from mocapd.api.state import AppState, get_state
+from mocapd.api.upload_link import Link, SignedLink, open_upload_target
 from mocapd.db import uploads
 from mocapd.db.models import Job
 from mocapd.errors import MocapdError
@@ -100,9 +102,30 @@ def _svc(state: AppState, request: Request) -> JobService:
     return JobService(state, state.base_url(request))
 
 
-def _tus_error(exc: MocapdError) -> MocapdError:
-    exc.headers = {**_TUS, **(exc.headers or {})}
-    return exc
+@contextlib.contextmanager
+def _tus_errors() -> Iterator[None]:
+    """Every problem answered by the tus endpoints carries ``Tus-Resumable``."""
+    try:
+        yield
+    except MocapdError as exc:
+        exc.headers = {**_TUS, **(exc.headers or {})}
+        raise exc from None
+
+
+def _verify(state: AppState, job_id: str, upload_id: str, link: SignedLink) -> None:
+    """The upload's own URL (`tus_resource_url`) is signed over its id."""
+    state.signer.verify("upload", job_id, f"tus:{upload_id}", link.expires, link.signature)
+
+
+@contextlib.contextmanager
+def _locked(state: AppState, job_id: str, upload_id: str) -> Iterator[tuple[str, uploads.UploadRow]]:
+    """The upload's lock (its token and row), given back at once if the block fails; kept otherwise."""
+    token, row = uploads.acquire(state.db, job_id, upload_id, LOCK_TTL_S)
+    try:
+        yield token, row
+    except BaseException:
+        uploads.release(state.db, job_id, upload_id, token)
+        raise
 
 
 def _check_version(request: Request) -> None:
@@ -177,27 +200,14 @@ def tus_options(job_id: str, state: State) -> Response:
 # ------------------------------------------------------------------------------------------ creation
 @router.post("/uploads/{job_id}/tus", status_code=201, summary="Create the job's resumable upload (tus 1.0)",
              responses={201: {"description": "Created; Location is the upload's URL"}, **_ERR})
-async def tus_create(
-    job_id: str,
-    request: Request,
-    state: State,
-    expires: Annotated[str | None, Query()] = None,
-    signature: Annotated[str | None, Query(max_length=128)] = None,
-) -> Response:
-    try:
-        return await _create(job_id, request, state, expires, signature)
-    except MocapdError as exc:
-        raise _tus_error(exc) from None
+async def tus_create(job_id: str, request: Request, state: State, link: Link) -> Response:
+    with _tus_errors():
+        return await _create(job_id, request, state, link)
 
 
-async def _create(job_id: str, request: Request, state: AppState, expires: str | None,
-                  signature: str | None) -> Response:
+async def _create(job_id: str, request: Request, state: AppState, link: SignedLink) -> Response:
     _check_version(request)
-    if len(job_id) > 64:
-        raise MocapdError("upload_url_invalid", "The upload link is not valid.")
-    svc = _svc(state, request)
-    job = await run_in_threadpool(svc.upload_target, job_id)
-    state.signer.verify("upload", job.id, f"tus:{job.source_key}", expires, signature)
+    svc, job = await open_upload_target(state, request, job_id, link, "tus:")
     if request.headers.get("upload-defer-length") is not None:
         raise MocapdError("upload_header_invalid", "Upload-Length is required (creation-defer-length is not offered).")
     length = _int_header(request, "upload-length")
@@ -234,20 +244,12 @@ async def _create(job_id: str, request: Request, state: AppState, expires: str |
 
 # ------------------------------------------------------------------------------------------ HEAD
 @router.head("/uploads/{job_id}/tus/{upload_id}", summary="The upload's offset (tus 1.0)", responses=_ERR)
-def tus_head(
-    job_id: str,
-    upload_id: str,
-    state: State,
-    expires: Annotated[str | None, Query()] = None,
-    signature: Annotated[str | None, Query(max_length=128)] = None,
-) -> Response:
-    try:
-        state.signer.verify("upload", job_id, f"tus:{upload_id}", expires, signature)
+def tus_head(job_id: str, upload_id: str, state: State, link: Link) -> Response:
+    with _tus_errors():
+        _verify(state, job_id, upload_id, link)
         row = uploads.get(state.db, job_id, upload_id)
         if row is None:
             raise MocapdError("upload_not_found", "No such upload (it was terminated or replaced).", job_id=job_id)
-    except MocapdError as exc:
-        raise _tus_error(exc) from None
     headers = {**_TUS, "Upload-Offset": str(row.offset), "Upload-Length": str(row.length), "Cache-Control": "no-store"}
     return Response(status_code=200, headers=headers)
 
@@ -255,17 +257,10 @@ def tus_head(
 # ------------------------------------------------------------------------------------------ PATCH
 @router.patch("/uploads/{job_id}/tus/{upload_id}", status_code=204, summary="Append bytes at Upload-Offset (tus 1.0)",
               responses=_ERR)
-async def tus_patch(
-    job_id: str,
-    upload_id: str,
-    request: Request,
-    state: State,
-    expires: Annotated[str | None, Query()] = None,
-    signature: Annotated[str | None, Query(max_length=128)] = None,
-) -> Response:
-    try:
+async def tus_patch(job_id: str, upload_id: str, request: Request, state: State, link: Link) -> Response:
+    with _tus_errors():
         _check_version(request)
-        state.signer.verify("upload", job_id, f"tus:{upload_id}", expires, signature)
+        _verify(state, job_id, upload_id, link)
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != OFFSET_TYPE:
             raise MocapdError("upload_content_type_invalid", f"Send Content-Type: {OFFSET_TYPE}.", job_id=job_id)
         offset = _int_header(request, "upload-offset")
@@ -273,8 +268,6 @@ async def tus_patch(
             raise MocapdError("upload_header_invalid", "Upload-Offset is required.", job_id=job_id)
         checksum = _checksum(request)
         new_offset = await _patch(state, _svc(state, request), request, job_id, upload_id, offset, checksum)
-    except MocapdError as exc:
-        raise _tus_error(exc) from None
     return Response(status_code=204, headers={**_TUS, "Upload-Offset": str(new_offset)})
 
 
@@ -287,8 +280,7 @@ async def _patch(state: AppState, svc: JobService, request: Request, job_or_id: 
     def begin() -> tuple[Job, str, uploads.UploadRow, ResumableWriter]:
         # One trip to a worker thread for the job, the lock and the file (each PATCH starts here).
         job = svc.upload_target(job_or_id) if isinstance(job_or_id, str) else job_or_id
-        token, row = uploads.acquire(db, job.id, upload_id, LOCK_TTL_S)
-        try:
+        with _locked(state, job.id, upload_id) as (token, row):
             if row.completed:
                 raise MocapdError("upload_offset_mismatch", "The upload is already complete.", job_id=job.id,
                                   headers={"Upload-Offset": str(row.offset)})
@@ -298,9 +290,6 @@ async def _patch(state: AppState, svc: JobService, request: Request, job_or_id: 
             if declared is not None and offset + declared > row.length:
                 raise _past_length(job, row.length, offset + declared)
             return job, token, row, open_writer(state.store, row.store_state, row.offset)
-        except BaseException:
-            uploads.release(db, job.id, upload_id, token)
-            raise
 
     job, token, row, writer = await run_in_threadpool(begin)
     try:
@@ -443,11 +432,7 @@ async def _finish(state: AppState, svc: JobService, job: Job, row: uploads.Uploa
         local = await run_in_threadpool(writer.digest_of_data)
         sha = local.sha256 if local is not None else None
     if sha is not None:
-        try:
-            upload_rules(job, job_id=job.id).check_digest(sha, then=_DISCARDED)
-        except MocapdError:
-            await run_in_threadpool(_terminate, state, job.id, row, token)
-            raise
+        await _check_digest(state, job, row, token, sha, stored=False)
         known: str = sha
 
         def record() -> bool:  # one trip to a worker thread: the source in place, then the upload complete
@@ -459,16 +444,24 @@ async def _finish(state: AppState, svc: JobService, job: Job, row: uploads.Uploa
         await run_in_threadpool(svc.upload_target, job.id)
         await run_in_threadpool(writer.finish)
         sha = (await run_in_threadpool(state.store.hash_object, job.source_key)).sha256
-        try:
-            upload_rules(job, job_id=job.id).check_digest(sha, then=_DISCARDED)
-        except MocapdError:
-            await run_in_threadpool(state.store.delete, job.source_key)
-            await run_in_threadpool(_terminate, state, job.id, row, token)
-            raise
+        await _check_digest(state, job, row, token, sha, stored=True)
         await run_in_threadpool(svc.record_upload, job.id, row.length, sha)
         done = await run_in_threadpool(_completed, state, job, row, token)
     if not done:
         raise MocapdError("upload_locked", "This request lost the upload's lock.", job_id=job.id)
+
+
+async def _check_digest(state: AppState, job: Job, row: uploads.UploadRow, token: str, sha: str, *,
+                        stored: bool) -> None:
+    """The whole upload's digest against the job's claimed one; on a mismatch the upload is terminated
+    (and the job's source object deleted, where it was already ``stored``)."""
+    try:
+        upload_rules(job, job_id=job.id).check_digest(sha, then=_DISCARDED)
+    except MocapdError:
+        if stored:
+            await run_in_threadpool(state.store.delete, job.source_key)
+        await run_in_threadpool(_terminate, state, job.id, row, token)
+        raise
 
 
 def _completed(state: AppState, job: Job, row: uploads.UploadRow, token: str) -> bool:
@@ -486,27 +479,14 @@ def _terminate(state: AppState, job_id: str, row: uploads.UploadRow, token: str)
 # ------------------------------------------------------------------------------------------ termination
 @router.delete("/uploads/{job_id}/tus/{upload_id}", status_code=204, summary="Terminate the upload (tus 1.0)",
                responses=_ERR)
-def tus_delete(
-    job_id: str,
-    upload_id: str,
-    request: Request,
-    state: State,
-    expires: Annotated[str | None, Query()] = None,
-    signature: Annotated[str | None, Query(max_length=128)] = None,
-) -> Response:
-    try:
+def tus_delete(job_id: str, upload_id: str, request: Request, state: State, link: Link) -> Response:
+    with _tus_errors():
         _check_version(request)
-        state.signer.verify("upload", job_id, f"tus:{upload_id}", expires, signature)
+        _verify(state, job_id, upload_id, link)
         svc = _svc(state, request)
         job = svc.upload_target(job_id)
-        token, row = uploads.acquire(state.db, job.id, upload_id, LOCK_TTL_S)
-        try:
+        with _locked(state, job.id, upload_id) as (token, row):
             if row.completed:
                 svc.forget_upload(job.id)  # the source it made goes too; the job awaits an upload again
-        except BaseException:
-            uploads.release(state.db, job.id, upload_id, token)
-            raise
         _terminate(state, job.id, row, token)
-    except MocapdError as exc:
-        raise _tus_error(exc) from None
     return Response(status_code=204, headers=dict(_TUS))
