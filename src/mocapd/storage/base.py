@@ -7,13 +7,14 @@ presign (the local folder; the API then serves a URL it signs itself).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Check", "LocalCopy", "ObjectStore", "Publish", "StoredObject", "TooLarge"]
+__all__ = ["Check", "LocalCopy", "ObjectStore", "Publish", "StoredObject", "TooLarge", "spool"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,21 @@ Check = Callable[[StoredObject], None]  # raises to refuse a completely received
 # publish(stored, commit): the caller puts a checked body in place by calling commit (synchronous), so it
 # can do so in one step with its own record of it; if it raises or never commits, nothing is replaced.
 Publish = Callable[[StoredObject, Callable[[], None]], Awaitable[None]]
+
+
+async def spool(chunks: AsyncIterator[bytes], path: Path, key: str, max_bytes: int) -> StoredObject:
+    """Write ``chunks`` to the file ``path``, hashing on the way, as the body of object ``key``; raise
+    `TooLarge` at once past ``max_bytes`` (so at most ``max_bytes`` + one chunk is ever written)."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "wb") as f:
+        async for chunk in chunks:
+            n += len(chunk)
+            if n > max_bytes:
+                raise TooLarge(max_bytes, n)
+            h.update(chunk)
+            f.write(chunk)
+    return StoredObject(key, n, h.hexdigest())
 
 
 class ObjectStore(Protocol):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mocapd.errors import SystemFault
-from mocapd.storage.base import Check, LocalCopy, Publish, StoredObject, TooLarge
+from mocapd.storage.base import Check, LocalCopy, Publish, StoredObject, TooLarge, spool
 
 __all__ = ["LocalStore"]
 
@@ -84,17 +84,8 @@ class LocalStore:
         raises or never calls ``commit``, nothing is replaced.
         """
         tmp = self._tmp()
-        h = hashlib.sha256()
-        n = 0
         try:
-            with open(tmp, "wb") as f:
-                async for chunk in chunks:
-                    n += len(chunk)
-                    if n > max_bytes:
-                        raise TooLarge(max_bytes, n)
-                    h.update(chunk)
-                    f.write(chunk)
-            stored = StoredObject(key, n, h.hexdigest())
+            stored = await spool(chunks, tmp, key, max_bytes)
             if check is not None:
                 check(stored)
             if publish is None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mocapd.errors import SystemFault
-from mocapd.storage.base import Check, LocalCopy, Publish, StoredObject, TooLarge
+from mocapd.storage.base import Check, LocalCopy, Publish, StoredObject, TooLarge, spool
 
 __all__ = ["S3Store"]
 
@@ -210,16 +210,7 @@ class S3Store:
         does): the object is replaced only by a body that passed."""
         with tempfile.TemporaryDirectory(prefix="mocapd-put-") as tmp:
             path = Path(tmp) / "body"
-            h = hashlib.sha256()
-            n = 0
-            with open(path, "wb") as f:
-                async for chunk in chunks:
-                    n += len(chunk)
-                    if n > max_bytes:
-                        raise TooLarge(max_bytes, n)
-                    h.update(chunk)
-                    f.write(chunk)
-            stored = StoredObject(key, n, h.hexdigest())
+            stored = await spool(chunks, path, key, max_bytes)
             if check is not None:
                 check(stored)
 
