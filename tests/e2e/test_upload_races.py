@@ -151,9 +151,11 @@ def test_a_put_ending_after_admission_replaces_nothing(local: Served) -> None:
     local.assert_source_consistent(job["jobId"])
 
 
-def test_puts_racing_complete_upload_admit_what_they_recorded(local: Served) -> None:
+def race_puts_against_complete_upload(served: Served) -> None:
+    """Four clients keep PUTting one of two videos while complete-upload runs: the job is admitted with
+    the bytes its record names, and complete-upload answers that digest."""
     bodies = [shared_file(VIDEO).read_bytes(), shared_file(OTHER_VIDEO).read_bytes()]
-    job = local.create()
+    job = served.create()
     assert httpx.put(job["uploadUrl"], content=bodies[0], timeout=60).status_code == 200
     stop = threading.Event()
 
@@ -166,15 +168,19 @@ def test_puts_racing_complete_upload_admit_what_they_recorded(local: Served) -> 
     for t in threads:
         t.start()
     time.sleep(0.2)
-    r = local.complete(job["jobId"])
+    r = served.complete(job["jobId"])
     time.sleep(0.3)
     stop.set()
     for t in threads:
         t.join(60)
     assert r.status_code == 200 and r.json()["data"]["job"]["status"] == "queued", r.text
-    row = local.assert_source_consistent(job["jobId"])
+    row = served.assert_source_consistent(job["jobId"])
     assert row.upload_sha256 in {sha(b) for b in bodies}
     assert r.json()["data"]["job"]["source"]["sha256"] == row.upload_sha256
+
+
+def test_puts_racing_complete_upload_admit_what_they_recorded(local: Served) -> None:
+    race_puts_against_complete_upload(local)
 
 
 # ---------------------------------------------------------------- S3 (moto)
@@ -207,25 +213,4 @@ def test_s3_presigned_puts_after_admission_replace_nothing(s3: Served) -> None:
 
 
 def test_s3_puts_racing_complete_upload(s3: Served) -> None:
-    bodies = [shared_file(VIDEO).read_bytes(), shared_file(OTHER_VIDEO).read_bytes()]
-    job = s3.create()
-    assert httpx.put(job["uploadUrl"], content=bodies[0], timeout=60).status_code == 200
-    stop = threading.Event()
-
-    def hammer(i: int) -> None:
-        while not stop.is_set():
-            httpx.put(job["uploadUrl"], content=bodies[i % 2], timeout=60)
-            i += 1
-
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.2)
-    r = s3.complete(job["jobId"])
-    time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join(60)
-    assert r.status_code == 200 and r.json()["data"]["job"]["status"] == "queued", r.text
-    row = s3.assert_source_consistent(job["jobId"])
-    assert row.upload_sha256 in {sha(b) for b in bodies}
+    race_puts_against_complete_upload(s3)
