@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,12 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from _common import free_port, wait_ready
 
 
 def mem_kb(pid: int, field: str) -> int:
@@ -157,12 +151,7 @@ def main() -> None:
                                    "--port", str(port), "--api-processes", str(args.api_processes)], env=env)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_ready(base)
             h = {"Authorization": f"Bearer {key}"}
             jobs = []
             for i in range(args.clients):

@@ -117,7 +117,8 @@ def _server(args: argparse.Namespace, files: list[Path], tmp: Path) -> None:
     import httpx
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from api_load import cli, free_port
+    from _common import free_port, wait_ready
+    from api_load import cli
 
     data = tmp / "data"
     cli(data, "db", "upgrade")
@@ -130,12 +131,7 @@ def _server(args: argparse.Namespace, files: list[Path], tmp: Path) -> None:
                                "--port", str(port), "--api-processes", "1"], env=env)
     base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_ready(base)
         jobs = []
         for i, f in enumerate(files):
             r = httpx.post(base + "/api/v1/mocap/jobs", json={"sourceFilename": f"c{i}{f.suffix}", "targetIds": ["default"]},

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,17 +21,12 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import free_port, wait_ready
 
 from mocapd.client import MocapdClient
 from mocapd.client.flow import TUS_CHUNK_BYTES
 
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_s(pid: int) -> float:
@@ -113,12 +107,7 @@ def main() -> None:
             for _ in range(args.mb):
                 f.write(block)
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_ready(base)
             results: dict[str, list[tuple[float, float, float]]] = {"put": [], "tus": []}
             load0 = os.getloadavg()[0]
             ways = [("put", upload_put), ("tus", upload_tus)]

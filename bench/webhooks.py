@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import free_port, wait_ready
 
 from mocapd.config import Settings
 from mocapd.db import queue
@@ -37,12 +37,6 @@ from mocapd.db.migrate import upgrade
 from mocapd.db.models import Job
 from mocapd.db.outbox import enqueue_event
 from mocapd.db.transitions import mark_admitted, mark_created
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Arrivals:
@@ -113,12 +107,7 @@ def main() -> None:
                                   "--workers", "0"], env=env, stdout=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_ready(base)
             r = httpx.post(base + "/api/v1/webhooks", json={"url": f"http://127.0.0.1:{hook_port}/h", "events": ["job.completed"]},
                            headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 201, r.text
