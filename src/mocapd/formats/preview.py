@@ -182,7 +182,7 @@ class _FigureTrack:
 
     def render(self, t_s: float, size_px: tuple[int, int]) -> NDArray[np.uint8]:
         pose = sample_at_time(self.positions_m, self.fps, t_s)  # (K, 3)
-        centre = _follow_centre(pose, self.anchor, self.z_centre_m)
+        centre = self.camera.snap_centre(_follow_centre(pose, self.anchor, self.z_centre_m), size_px[0])
         return render_figure_panel(pose, self.parents, self.names, size_px=size_px, centre_m=centre,
                                    camera=self.camera, label=self.label, small=self.small)  # fmt: skip
 

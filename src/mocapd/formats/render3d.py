@@ -86,6 +86,30 @@ class OrthoCamera:
         """Image right ``r``, image up ``u`` and viewing direction ``f`` in world axes, each (3,)."""
         return self._axes
 
+    def snap_centre(self, centre_m: FloatArray, height_px: int) -> FloatArray:
+        """``centre_m`` (3,) moved horizontally by less than half a pixel so that the ground plane is drawn
+        at whole-pixel offsets: a view that follows the body then shifts its grid by whole pixels from
+        frame to frame, which the video encoder predicts exactly (a drifting, re-antialiased grid cost
+        libx264 about a quarter of the 3D panel's time and bytes, see bench/results/preview.md).
+
+        The screen offsets ``s (c . r)`` and ``s (c . u)`` (``s`` pixels per metre, ``c`` the horizontal
+        part of the centre) are rounded to integers; a level camera (no elevation) only has the first.
+        """
+        r, u, _ = self.axes()
+        s = height_px / self.view_height_m
+        c = np.asarray(centre_m, dtype=np.float64)
+        if not np.all(np.isfinite(c)) or s <= 0:
+            return c
+        m = np.array([[r[0], r[1]], [u[0], u[1]]])  # (2, 2): horizontal centre -> screen offsets / s
+        offsets = m @ c[:2]  # (2,)
+        target = np.rint(s * offsets) / s
+        if abs(float(np.linalg.det(m))) < 1e-6:  # level: depth does not move the picture
+            rh = r[:2]
+            xy = c[:2] + rh * (target[0] - offsets[0]) / float(rh @ rh)
+        else:
+            xy = np.linalg.solve(m, target)
+        return np.array([xy[0], xy[1], c[2]])
+
     def project(self, points_m: FloatArray, centre_m: FloatArray, size_px: tuple[int, int]) -> FloatArray:
         """Pixel x, y and depth of ``points_m`` (..., 3) seen around ``centre_m`` (3,) on a (h, w) panel.
 

@@ -221,6 +221,27 @@ def test_orthographic_camera_puts_the_centre_mid_panel_and_the_characters_left_o
     np.testing.assert_allclose(px[2, :2], [150.0, 100.0 - 50.0])  # up -> image up
 
 
+@pytest.mark.parametrize("elevation_deg", [12.0, 0.0, 35.0])
+def test_a_snapped_centre_moves_the_ground_by_whole_pixels_and_less_than_half_a_pixel(elevation_deg: float) -> None:
+    """The follow camera's centre is snapped so the ground grid shifts by whole pixels between frames
+    (the encoder then predicts it exactly) and nothing moves by more than half a pixel."""
+    cam = OrthoCamera(azimuth_rad=np.radians(-30.0), elevation_rad=np.radians(elevation_deg), view_height_m=2.6)
+    size = (540, 540)
+    rng = np.random.default_rng(7)
+    ground = np.array([[0.0, 0.0, 0.0], [1.3, -0.7, 0.0], [-2.0, 2.5, 0.0]])  # (3, 3) points on z = 0
+    fractions = []
+    for _ in range(50):
+        centre = np.array([*rng.uniform(-3.0, 3.0, 2), 0.9])
+        snapped = cam.snap_centre(centre, size[0])
+        assert snapped[2] == centre[2]
+        before, after = cam.project(ground, centre, size), cam.project(ground, snapped, size)
+        assert np.all(np.abs(after[:, :2] - before[:, :2]) <= 0.5 + 1e-9)
+        fractions.append(after[:, :2] - np.floor(after[:, :2]))
+    spread = np.ptp(np.array(fractions), axis=0)  # (3, 2): every frame has the same sub-pixel phase
+    assert np.all(np.minimum(spread, 1.0 - spread) < 1e-6)
+    assert np.array_equal(cam.snap_centre(np.array([np.nan, 0.0, 0.9]), 540), np.array([np.nan, 0.0, 0.9]), equal_nan=True)
+
+
 def test_figure_panel_draws_bones_where_they_project_coloured_by_side() -> None:
     cam = OrthoCamera(azimuth_rad=0.0, elevation_rad=0.0, view_height_m=2.0)
     points = np.array([[0.0, 0.0, 1.0], [0.2, 0.0, 1.0], [0.6, 0.0, 1.0], [-0.2, 0.0, 1.0], [-0.6, 0.0, 1.0]])
