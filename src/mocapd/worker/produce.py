@@ -22,6 +22,7 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,51 +279,69 @@ def _package(
     a: Analysis,
     takes: list[tuple[Target, Take]],
 ) -> list[ArtifactFile]:
-    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview, preview_frame_step
-
     export = a.export
     robot = next((take.robot for _, take in takes if take.robot is not None), None)
-    files: list[ArtifactFile] = []
 
-    def put(name: str, data: bytes, target_id: str | None, content_type: str) -> None:
+    def put(name: str, data: bytes, target_id: str | None, content_type: str) -> ArtifactFile:
         path = out_dir / name
         path.write_bytes(data)
-        files.append(ArtifactFile(path, target_id, content_type))
+        return ArtifactFile(path, target_id, content_type)
+
+    def write_targets() -> list[ArtifactFile]:
+        return [put(spec.name, writer_for(spec.writer)(take), target.id, spec.content_type)
+                for target, take in takes for spec in target.files()]  # fmt: skip
 
     progress("packaging", 0.0, force=True)
-    for target, take in takes:
-        for spec in target.files():
-            put(spec.name, writer_for(spec.writer)(take), target.id, spec.content_type)
-    progress("packaging", 0.1, force=True)
+    # The motion files are written beside the preview (a helper thread): the preview is libx264 and
+    # OpenCV work that releases the GIL, and it waits for nothing but the motion.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mocapd-writers")
+    written = pool.submit(write_targets)
+    try:
+        preview = _write_preview(source, settings, out_dir, progress, a, robot)
+    finally:
+        pool.shutdown(wait=True)
+    files = [*written.result(), preview]  # a writer's failure is the job's
+    progress("packaging", 0.9, force=True)
+
+    quality = _quality(_detection(a), export, a.export_contacts, robot, settings.mocap_type, a.hands)
+    data = json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode()
+    files.append(put(QUALITY_FILE.name, data, None, QUALITY_FILE.content_type))
+    return files
+
+
+def _write_preview(
+    source: Path,
+    settings: JobSettings,
+    out_dir: Path,
+    progress: Progress,
+    a: Analysis,
+    robot: Any | None,
+) -> ArtifactFile:
+    """``preview.mp4`` from the preview-size frames kept while detecting, with the motion (and robot)."""
+    from mocapd.formats.preview import PIPELINE_PREVIEW_HEIGHT_PX, encode_preview, preview_frame_step
 
     shown = preview_frames(a, source, settings.trim_end_s, preview_frame_step(a.fps))
 
     def frames() -> Iterator[NDArray[np.uint8]]:
         for i, rgb in enumerate(shown.frames):
-            progress("packaging", 0.1 + 0.8 * i / shown.count)
+            progress("packaging", 0.8 * i / shown.count)
             yield rgb
 
+    preview_path = out_dir / PREVIEW_FILE.name
     try:
-        preview_path = out_dir / PREVIEW_FILE.name
         encode_preview(
             frames(),
             shown.landmarks_px,
-            export,
+            a.export,
             preview_path,
             fps=shown.fps,
             robot=robot,
             max_height_px=PIPELINE_PREVIEW_HEIGHT_PX,
             hands_px=shown.hands_px,
         )
-        files.append(ArtifactFile(preview_path, None, PREVIEW_FILE.content_type))
     finally:
         shown.close()
-    progress("packaging", 0.9, force=True)
-
-    quality = _quality(_detection(a), export, a.export_contacts, robot, settings.mocap_type, a.hands)
-    data = json.dumps(quality, indent=2, sort_keys=False, allow_nan=False).encode()
-    put(QUALITY_FILE.name, data, None, QUALITY_FILE.content_type)
-    return files
+    return ArtifactFile(preview_path, None, PREVIEW_FILE.content_type)
 
 
 def _mean_angle_deg(rot: FloatArray) -> float:
