@@ -11,7 +11,9 @@ Steps:
 5. ground: during contacts the root is shifted so the contact soles' lowest point is at z = 0 and their
    horizontal drift is removed; between contacts the shift is interpolated and never lets a sole
    point go below the ground;
-6. quality figures (`mocapd.robots.quality`).
+6. each foot in contact held at its own span position: the leg's joints correct what the root shift,
+   shared by both feet, leaves (`_pin_feet`);
+7. quality figures (`mocapd.robots.quality`).
 
 ``mocap_type="upper_body"`` keeps the root and the legs in the standing pose and retargets the
 torso and arms only.
@@ -19,9 +21,11 @@ torso and arms only.
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
+from scipy.spatial.transform import Rotation
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.contacts import FootContacts, detect_contacts
@@ -44,6 +48,9 @@ MOCAP_TYPES = ("full_body", "upper_body")
 FILTER_SIGMA_FRAMES = 0.75
 GROUNDED_M = 0.03  # a human foot point this close to the ground puts the robot's lowest sole on it
 TRACKED_PARTS = ("hands", "feet", "elbows", "knees", "pelvis")
+PIN_BLEND_FRAMES = 3  # a foot's pin correction eases in / out over this many frames around its contact
+PIN_ITERATIONS = 3
+PIN_DAMPING = 1e-6
 
 
 def retarget_to_g1(
@@ -76,6 +83,7 @@ def retarget_to_g1(
     qpos = _filter_joints(desc, qpos, forward_kinematics(desc, qpos, self_contacts=True).leg_self_contacts)
     if not upper_body:
         qpos = _settle_on_ground(desc, qpos, foot_contacts, human_foot_clearance_m(motion) < GROUNDED_M)
+        qpos = _pin_feet(desc, qpos, foot_contacts)
     kin = forward_kinematics(desc, qpos, self_contacts=True)
     tracking = _tracking_errors(desc, kin, targets)
     quality = robot_quality(desc, qpos[:, 7:], motion.fps, kin, tracking)
@@ -198,6 +206,91 @@ def _settle_on_ground(
     shift[:, 2] = np.maximum(shift[:, 2], -lowest)
     out = qpos.copy()
     out[:, :3] += shift
+    return out
+
+
+def _contact_spans(c: BoolArray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in ``c`` (F,)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], c.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _pin_offsets(centre_m: FloatArray, contact: BoolArray) -> FloatArray:
+    """Horizontal move (F, 2) that puts one sole centre ``centre_m`` (F, 2) on its span mean in every
+    contact frame; each span's first / last offset fades linearly to 0 over ``PIN_BLEND_FRAMES`` frames
+    before / after it (a nearer span's weight wins)."""
+    f = centre_m.shape[0]
+    offset = np.zeros((f, 2))
+    weight = np.zeros(f)
+    for a, b in _contact_spans(contact):
+        offset[a:b] = centre_m[a:b].mean(axis=0) - centre_m[a:b]
+        weight[a:b] = 1.0
+        for k in range(1, PIN_BLEND_FRAMES + 1):
+            w = 1.0 - k / (PIN_BLEND_FRAMES + 1)
+            for g, src in ((a - k, a), (b - 1 + k, b - 1)):
+                if 0 <= g < f and w > weight[g]:
+                    offset[g], weight[g] = w * offset[src], w
+    return offset
+
+
+def _pin_feet(desc: RobotDescription, qpos: FloatArray, contacts: BoolArray) -> FloatArray:
+    """Hold each foot in contact at its own span position: per foot, the leg's six joints move the sole
+    centre horizontally onto its span mean (the sole's height and orientation kept), root and other
+    joints fixed.
+
+    The root shift of `_settle_on_ground` can hold one foot only; with both feet down it removes their
+    mean drift and each foot keeps its share (and the IK leaves some when a leg cannot reach its pinned
+    target). Each leg is corrected on its own by damped Gauss-Newton steps on the 6x6 Jacobian J of
+    the sole site (position and orientation rows, the leg's joints as columns),
+        dq = (J^T J + mu I)^-1 J^T e,  e = [p* - p, log(R* R^T)],
+    keeping the best iterate (a leg at full stretch keeps its closest pose), angles clamped to the
+    limits; the span's end offsets are eased out over ``PIN_BLEND_FRAMES`` frames on either side so the
+    joints do not jump. A sole point left below z = 0 by an inexact goal lifts the root.
+    """
+    model = desc.model()
+    data = mujoco.MjData(model)
+    kin = forward_kinematics(desc, qpos)
+    out = qpos.copy()
+    jn = desc.joint_names
+    for side, name in enumerate(("left", "right")):
+        offset = _pin_offsets(kin.sole_centre_m[:, side, :2], contacts[:, side])  # (F, 2)
+        cols = [
+            i
+            for i, n in enumerate(jn)
+            if n.startswith(name) and any(p in n for p in ("hip", "knee", "ankle"))
+        ]
+        dofs = [
+            int(model.jnt_dofadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, jn[i])]) for i in cols
+        ]
+        idx = 7 + np.array(cols)  # their qpos addresses (after the free joint)
+        site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{name}_sole")
+        lo, hi = desc.lower_rad[cols], desc.upper_rad[cols]
+        jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
+        for g in np.flatnonzero(np.abs(offset).max(axis=1) > 1e-5):
+            data.qpos[:] = out[g]
+            mujoco.mj_kinematics(model, data)
+            goal_p = data.site_xpos[site].copy()
+            goal_p[:2] += offset[g]
+            goal_r = data.site_xmat[site].reshape(3, 3).copy()
+            best_q, best_err = data.qpos[idx].copy(), np.inf
+            for it in range(PIN_ITERATIONS + 1):
+                mujoco.mj_comPos(model, data)
+                mujoco.mj_jacSite(model, data, jacp, jacr, site)
+                rot = goal_r @ data.site_xmat[site].reshape(3, 3).T
+                err = np.concatenate([goal_p - data.site_xpos[site], Rotation.from_matrix(rot).as_rotvec()])
+                if not np.linalg.norm(err) < best_err:
+                    break
+                best_q, best_err = data.qpos[idx].copy(), float(np.linalg.norm(err))
+                if it == PIN_ITERATIONS:
+                    break
+                jac = np.concatenate([jacp[:, dofs], jacr[:, dofs]])  # (6, 6)
+                dq = np.linalg.solve(jac.T @ jac + PIN_DAMPING * np.eye(len(dofs)), jac.T @ err)
+                data.qpos[idx] = np.clip(data.qpos[idx] + dq, lo, hi)
+                mujoco.mj_kinematics(model, data)
+            out[g, idx] = best_q
+    # a leg that could not reach its goal exactly may have lowered a sole point: lift the root back
+    lowest = forward_kinematics(desc, out).sole_points_m[..., 2].min(axis=(1, 2))  # (F,)
+    out[:, 2] += np.maximum(-lowest, 0.0)
     return out
 
 
