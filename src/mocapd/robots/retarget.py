@@ -2,8 +2,9 @@
 
 Steps:
 1. foot contacts of the human (the pipeline's `FootContacts`, else detected from heights and speeds);
-2. targets: the human scaled per body group onto the G1 (`mocapd.robots.targets`), feet held flat and
-   still on the ground during contacts;
+2. targets: the human scaled per body group onto the G1 (`mocapd.robots.targets`), feet held still
+   on the ground during contacts: flat, or rolled on the toe (heel) where only the human's toe (heel)
+   is in contact;
 3. per-frame differential IK with mink (`mocapd.robots.ik`): warm-started, hard position limits,
    URDF velocity limits;
 4. a light temporal filter on the root pose and joint angles (Gaussian, sigma = 0.75 frame), angles
@@ -32,7 +33,7 @@ from mocapd.pipeline.contacts import FootContacts, detect_contacts
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.description import RobotDescription
 from mocapd.robots.g1 import g1_description
-from mocapd.robots.human_contacts import contacts_from_pipeline
+from mocapd.robots.human_contacts import contacts_from_pipeline, pivots_from_pipeline
 from mocapd.robots.ik import solve_frames
 from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
 from mocapd.robots.motion import RobotMotion
@@ -71,14 +72,16 @@ def retarget_to_g1(
         raise ValueError("cannot retarget an empty motion")
     motion, valid = _hold_invalid_frames(motion)
     upper_body = mocap_type == "upper_body"
+    pivots = None
     if upper_body:
         foot_contacts = np.ones((motion.num_frames, 2), dtype=bool)
     else:  # the pipeline's contacts, or the same detector run here when none are given
         if contacts is None:
             contacts = detect_contacts(motion)
         foot_contacts = contacts_from_pipeline(contacts, motion.num_frames)
+        pivots = pivots_from_pipeline(contacts, motion.num_frames)
 
-    targets, scale = scaled_targets(motion, desc, foot_contacts, upper_body=upper_body)
+    targets, scale = scaled_targets(motion, desc, foot_contacts, upper_body=upper_body, pivots=pivots)
     qpos = solve_frames(desc, targets, motion.fps, freeze_legs=upper_body)
     qpos = _filter_joints(desc, qpos, forward_kinematics(desc, qpos, self_contacts=True).leg_self_contacts)
     if not upper_body:

@@ -220,3 +220,55 @@ def test_each_foot_in_contact_stays_put_when_both_are_down() -> None:
             assert np.linalg.norm(xy - xy.mean(axis=0), axis=1).max() < 0.002, (side, a, b)
     assert rm.quality["foot_skate_cm_s"] < 1.0
     assert rm.quality["speed_violations"] == 0 and rm.quality["sole_penetration_mm"] == 0.0
+
+
+def test_a_contact_on_the_ball_alone_rolls_the_foot_target_on_its_toe() -> None:
+    """Where only the human's ball is down and its heel is raised, the robot's foot target rolls on its
+    toe (the toe stays where the flat foot has it, the heel rises) instead of being pressed flat, which
+    asked the leg to reach a heel the human had lifted."""
+    from scipy.spatial.transform import Rotation
+
+    from mocapd.robots.human_contacts import pivots_from_pipeline
+    from mocapd.robots.targets import scaled_targets
+
+    flags = np.zeros((3, 4), dtype=bool)  # foot_l, ball_l, foot_r, ball_r
+    flags[0, [0, 1]] = True
+    flags[1, 1] = True
+    flags[2, 2] = True
+    fc = FootContacts(fps=30.0, contact=flags, height_m=np.zeros((3, 4)), speed_m_s=np.zeros((3, 4)))
+    np.testing.assert_array_equal(pivots_from_pipeline(fc, 3), [[0, 0], [1, 0], [0, -1]])
+
+    motion, _ = synthetic_walk(duration_s=1.0)
+    f = motion.num_frames
+    t = motion.local_translation_m.copy()
+    q = motion.local_quat_wxyz.copy()
+    k = motion.skeleton.index("foot_l")
+    q[:, k] = (Rotation.from_quat(q[:, k][:, [1, 2, 3, 0]]) * Rotation.from_euler("x", 0.3)).as_quat()[
+        :, [3, 0, 1, 2]
+    ]  # the left foot pitched: heel up, ball down (whichever way, the test reads the heights)
+    tilted = Motion(motion.skeleton, motion.fps, t, q)
+    pos = tilted.world_positions_m()
+    rest = tilted.skeleton.rest_positions_m()
+    names = tilted.skeleton.names
+    heel_up = (pos[:, names.index("foot_l"), 2] - rest[names.index("foot_l"), 2]) - (
+        pos[:, names.index("ball_l"), 2] - rest[names.index("ball_l"), 2]
+    )
+    contacts = np.zeros((f, 2), dtype=bool)
+    contacts[:, 0] = True
+    desc = g1_description()
+    pivots = np.zeros((f, 2), dtype=np.int8)
+    pivots[:, 0] = 1 if heel_up.mean() > 0 else -1
+    flat, _ = scaled_targets(tilted, desc, contacts)
+    rolled, _ = scaled_targets(tilted, desc, contacts, pivots=pivots)
+    foot = {t.frame: t for t in flat}["left_ankle_roll_link"]
+    roll = {t.frame: t for t in rolled}["left_ankle_roll_link"]
+    site = np.array(desc.sole_sites_m["toe" if pivots[0, 0] > 0 else "heel"])
+
+    def site_world(t: object) -> np.ndarray:
+        r = Rotation.from_quat(t.quat_wxyz[:, [1, 2, 3, 0]])  # type: ignore[attr-defined]
+        return t.pos_m + r.apply(site)  # type: ignore[attr-defined,no-any-return]
+
+    np.testing.assert_allclose(site_world(roll), site_world(foot), atol=1e-9)  # the pivot stays put
+    tilt = Rotation.from_quat(roll.quat_wxyz[:, [1, 2, 3, 0]]).apply([1.0, 0.0, 0.0])[:, 2]  # (F,)
+    assert np.all(np.abs(tilt) > 0.1)  # the foot is rolled, not flat
+    assert np.all(roll.pos_m[:, 2] > foot.pos_m[:, 2] + 0.005)  # the ankle rises with the heel (toes)
