@@ -89,7 +89,9 @@ def retarget_to_g1(
         qpos = _pin_feet(desc, qpos, foot_contacts)
     kin = forward_kinematics(desc, qpos, self_contacts=True)
     tracking = _tracking_errors(desc, kin, targets)
-    quality = robot_quality(desc, qpos[:, 7:], motion.fps, kin, tracking)
+    quality = robot_quality(
+        desc, qpos[:, 7:], motion.fps, kin, tracking, None if upper_body else foot_contacts, pivots
+    )
     quality["scale"] = scale.as_dict()
     quality["contact_frames"] = {
         "left": int(foot_contacts[:, 0].sum()),

@@ -272,3 +272,24 @@ def test_a_contact_on_the_ball_alone_rolls_the_foot_target_on_its_toe() -> None:
     tilt = Rotation.from_quat(roll.quat_wxyz[:, [1, 2, 3, 0]]).apply([1.0, 0.0, 0.0])[:, 2]  # (F,)
     assert np.all(np.abs(tilt) > 0.1)  # the foot is rolled, not flat
     assert np.all(roll.pos_m[:, 2] > foot.pos_m[:, 2] + 0.005)  # the ankle rises with the heel (toes)
+
+
+def test_contact_slip_follows_the_point_that_carries_the_contact() -> None:
+    """The toe counts while only the ball is down (and over the step onto it), the centre while flat."""
+    from mocapd.robots.quality import contact_point_of_step, contact_slip_cm_s
+
+    np.testing.assert_array_equal(
+        contact_point_of_step(
+            np.array([0, 0, 1, 1, -1, 1], np.int8), np.array([0, 1, 1, 0, -1, -1], np.int8)
+        ),
+        [0, 1, 1, 1, -1, 0],
+    )
+    f = 5
+    sites = {f"{s}_{p}": np.zeros((f, 3)) for s in ("left", "right") for p in ("sole", "toe", "heel")}
+    sites["left_sole"][:, 0] = np.arange(f) * 0.01  # the centre moves 1 cm a frame, the toe stays
+    contacts = np.zeros((f, 2), dtype=bool)
+    contacts[:, 0] = True
+    pivots = np.zeros((f, 2), dtype=np.int8)
+    assert contact_slip_cm_s(sites, contacts, pivots, 10.0) == pytest.approx(10.0)
+    pivots[2:, 0] = 1  # rolls onto the ball at frame 2: steps 1-2, 2-3, 3-4 follow the toe
+    assert contact_slip_cm_s(sites, contacts, pivots, 10.0) == pytest.approx(2.5)
