@@ -12,8 +12,9 @@ Steps:
 5. ground: during contacts the root is shifted so the contact soles' lowest point is at z = 0 and their
    horizontal drift is removed; between contacts the shift is interpolated and never lets a sole
    point go below the ground;
-6. each foot in contact held at its own span position: the leg's joints correct what the root shift,
-   shared by both feet, leaves (`_pin_feet`);
+6. each foot in contact held still at the point that carries it (sole centre, or toe / heel while
+   rolling), heading fixed: the leg's joints correct what the root shift, shared by both feet, leaves
+   (`_pin_feet`);
 7. quality figures (`mocapd.robots.quality`).
 
 ``mocap_type="upper_body"`` keeps the root and the legs in the standing pose and retargets the
@@ -37,7 +38,7 @@ from mocapd.robots.human_contacts import contacts_from_pipeline, pivots_from_pip
 from mocapd.robots.ik import solve_frames
 from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
 from mocapd.robots.motion import RobotMotion
-from mocapd.robots.quality import robot_quality
+from mocapd.robots.quality import contact_point_of_step, robot_quality
 from mocapd.robots.targets import FrameTargets, human_foot_clearance_m, scaled_targets
 
 __all__ = ["retarget_to_g1"]
@@ -86,7 +87,7 @@ def retarget_to_g1(
     qpos = _filter_joints(desc, qpos, forward_kinematics(desc, qpos, self_contacts=True).leg_self_contacts)
     if not upper_body:
         qpos = _settle_on_ground(desc, qpos, foot_contacts, human_foot_clearance_m(motion) < GROUNDED_M)
-        qpos = _pin_feet(desc, qpos, foot_contacts)
+        qpos = _pin_feet(desc, qpos, foot_contacts, pivots, motion.fps)
     kin = forward_kinematics(desc, qpos, self_contacts=True)
     tracking = _tracking_errors(desc, kin, targets)
     quality = robot_quality(
@@ -128,7 +129,9 @@ def _hold_invalid_frames(motion: Motion) -> tuple[Motion, BoolArray]:
     return Motion(motion.skeleton, motion.fps, t[src], q[src]), valid
 
 
-def _filter_joints(desc: RobotDescription, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]) -> FloatArray:
+def _filter_joints(
+    desc: RobotDescription, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]
+) -> FloatArray:
     """Gaussian filter (sigma 0.75 frame) on the root pose and the joint angles, angles clamped to the limits.
 
     A frame where the filtered legs would touch each other and the IK solution's did not keeps the IK
@@ -220,15 +223,44 @@ def _contact_spans(c: BoolArray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def _pin_offsets(centre_m: FloatArray, contact: BoolArray) -> FloatArray:
-    """Horizontal move (F, 2) that puts one sole centre ``centre_m`` (F, 2) on its span mean in every
-    contact frame; each span's first / last offset fades linearly to 0 over ``PIN_BLEND_FRAMES`` frames
-    before / after it (a nearer span's weight wins)."""
-    f = centre_m.shape[0]
-    offset = np.zeros((f, 2))
+def _pin_offsets(points_m: dict[int, FloatArray], contact: BoolArray, pivot: NDArray[np.int8]) -> FloatArray:
+    """Move (F, 3) of one foot -- horizontal shift dx, dy and turn d_yaw about the sole centre -- that
+    keeps the sole point carrying its contact still and the foot's heading fixed over each contact span.
+
+    ``points_m`` maps 0 / 1 / -1 to the sole centre / toe / heel positions (F, 2) of the foot;
+    ``pivot`` (F,) is 1 where only the human's ball is down, -1 where only its heel is, else 0.
+    The heading (toe - heel direction) is turned to the span's mean. Over each frame step of the span
+    the point `contact_point_of_step` names (the toe while rolling on the ball, also across the steps
+    where a flat foot lifts its heel or sets it back down; the heel likewise; the centre of a flat foot)
+    must not move, so the shifts chain:
+        T[g] = T[g-1] + x_s[g-1] - x_s[g],  s the step's point, x its position after the turn;
+    the span's free constant makes the mean shift zero (least-squares closest to where the IK put the
+    foot; for a flat foot this is the sole centre held at its span mean). Each span's first / last move
+    fades linearly to 0 over ``PIN_BLEND_FRAMES`` frames before / after it (a nearer span's weight wins).
+    A foot that turns while it stands on its toe would swing its sole centre about it.
+    """
+    f = contact.shape[0]
+    offset = np.zeros((f, 3))
     weight = np.zeros(f)
+    centre = points_m[0]
+    axis = points_m[1] - points_m[-1]  # (F, 2) toe - heel
+    yaw = np.arctan2(axis[:, 1], axis[:, 0])  # (F,)
     for a, b in _contact_spans(contact):
-        offset[a:b] = centre_m[a:b].mean(axis=0) - centre_m[a:b]
+        mean_yaw = np.arctan2(np.sin(yaw[a:b]).mean(), np.cos(yaw[a:b]).mean())
+        turn = np.angle(np.exp(1j * (mean_yaw - yaw[a:b])))  # (S,) wrapped
+        cos, sin = np.cos(turn)[:, None], np.sin(turn)[:, None]
+        turned = {}
+        for code, x in points_m.items():
+            d = x[a:b] - centre[a:b]  # (S, 2) about the sole centre
+            turned[code] = centre[a:b] + np.concatenate(
+                [cos * d[:, :1] - sin * d[:, 1:], sin * d[:, :1] + cos * d[:, 1:]], axis=1
+            )
+        point = contact_point_of_step(pivot[a : b - 1], pivot[a + 1 : b])  # (S-1,)
+        moves = np.zeros((b - a, 2))
+        for k, s in enumerate(point, start=1):
+            moves[k] = moves[k - 1] + turned[int(s)][k - 1] - turned[int(s)][k]
+        offset[a:b, :2] = moves - moves.mean(axis=0)
+        offset[a:b, 2] = turn
         weight[a:b] = 1.0
         for k in range(1, PIN_BLEND_FRAMES + 1):
             w = 1.0 - k / (PIN_BLEND_FRAMES + 1)
@@ -238,10 +270,32 @@ def _pin_offsets(centre_m: FloatArray, contact: BoolArray) -> FloatArray:
     return offset
 
 
-def _pin_feet(desc: RobotDescription, qpos: FloatArray, contacts: BoolArray) -> FloatArray:
-    """Hold each foot in contact at its own span position: per foot, the leg's six joints move the sole
-    centre horizontally onto its span mean (the sole's height and orientation kept), root and other
-    joints fixed.
+def _clamp_speeds(
+    qpos: FloatArray, cols: NDArray[np.int64], vmax_rad_s: FloatArray, fps: float
+) -> FloatArray:
+    """``qpos`` (F, 7 + N) with the joints ``cols`` (indices into the N angles) kept within their speed
+    limits ``vmax_rad_s``: each frame's angle is clamped to the band the previous (clamped) frame allows.
+    An angle lies between its previous value and its own, so position limits hold if they held."""
+    out = qpos.copy()
+    idx = 7 + cols
+    step = vmax_rad_s * (1.0 - 1e-9) / fps
+    for g in range(1, out.shape[0]):
+        out[g, idx] = np.clip(out[g, idx], out[g - 1, idx] - step, out[g - 1, idx] + step)
+    return out
+
+
+def _pin_feet(
+    desc: RobotDescription,
+    qpos: FloatArray,
+    contacts: BoolArray,
+    pivots: NDArray[np.int8] | None = None,
+    fps: float | None = None,
+) -> FloatArray:
+    """Hold each foot in contact still: per foot, the leg's six joints move the foot so that the sole
+    point carrying the contact stays put and the foot's heading is the span's mean (`_pin_offsets`: the
+    sole centre of a flat foot, the toe while it rolls on its ball, the heel while it rolls on its
+    heel, chained so the point does not jump where the roll begins or ends), the sole's height and
+    tilt kept, root and other joints fixed. ``pivots`` (F, 2) default to flat feet.
 
     The root shift of `_settle_on_ground` can hold one foot only; with both feet down it removes their
     mean drift and each foot keeps its share (and the IK leaves some when a leg cannot reach its pinned
@@ -249,16 +303,19 @@ def _pin_feet(desc: RobotDescription, qpos: FloatArray, contacts: BoolArray) -> 
     the sole site (position and orientation rows, the leg's joints as columns),
         dq = (J^T J + mu I)^-1 J^T e,  e = [p* - p, log(R* R^T)],
     keeping the best iterate (a leg at full stretch keeps its closest pose), angles clamped to the
-    limits; the span's end offsets are eased out over ``PIN_BLEND_FRAMES`` frames on either side so the
-    joints do not jump. A sole point left below z = 0 by an inexact goal lifts the root.
+    limits; the span's end moves are eased out over ``PIN_BLEND_FRAMES`` frames on either side so the
+    joints do not jump, and with ``fps`` the leg angles are then clamped to their speed limits
+    (`_clamp_speeds`). A sole point left below z = 0 by an inexact goal lifts the root.
     """
     model = desc.model()
     data = mujoco.MjData(model)
     kin = forward_kinematics(desc, qpos)
+    pv = np.zeros(contacts.shape, dtype=np.int8) if pivots is None else pivots
     out = qpos.copy()
     jn = desc.joint_names
     for side, name in enumerate(("left", "right")):
-        offset = _pin_offsets(kin.sole_centre_m[:, side, :2], contacts[:, side])  # (F, 2)
+        points = {c: kin.site_pos_m[f"{name}_{n}"][:, :2] for c, n in ((0, "sole"), (1, "toe"), (-1, "heel"))}
+        offset = _pin_offsets(points, contacts[:, side], pv[:, side])  # (F, 3)
         cols = [
             i
             for i, n in enumerate(jn)
@@ -275,8 +332,8 @@ def _pin_feet(desc: RobotDescription, qpos: FloatArray, contacts: BoolArray) -> 
             data.qpos[:] = out[g]
             mujoco.mj_kinematics(model, data)
             goal_p = data.site_xpos[site].copy()
-            goal_p[:2] += offset[g]
-            goal_r = data.site_xmat[site].reshape(3, 3).copy()
+            goal_p[:2] += offset[g, :2]
+            goal_r = Rotation.from_euler("z", offset[g, 2]).as_matrix() @ data.site_xmat[site].reshape(3, 3)
             best_q, best_err = data.qpos[idx].copy(), np.inf
             for it in range(PIN_ITERATIONS + 1):
                 mujoco.mj_comPos(model, data)
@@ -293,6 +350,8 @@ def _pin_feet(desc: RobotDescription, qpos: FloatArray, contacts: BoolArray) -> 
                 data.qpos[idx] = np.clip(data.qpos[idx] + dq, lo, hi)
                 mujoco.mj_kinematics(model, data)
             out[g, idx] = best_q
+        if fps is not None:  # the correction must not break the joints' speed limits
+            out = _clamp_speeds(out, np.array(cols), desc.velocity_rad_s[cols], fps)
     # a leg that could not reach its goal exactly may have lowered a sole point: lift the root back
     lowest = forward_kinematics(desc, out).sole_points_m[..., 2].min(axis=(1, 2))  # (F,)
     out[:, 2] += np.maximum(-lowest, 0.0)

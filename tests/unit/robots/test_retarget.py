@@ -274,6 +274,61 @@ def test_a_contact_on_the_ball_alone_rolls_the_foot_target_on_its_toe() -> None:
     assert np.all(roll.pos_m[:, 2] > foot.pos_m[:, 2] + 0.005)  # the ankle rises with the heel (toes)
 
 
+def test_a_foot_rolling_onto_its_ball_keeps_its_toe_still() -> None:
+    """The last 6 frames of each left stance: the human's heel rises (the foot pitches up to 0.4 rad) and
+    only the ball is flagged down. The robot foot rolls on its toe, so the toe -- not the sole centre --
+    is what must not slide, also across the step where the heel leaves the ground (with the sole centre
+    held, the toe slid by up to 3.5 cm/s per step, 2.3 cm/s on average); its heading stays fixed."""
+    from scipy.spatial.transform import Rotation
+
+    from mocapd.robots.kinematics import forward_kinematics
+    from mocapd.robots.quality import contact_slip_cm_s
+
+    motion, truth = synthetic_walk(duration_s=2.0)
+    f, k = motion.num_frames, motion.skeleton.index("foot_l")
+    names, rest = motion.skeleton.names, motion.skeleton.rest_positions_m()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], truth[:, 0].astype(np.int8), [0]])))
+    ramp = np.zeros(f)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if b - a >= 12 and b < f:
+            ramp[b - 6 : b] = np.linspace(0.4 / 6, 0.4, 6)
+    rolled = ramp > 0
+
+    def tilted(sign: float) -> Motion:
+        q = motion.local_quat_wxyz.copy()
+        r = Rotation.from_quat(q[:, k][:, [1, 2, 3, 0]]) * Rotation.from_rotvec(
+            np.outer(sign * ramp, [1, 0, 0])
+        )
+        q[:, k] = r.as_quat()[:, [3, 0, 1, 2]]
+        return Motion(motion.skeleton, motion.fps, motion.local_translation_m, q)
+
+    def heel_up(m: Motion) -> float:
+        pos = m.world_positions_m()
+        dz = {j: pos[:, names.index(j), 2] - rest[names.index(j), 2] for j in ("foot_l", "ball_l")}
+        return float((dz["foot_l"] - dz["ball_l"])[rolled].mean())
+
+    m = tilted(1.0) if heel_up(tilted(1.0)) > 0 else tilted(-1.0)
+    assert heel_up(m) > 0.02
+    flags = np.repeat(truth, 2, axis=1)  # foot_l, ball_l, foot_r, ball_r
+    flags[rolled, 0] = False  # the left heel is up, its ball down
+    rm = retarget_to_g1(m, FootContacts(m.fps, flags, np.zeros(flags.shape), np.zeros(flags.shape)))
+    kin = forward_kinematics(g1_description(rm.variant), rm.qpos())
+    toe, heel = kin.site_pos_m["left_toe"], kin.site_pos_m["left_heel"]  # (F, 3)
+    steps = rolled[1:] & rm.contacts[:-1, 0]  # ball-only frames and the step onto the ball
+    assert steps.sum() >= 6
+    pitch = np.arcsin((heel[:, 2] - toe[:, 2]) / np.linalg.norm(heel - toe, axis=1))
+    assert pitch[rolled].max() > 0.2  # the robot foot does roll
+    speed = np.linalg.norm(np.diff(toe[:, :2], axis=0), axis=1) * m.fps * 100.0  # (F-1,) cm/s
+    assert speed[steps].max() < 0.2, speed[steps]
+    yaw = np.arctan2(*(toe - heel)[:, 1::-1].T)
+    assert np.ptp(yaw[rolled]) < 1e-3
+    pivots = np.zeros((f, 2), dtype=np.int8)
+    pivots[rolled, 0] = 1
+    assert contact_slip_cm_s(kin.site_pos_m, rm.contacts, pivots, m.fps) < 0.1
+    assert rm.quality["contact_slip_cm_s"] < 0.1
+    assert rm.quality["speed_violations"] == 0 and rm.quality["sole_penetration_mm"] == 0.0
+
+
 def test_contact_slip_follows_the_point_that_carries_the_contact() -> None:
     """The toe counts while only the ball is down (and over the step onto it), the centre while flat."""
     from mocapd.robots.quality import contact_point_of_step, contact_slip_cm_s
