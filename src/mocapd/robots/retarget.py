@@ -13,8 +13,7 @@ Steps:
    horizontal drift is removed; between contacts the shift is interpolated and never lets a sole
    point go below the ground;
 6. each foot in contact held still at the point that carries it (sole centre, or toe / heel while
-   rolling), heading fixed: the leg's joints correct what the root shift, shared by both feet, leaves
-   (`_pin_feet`);
+   rolling): the leg's joints correct what the root shift, shared by both feet, leaves (`_pin_feet`);
 7. quality figures (`mocapd.robots.quality`).
 
 ``mocap_type="upper_body"`` keeps the root and the legs in the standing pose and retargets the
@@ -225,19 +224,20 @@ def _contact_spans(c: BoolArray) -> list[tuple[int, int]]:
 
 def _pin_offsets(points_m: dict[int, FloatArray], contact: BoolArray, pivot: NDArray[np.int8]) -> FloatArray:
     """Move (F, 3) of one foot -- horizontal shift dx, dy and turn d_yaw about the sole centre -- that
-    keeps the sole point carrying its contact still and the foot's heading fixed over each contact span.
+    keeps the sole point carrying its contact still over each contact span.
 
     ``points_m`` maps 0 / 1 / -1 to the sole centre / toe / heel positions (F, 2) of the foot;
     ``pivot`` (F,) is 1 where only the human's ball is down, -1 where only its heel is, else 0.
-    The heading (toe - heel direction) is turned to the span's mean. Over each frame step of the span
-    the point `contact_point_of_step` names (the toe while rolling on the ball, also across the steps
-    where a flat foot lifts its heel or sets it back down; the heel likewise; the centre of a flat foot)
-    must not move, so the shifts chain:
+    Over each frame step of the span the point `contact_point_of_step` names (the toe while rolling on
+    the ball, also across the steps where a flat foot lifts its heel or sets it back down; the heel
+    likewise; the centre of a flat foot) must not move. Over the toe / heel steps the heading (toe -
+    heel direction) is held too: a foot that turns while it stands on its toe swings its sole about it
+    (the IK's heading changes there are undone, those of the flat steps kept, and the span's mean turn
+    is zero). The shifts then chain:
         T[g] = T[g-1] + x_s[g-1] - x_s[g],  s the step's point, x its position after the turn;
     the span's free constant makes the mean shift zero (least-squares closest to where the IK put the
     foot; for a flat foot this is the sole centre held at its span mean). Each span's first / last move
     fades linearly to 0 over ``PIN_BLEND_FRAMES`` frames before / after it (a nearer span's weight wins).
-    A foot that turns while it stands on its toe would swing its sole centre about it.
     """
     f = contact.shape[0]
     offset = np.zeros((f, 3))
@@ -246,8 +246,11 @@ def _pin_offsets(points_m: dict[int, FloatArray], contact: BoolArray, pivot: NDA
     axis = points_m[1] - points_m[-1]  # (F, 2) toe - heel
     yaw = np.arctan2(axis[:, 1], axis[:, 0])  # (F,)
     for a, b in _contact_spans(contact):
-        mean_yaw = np.arctan2(np.sin(yaw[a:b]).mean(), np.cos(yaw[a:b]).mean())
-        turn = np.angle(np.exp(1j * (mean_yaw - yaw[a:b])))  # (S,) wrapped
+        point = contact_point_of_step(pivot[a : b - 1], pivot[a + 1 : b])  # (S-1,)
+        dyaw = np.angle(np.exp(1j * np.diff(yaw[a:b])))  # (S-1,) the IK's heading steps, wrapped
+        held = np.concatenate([[0.0], np.cumsum(np.where(point == 0, dyaw, 0.0))])  # (S,)
+        turn = held - np.concatenate([[0.0], np.cumsum(dyaw)])  # (S,) the toe / heel steps undone
+        turn -= turn.mean()
         cos, sin = np.cos(turn)[:, None], np.sin(turn)[:, None]
         turned = {}
         for code, x in points_m.items():
@@ -255,7 +258,6 @@ def _pin_offsets(points_m: dict[int, FloatArray], contact: BoolArray, pivot: NDA
             turned[code] = centre[a:b] + np.concatenate(
                 [cos * d[:, :1] - sin * d[:, 1:], sin * d[:, :1] + cos * d[:, 1:]], axis=1
             )
-        point = contact_point_of_step(pivot[a : b - 1], pivot[a + 1 : b])  # (S-1,)
         moves = np.zeros((b - a, 2))
         for k, s in enumerate(point, start=1):
             moves[k] = moves[k - 1] + turned[int(s)][k - 1] - turned[int(s)][k]
@@ -292,10 +294,10 @@ def _pin_feet(
     fps: float | None = None,
 ) -> FloatArray:
     """Hold each foot in contact still: per foot, the leg's six joints move the foot so that the sole
-    point carrying the contact stays put and the foot's heading is the span's mean (`_pin_offsets`: the
-    sole centre of a flat foot, the toe while it rolls on its ball, the heel while it rolls on its
-    heel, chained so the point does not jump where the roll begins or ends), the sole's height and
-    tilt kept, root and other joints fixed. ``pivots`` (F, 2) default to flat feet.
+    point carrying the contact stays put (`_pin_offsets`: the sole centre of a flat foot, the toe while
+    it rolls on its ball, the heel while it rolls on its heel, chained so the point does not jump where
+    the roll begins or ends; the heading held while rolling), the sole's height and tilt kept, root and
+    other joints fixed. ``pivots`` (F, 2) default to flat feet.
 
     The root shift of `_settle_on_ground` can hold one foot only; with both feet down it removes their
     mean drift and each foot keeps its share (and the IK leaves some when a leg cannot reach its pinned
