@@ -348,3 +348,20 @@ def test_contact_slip_follows_the_point_that_carries_the_contact() -> None:
     assert contact_slip_cm_s(sites, contacts, pivots, 10.0) == pytest.approx(10.0)
     pivots[2:, 0] = 1  # rolls onto the ball at frame 2: steps 1-2, 2-3, 3-4 follow the toe
     assert contact_slip_cm_s(sites, contacts, pivots, 10.0) == pytest.approx(2.5)
+
+
+def test_the_pin_correction_is_clamped_to_the_joint_speed_limits() -> None:
+    """`_pin_feet` moves leg joints after the IK's velocity limits; `_clamp_speeds` keeps them within."""
+    from mocapd.robots.retarget import _clamp_speeds
+
+    desc = g1_description()
+    cols = np.array([i for i, n in enumerate(desc.joint_names) if "knee" in n or "hip_pitch" in n])
+    q = np.zeros((6, 7 + desc.num_dof))
+    q[3:, 7 + cols] = 1.0  # a 1 rad jump in one frame: 30 rad/s at 30 fps, over the knees' 20
+    assert joint_limit_figures(desc, q[:, 7:], 30.0)["speed_violations"] > 0
+    out = _clamp_speeds(q, cols, desc.velocity_rad_s[cols], 30.0)
+    speed = np.abs(np.diff(out[:, 7:], axis=0)) * 30.0
+    assert np.all(speed <= desc.velocity_rad_s * (1 + 1e-9))
+    assert joint_limit_figures(desc, out[:, 7:], 30.0)["speed_violations"] == 0
+    np.testing.assert_allclose(out[-1, 7 + cols], 1.0)  # it catches up within the limits
+    np.testing.assert_array_equal(_clamp_speeds(out, cols, desc.velocity_rad_s[cols], 30.0), out)
