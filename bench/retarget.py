@@ -11,8 +11,10 @@ Speeds are frames per CPU second of this process (`time.process_time`), best of 
 * end-to-end frames/s: the whole `retarget_to_g1` (targets, IK, filter, ground, FK, quality);
 * the quality figures of RobotMotion.quality: position-limit violations, joint-speed violations
   (count, worst |q_dot| / v_max), sole penetration (mm), foot skate (cm/s: mean horizontal speed of a
-  sole while within 1 cm of the ground), leg self-collision frames, mean tracking distance per body
-  part (m) to the scaled human targets.
+  sole while within 1 cm of the ground), contact slip (cm/s: mean horizontal speed of the sole point
+  that carries a contact -- the toe where only the human's ball is down, the heel where only its
+  heel is, else the sole centre; `mocapd.robots.quality.contact_slip_cm_s`), leg self-collision
+  frames, mean tracking distance per body part (m) to the scaled human targets.
 
 The synthetic walk (tests/unit/robots/synthetic_walk.py: exact planted feet, two-bone-IK legs) is
 the reference: what the retargeter reaches on a clean, perfectly consistent input.
@@ -65,7 +67,8 @@ def _measure(name: str, motion: Motion, repeat: int) -> dict[str, Any]:
         "end_to_end_frames_per_s": round(motion.num_frames / total_s, 1),
         **{k: rm.quality[k] for k in (
             "limit_violation_frames", "speed_violations", "max_speed_ratio", "max_speed_joint",
-            "sole_penetration_mm", "foot_skate_cm_s", "leg_self_collision_frames", "tracking_error_m",
+            "sole_penetration_mm", "foot_skate_cm_s", "contact_slip_cm_s", "leg_self_collision_frames",
+            "tracking_error_m",
         )},
     }  # fmt: skip
 
@@ -110,7 +113,7 @@ def main() -> None:
         print(json.dumps(rows, indent=1))
         return
     head = ("take", "frames", "IK f/s", "e2e f/s", "limit viol.", "speed viol.", "max |q'|/vmax",
-            "penetr. mm", "skate cm/s", "leg coll.", "track hands/feet/elbows/knees m")  # fmt: skip
+            "penetr. mm", "skate cm/s", "contact slip cm/s", "leg coll.", "track hands/feet/elbows/knees m")  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -118,7 +121,8 @@ def main() -> None:
         track = "/".join(f"{t.get(p, float('nan')):.3f}" for p in ("hands", "feet", "elbows", "knees"))
         cells = (r["take"], r["frames"], r["ik_frames_per_s"], r["end_to_end_frames_per_s"],
                  r["limit_violation_frames"], r["speed_violations"], f"{r['max_speed_ratio']:.2f} ({r['max_speed_joint']})",
-                 r["sole_penetration_mm"], r["foot_skate_cm_s"], r["leg_self_collision_frames"], track)  # fmt: skip
+                 r["sole_penetration_mm"], r["foot_skate_cm_s"], r["contact_slip_cm_s"], r["leg_self_collision_frames"],
+                 track)  # fmt: skip
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 

@@ -1,5 +1,6 @@
-"""Left/right foot contacts of the human, as the retargeter needs them: (F, 2) bool, from the
-pipeline's `FootContacts` (a foot is in contact when its heel or its ball is)."""
+"""Left/right foot contacts of the human, as the retargeter needs them, from the pipeline's
+`FootContacts`: (F, 2) bool (a foot is in contact when its heel or its ball is), and which point of
+the foot carries it (`pivots_from_pipeline`)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,30 @@ from numpy.typing import NDArray
 
 from mocapd.pipeline.contacts import FootContacts
 
-__all__ = ["contacts_from_pipeline"]
+__all__ = ["contacts_from_pipeline", "pivots_from_pipeline"]
 
 BoolArray = NDArray[np.bool_]
+Int8Array = NDArray[np.int8]
 
 
 def contacts_from_pipeline(contacts: FootContacts, num_frames: int) -> BoolArray:
     """(F, 2) left/right foot contacts from the pipeline's `FootContacts`: heel (``foot_*``) or ball."""
+    col = _columns(contacts, num_frames)
+    return np.stack([col["foot_l"] | col["ball_l"], col["foot_r"] | col["ball_r"]], axis=1)
+
+
+def pivots_from_pipeline(contacts: FootContacts, num_frames: int) -> Int8Array:
+    """(F, 2) left/right: 1 where only the ball is in contact (heel raised), -1 where only the heel is
+    (toes raised), 0 otherwise (both, or neither)."""
+    col = _columns(contacts, num_frames)
+    return np.stack(
+        [col[f"ball_{h}"].astype(np.int8) - col[f"foot_{h}"].astype(np.int8) for h in ("l", "r")], axis=1
+    )
+
+
+def _columns(contacts: FootContacts, num_frames: int) -> dict[str, BoolArray]:
     c = np.asarray(contacts.contact, dtype=bool)  # (F, 4)
     if c.shape[0] != num_frames:
         raise ValueError(f"foot contacts have {c.shape[0]} frames, the motion {num_frames}")
     names = tuple(contacts.joint_names)
-    col = {n: c[:, names.index(n)] for n in ("foot_l", "ball_l", "foot_r", "ball_r")}
-    return np.stack([col["foot_l"] | col["ball_l"], col["foot_r"] | col["ball_r"]], axis=1)
+    return {n: c[:, names.index(n)] for n in ("foot_l", "ball_l", "foot_r", "ball_r")}

@@ -7,6 +7,8 @@
 * sole penetration: max over frames of -min z of the eight sole contact points, in mm (0 if none);
 * foot skate: mean horizontal speed (cm/s) of a sole centre over the frame steps where it stays
   within 1 cm of the ground at both ends;
+* contact slip: mean horizontal speed (cm/s) of the point of a sole that carries its contact, over
+  the frame steps where the human foot is in contact at both ends (`contact_slip_cm_s`);
 * tracking: mean distance (m) between each robot frame and its target, per body part.
 """
 
@@ -20,7 +22,14 @@ from numpy.typing import NDArray
 from mocapd.robots.description import RobotDescription
 from mocapd.robots.kinematics import RobotKinematics
 
-__all__ = ["foot_skate_cm_s", "joint_limit_figures", "robot_quality", "sole_penetration_mm"]
+__all__ = [
+    "contact_point_of_step",
+    "contact_slip_cm_s",
+    "foot_skate_cm_s",
+    "joint_limit_figures",
+    "robot_quality",
+    "sole_penetration_mm",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -63,14 +72,50 @@ def foot_skate_cm_s(sole_centre_m: FloatArray, fps: float) -> float:
     return float(step[both].mean() * 100.0)
 
 
+def contact_point_of_step(before: NDArray[np.int8], after: NDArray[np.int8]) -> NDArray[np.int8]:
+    """Which sole point stays on the ground over a frame step of a foot in contact, from its pivots
+    (`mocapd.robots.human_contacts.pivots_from_pipeline`: 1 ball only, -1 heel only, 0 flat) at both
+    ends: 1 the toe, -1 the heel, 0 the sole centre. The same pivot at both ends: its point; flat at one
+    end and rolled at the other: the rolling point (a flat foot rolls onto its ball about its toe, and
+    back down about it); ball at one end and heel at the other: the centre."""
+    b, a = before.astype(np.int8), after.astype(np.int8)
+    return np.where(b == a, a, np.where(b == 0, a, np.where(a == 0, b, 0))).astype(np.int8)
+
+
+def contact_slip_cm_s(
+    site_pos_m: dict[str, FloatArray], contacts: NDArray[np.bool_], pivots: NDArray[np.int8], fps: float
+) -> float:
+    """Mean horizontal speed (cm/s) of the sole point that carries a foot's contact (the toe where only
+    the human's ball is down, the heel where only the heel is, else the sole centre;
+    `contact_point_of_step`), over the frame steps where the foot is in contact at both ends.
+
+    ``site_pos_m`` holds the ``{left,right}_{sole,toe,heel}`` sites (F, 3); ``contacts`` and ``pivots``
+    are (F, 2), left / right."""
+    speeds = []
+    for side, name in enumerate(("left", "right")):
+        steady = contacts[1:, side] & contacts[:-1, side]  # (F-1,)
+        if not steady.any():
+            continue
+        point = contact_point_of_step(pivots[:-1, side], pivots[1:, side])  # (F-1,)
+        for code, site in ((0, "sole"), (1, "toe"), (-1, "heel")):
+            sel = steady & (point == code)
+            xy = site_pos_m[f"{name}_{site}"][:, :2]
+            speeds.append(np.linalg.norm(xy[1:] - xy[:-1], axis=1)[sel] * fps)
+    v = np.concatenate(speeds) if speeds else np.zeros(0)
+    return float(v.mean() * 100.0) if v.size else 0.0
+
+
 def robot_quality(
     desc: RobotDescription,
     dof_pos_rad: FloatArray,
     fps: float,
     kin: RobotKinematics,
     tracking_m: dict[str, float],
+    contacts: NDArray[np.bool_] | None = None,
+    pivots: NDArray[np.int8] | None = None,
 ) -> dict[str, Any]:
-    """All figures of the module doc in one JSON-ready dict."""
+    """All figures of the module doc in one JSON-ready dict (``contact_slip_cm_s`` only when the human's
+    ``contacts`` (F, 2) are given; ``pivots`` (F, 2) default to flat)."""
     q = joint_limit_figures(desc, dof_pos_rad, fps)
     q.update(
         {
@@ -80,4 +125,7 @@ def robot_quality(
             "tracking_error_m": {k: round(v, 4) for k, v in tracking_m.items()},
         }
     )
+    if contacts is not None:
+        pv = np.zeros(contacts.shape, dtype=np.int8) if pivots is None else pivots
+        q["contact_slip_cm_s"] = round(contact_slip_cm_s(kin.site_pos_m, contacts, pv, fps), 3)
     return q

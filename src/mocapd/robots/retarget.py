@@ -2,8 +2,9 @@
 
 Steps:
 1. foot contacts of the human (the pipeline's `FootContacts`, else detected from heights and speeds);
-2. targets: the human scaled per body group onto the G1 (`mocapd.robots.targets`), feet held flat and
-   still on the ground during contacts;
+2. targets: the human scaled per body group onto the G1 (`mocapd.robots.targets`), feet held still
+   on the ground during contacts: flat, or rolled on the toe (heel) where only the human's toe (heel)
+   is in contact;
 3. per-frame differential IK with mink (`mocapd.robots.ik`): warm-started, hard position limits,
    URDF velocity limits;
 4. a light temporal filter on the root pose and joint angles (Gaussian, sigma = 0.75 frame), angles
@@ -11,7 +12,9 @@ Steps:
 5. ground: during contacts the root is shifted so the contact soles' lowest point is at z = 0 and their
    horizontal drift is removed; between contacts the shift is interpolated and never lets a sole
    point go below the ground;
-6. quality figures (`mocapd.robots.quality`).
+6. each foot in contact held still at the point that carries it (sole centre, or toe / heel while
+   rolling): the leg's joints correct what the root shift, shared by both feet, leaves (`_pin_feet`);
+7. quality figures (`mocapd.robots.quality`).
 
 ``mocap_type="upper_body"`` keeps the root and the legs in the standing pose and retargets the
 torso and arms only.
@@ -19,20 +22,22 @@ torso and arms only.
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
+from scipy.spatial.transform import Rotation
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.contacts import FootContacts, detect_contacts
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.description import RobotDescription
 from mocapd.robots.g1 import g1_description
-from mocapd.robots.human_contacts import contacts_from_pipeline
+from mocapd.robots.human_contacts import contacts_from_pipeline, pivots_from_pipeline
 from mocapd.robots.ik import solve_frames
 from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
 from mocapd.robots.motion import RobotMotion
-from mocapd.robots.quality import robot_quality
+from mocapd.robots.quality import contact_point_of_step, robot_quality
 from mocapd.robots.targets import FrameTargets, human_foot_clearance_m, scaled_targets
 
 __all__ = ["retarget_to_g1"]
@@ -44,6 +49,9 @@ MOCAP_TYPES = ("full_body", "upper_body")
 FILTER_SIGMA_FRAMES = 0.75
 GROUNDED_M = 0.03  # a human foot point this close to the ground puts the robot's lowest sole on it
 TRACKED_PARTS = ("hands", "feet", "elbows", "knees", "pelvis")
+PIN_BLEND_FRAMES = 3  # a foot's pin correction eases in / out over this many frames around its contact
+PIN_ITERATIONS = 3
+PIN_DAMPING = 1e-6
 
 
 def retarget_to_g1(
@@ -64,21 +72,26 @@ def retarget_to_g1(
         raise ValueError("cannot retarget an empty motion")
     motion, valid = _hold_invalid_frames(motion)
     upper_body = mocap_type == "upper_body"
+    pivots = None
     if upper_body:
         foot_contacts = np.ones((motion.num_frames, 2), dtype=bool)
     else:  # the pipeline's contacts, or the same detector run here when none are given
         if contacts is None:
             contacts = detect_contacts(motion)
         foot_contacts = contacts_from_pipeline(contacts, motion.num_frames)
+        pivots = pivots_from_pipeline(contacts, motion.num_frames)
 
-    targets, scale = scaled_targets(motion, desc, foot_contacts, upper_body=upper_body)
+    targets, scale = scaled_targets(motion, desc, foot_contacts, upper_body=upper_body, pivots=pivots)
     qpos = solve_frames(desc, targets, motion.fps, freeze_legs=upper_body)
     qpos = _filter_joints(desc, qpos, forward_kinematics(desc, qpos, self_contacts=True).leg_self_contacts)
     if not upper_body:
         qpos = _settle_on_ground(desc, qpos, foot_contacts, human_foot_clearance_m(motion) < GROUNDED_M)
+        qpos = _pin_feet(desc, qpos, foot_contacts, pivots, motion.fps)
     kin = forward_kinematics(desc, qpos, self_contacts=True)
     tracking = _tracking_errors(desc, kin, targets)
-    quality = robot_quality(desc, qpos[:, 7:], motion.fps, kin, tracking)
+    quality = robot_quality(
+        desc, qpos[:, 7:], motion.fps, kin, tracking, None if upper_body else foot_contacts, pivots
+    )
     quality["scale"] = scale.as_dict()
     quality["contact_frames"] = {
         "left": int(foot_contacts[:, 0].sum()),
@@ -115,7 +128,9 @@ def _hold_invalid_frames(motion: Motion) -> tuple[Motion, BoolArray]:
     return Motion(motion.skeleton, motion.fps, t[src], q[src]), valid
 
 
-def _filter_joints(desc: RobotDescription, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]) -> FloatArray:
+def _filter_joints(
+    desc: RobotDescription, qpos: FloatArray, raw_leg_contacts: NDArray[np.int64]
+) -> FloatArray:
     """Gaussian filter (sigma 0.75 frame) on the root pose and the joint angles, angles clamped to the limits.
 
     A frame where the filtered legs would touch each other and the IK solution's did not keeps the IK
@@ -198,6 +213,150 @@ def _settle_on_ground(
     shift[:, 2] = np.maximum(shift[:, 2], -lowest)
     out = qpos.copy()
     out[:, :3] += shift
+    return out
+
+
+def _contact_spans(c: BoolArray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in ``c`` (F,)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], c.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _pin_offsets(points_m: dict[int, FloatArray], contact: BoolArray, pivot: NDArray[np.int8]) -> FloatArray:
+    """Move (F, 3) of one foot -- horizontal shift dx, dy and turn d_yaw about the sole centre -- that
+    keeps the sole point carrying its contact still over each contact span.
+
+    ``points_m`` maps 0 / 1 / -1 to the sole centre / toe / heel positions (F, 2) of the foot;
+    ``pivot`` (F,) is 1 where only the human's ball is down, -1 where only its heel is, else 0.
+    Over each frame step of the span the point `contact_point_of_step` names (the toe while rolling on
+    the ball, also across the steps where a flat foot lifts its heel or sets it back down; the heel
+    likewise; the centre of a flat foot) must not move. Over the toe / heel steps the heading (toe -
+    heel direction) is held too: a foot that turns while it stands on its toe swings its sole about it
+    (the IK's heading changes there are undone, those of the flat steps kept, and the span's mean turn
+    is zero). The shifts then chain:
+        T[g] = T[g-1] + x_s[g-1] - x_s[g],  s the step's point, x its position after the turn;
+    the span's free constant makes the mean shift zero (least-squares closest to where the IK put the
+    foot; for a flat foot this is the sole centre held at its span mean). Each span's first / last move
+    fades linearly to 0 over ``PIN_BLEND_FRAMES`` frames before / after it (a nearer span's weight wins).
+    """
+    f = contact.shape[0]
+    offset = np.zeros((f, 3))
+    weight = np.zeros(f)
+    centre = points_m[0]
+    axis = points_m[1] - points_m[-1]  # (F, 2) toe - heel
+    yaw = np.arctan2(axis[:, 1], axis[:, 0])  # (F,)
+    for a, b in _contact_spans(contact):
+        point = contact_point_of_step(pivot[a : b - 1], pivot[a + 1 : b])  # (S-1,)
+        dyaw = np.angle(np.exp(1j * np.diff(yaw[a:b])))  # (S-1,) the IK's heading steps, wrapped
+        held = np.concatenate([[0.0], np.cumsum(np.where(point == 0, dyaw, 0.0))])  # (S,)
+        turn = held - np.concatenate([[0.0], np.cumsum(dyaw)])  # (S,) the toe / heel steps undone
+        turn -= turn.mean()
+        cos, sin = np.cos(turn)[:, None], np.sin(turn)[:, None]
+        turned = {}
+        for code, x in points_m.items():
+            d = x[a:b] - centre[a:b]  # (S, 2) about the sole centre
+            turned[code] = centre[a:b] + np.concatenate(
+                [cos * d[:, :1] - sin * d[:, 1:], sin * d[:, :1] + cos * d[:, 1:]], axis=1
+            )
+        moves = np.zeros((b - a, 2))
+        for k, s in enumerate(point, start=1):
+            moves[k] = moves[k - 1] + turned[int(s)][k - 1] - turned[int(s)][k]
+        offset[a:b, :2] = moves - moves.mean(axis=0)
+        offset[a:b, 2] = turn
+        weight[a:b] = 1.0
+        for k in range(1, PIN_BLEND_FRAMES + 1):
+            w = 1.0 - k / (PIN_BLEND_FRAMES + 1)
+            for g, src in ((a - k, a), (b - 1 + k, b - 1)):
+                if 0 <= g < f and w > weight[g]:
+                    offset[g], weight[g] = w * offset[src], w
+    return offset
+
+
+def _clamp_speeds(
+    qpos: FloatArray, cols: NDArray[np.int64], vmax_rad_s: FloatArray, fps: float
+) -> FloatArray:
+    """``qpos`` (F, 7 + N) with the joints ``cols`` (indices into the N angles) kept within their speed
+    limits ``vmax_rad_s``: each frame's angle is clamped to the band the previous (clamped) frame allows.
+    An angle lies between its previous value and its own, so position limits hold if they held."""
+    out = qpos.copy()
+    idx = 7 + cols
+    step = vmax_rad_s * (1.0 - 1e-9) / fps
+    for g in range(1, out.shape[0]):
+        out[g, idx] = np.clip(out[g, idx], out[g - 1, idx] - step, out[g - 1, idx] + step)
+    return out
+
+
+def _pin_feet(
+    desc: RobotDescription,
+    qpos: FloatArray,
+    contacts: BoolArray,
+    pivots: NDArray[np.int8] | None = None,
+    fps: float | None = None,
+) -> FloatArray:
+    """Hold each foot in contact still: per foot, the leg's six joints move the foot so that the sole
+    point carrying the contact stays put (`_pin_offsets`: the sole centre of a flat foot, the toe while
+    it rolls on its ball, the heel while it rolls on its heel, chained so the point does not jump where
+    the roll begins or ends; the heading held while rolling), the sole's height and tilt kept, root and
+    other joints fixed. ``pivots`` (F, 2) default to flat feet.
+
+    The root shift of `_settle_on_ground` can hold one foot only; with both feet down it removes their
+    mean drift and each foot keeps its share (and the IK leaves some when a leg cannot reach its pinned
+    target). Each leg is corrected on its own by damped Gauss-Newton steps on the 6x6 Jacobian J of
+    the sole site (position and orientation rows, the leg's joints as columns),
+        dq = (J^T J + mu I)^-1 J^T e,  e = [p* - p, log(R* R^T)],
+    keeping the best iterate (a leg at full stretch keeps its closest pose), angles clamped to the
+    limits; the span's end moves are eased out over ``PIN_BLEND_FRAMES`` frames on either side so the
+    joints do not jump, and with ``fps`` the leg angles are then clamped to their speed limits
+    (`_clamp_speeds`). A sole point left below z = 0 by an inexact goal lifts the root.
+    """
+    model = desc.model()
+    data = mujoco.MjData(model)
+    kin = forward_kinematics(desc, qpos)
+    pv = np.zeros(contacts.shape, dtype=np.int8) if pivots is None else pivots
+    out = qpos.copy()
+    jn = desc.joint_names
+    for side, name in enumerate(("left", "right")):
+        points = {c: kin.site_pos_m[f"{name}_{n}"][:, :2] for c, n in ((0, "sole"), (1, "toe"), (-1, "heel"))}
+        offset = _pin_offsets(points, contacts[:, side], pv[:, side])  # (F, 3)
+        cols = [
+            i
+            for i, n in enumerate(jn)
+            if n.startswith(name) and any(p in n for p in ("hip", "knee", "ankle"))
+        ]
+        dofs = [
+            int(model.jnt_dofadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, jn[i])]) for i in cols
+        ]
+        idx = 7 + np.array(cols)  # their qpos addresses (after the free joint)
+        site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, f"{name}_sole")
+        lo, hi = desc.lower_rad[cols], desc.upper_rad[cols]
+        jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
+        for g in np.flatnonzero(np.abs(offset).max(axis=1) > 1e-5):
+            data.qpos[:] = out[g]
+            mujoco.mj_kinematics(model, data)
+            goal_p = data.site_xpos[site].copy()
+            goal_p[:2] += offset[g, :2]
+            goal_r = Rotation.from_euler("z", offset[g, 2]).as_matrix() @ data.site_xmat[site].reshape(3, 3)
+            best_q, best_err = data.qpos[idx].copy(), np.inf
+            for it in range(PIN_ITERATIONS + 1):
+                mujoco.mj_comPos(model, data)
+                mujoco.mj_jacSite(model, data, jacp, jacr, site)
+                rot = goal_r @ data.site_xmat[site].reshape(3, 3).T
+                err = np.concatenate([goal_p - data.site_xpos[site], Rotation.from_matrix(rot).as_rotvec()])
+                if not np.linalg.norm(err) < best_err:
+                    break
+                best_q, best_err = data.qpos[idx].copy(), float(np.linalg.norm(err))
+                if it == PIN_ITERATIONS:
+                    break
+                jac = np.concatenate([jacp[:, dofs], jacr[:, dofs]])  # (6, 6)
+                dq = np.linalg.solve(jac.T @ jac + PIN_DAMPING * np.eye(len(dofs)), jac.T @ err)
+                data.qpos[idx] = np.clip(data.qpos[idx] + dq, lo, hi)
+                mujoco.mj_kinematics(model, data)
+            out[g, idx] = best_q
+        if fps is not None:  # the correction must not break the joints' speed limits
+            out = _clamp_speeds(out, np.array(cols), desc.velocity_rad_s[cols], fps)
+    # a leg that could not reach its goal exactly may have lowered a sole point: lift the root back
+    lowest = forward_kinematics(desc, out).sole_points_m[..., 2].min(axis=(1, 2))  # (F,)
+    out[:, 2] += np.maximum(-lowest, 0.0)
     return out
 
 

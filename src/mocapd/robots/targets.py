@@ -48,6 +48,7 @@ BoolArray = NDArray[np.bool_]
 FACING_QUAT_WXYZ = np.array([np.cos(-np.pi / 4), 0.0, 0.0, np.sin(-np.pi / 4)])
 
 _SIDES = (("left", "l"), ("right", "r"))
+MAX_ROLL_RAD = 0.7  # a contact foot's target rolls on its toe or heel by at most this
 
 
 def _rot(q_wxyz: FloatArray) -> Rotation:
@@ -181,17 +182,49 @@ def human_ground_m(motion: Motion, pos_h: FloatArray | None = None) -> float:
     return float(np.percentile(lowest, 5)) if lowest.size else 0.0
 
 
+def _roll_on_toe_or_heel(
+    desc: RobotDescription,
+    ankle: FloatArray,
+    foot_q: FloatArray,
+    frames: range,
+    yaw_rad: float,
+    pivot: NDArray[np.int8],
+    pitch_rad: FloatArray,
+) -> None:
+    """In ``frames`` of one contact span where ``pivot`` is 1 (-1) and the human's heel (toes) is
+    raised, turn the flat foot target (``ankle`` (F, 3), ``foot_q`` (F, 4), in place) by ``pitch_rad``
+    about its toe (heel) site: R = Rz(yaw) Ry(pitch), ankle = s_flat - R s, s the site in the foot frame
+    and s_flat its world position on the flat foot."""
+    flat = Rotation.from_euler("Z", yaw_rad)
+    for g in frames:
+        mode = int(pivot[g])
+        if mode == 0 or mode * pitch_rad[g] <= 0:
+            continue
+        site = np.array(desc.sole_sites_m["toe" if mode > 0 else "heel"])
+        r = Rotation.from_euler("ZY", [yaw_rad, pitch_rad[g]])
+        ankle[g] = ankle[g] + flat.apply(site) - r.apply(site)
+        foot_q[g] = _wxyz(r)
+
+
 def scaled_targets(
     motion: Motion,
     desc: RobotDescription,
     contacts: BoolArray,
     *,
     upper_body: bool = False,
+    pivots: NDArray[np.int8] | None = None,
 ) -> tuple[list[FrameTargets], ScaleFactors]:
     """IK targets for every tracked robot frame, and the scale factors used.
 
     ``contacts`` (F, 2) are the human's left/right foot contacts: during contact the robot foot's
-    target is held flat on the ground at the position where the contact began (no sliding).
+    target is held on the ground at the span's mean position (no sliding), flat, except in the frames
+    where ``pivots`` (F, 2; `mocapd.robots.human_contacts.pivots_from_pipeline`) says only the human's
+    ball (1) or heel (-1) is down: there the foot rolls on its toe (heel) site, which stays where the
+    flat foot has it, by the human foot's pitch
+        theta = arcsin((dz_heel - dz_ball) / d),  |theta| <= ``MAX_ROLL_RAD``,
+    dz the heel's and ball's heights above their rest heights, d their horizontal rest distance (only a
+    raised heel rolls on the toe, only raised toes on the heel). Keeping the foot flat there would ask
+    the robot's leg to reach a heel the human has lifted: a straightened knee.
     """
     for j in ("pelvis", "spine_03", "thigh_l", "calf_l", "foot_l", "upperarm_l", "lowerarm_l", "hand_l"):
         if j not in motion.skeleton.names:
@@ -270,7 +303,12 @@ def scaled_targets(
         foot_q = _wxyz(r_foot)
         foot_pos_cost = 50.0 * ones
         foot_rot_cost = 10.0 * ones
-        c = contacts[:, 0 if side == "left" else 1]
+        c_col = 0 if side == "left" else 1
+        c = contacts[:, c_col]
+        dz = {j: pos_h[:, idx[f"{j}_{h}"], 2] - hp[idx[f"{j}_{h}"], 2] for j in ("foot", "ball")}  # (F,)
+        heel_to_ball_m = float(np.linalg.norm((hp[idx[f"ball_{h}"]] - hp[idx[f"foot_{h}"]])[:2]))
+        pitch = np.arcsin(np.clip((dz["foot"] - dz["ball"]) / heel_to_ball_m, -1.0, 1.0))  # (F,) heel up > 0
+        pitch = np.clip(pitch, -MAX_ROLL_RAD, MAX_ROLL_RAD)
         k = 0
         while k < f:  # hold the foot flat and still over each contact span
             if not c[k]:
@@ -286,6 +324,8 @@ def scaled_targets(
             yaw = r_foot[k:end].as_euler("ZYX")[:, 0]
             mean_yaw = np.arctan2(np.sin(yaw).mean(), np.cos(yaw).mean())
             foot_q[span] = _wxyz(Rotation.from_euler("Z", np.full((end - k, 1), mean_yaw)))
+            if pivots is not None:
+                _roll_on_toe_or_heel(desc, ankle, foot_q, range(k, end), mean_yaw, pivots[:, c_col], pitch)
             foot_pos_cost[span] = 200.0
             foot_rot_cost[span] = 50.0
             k = end

@@ -196,3 +196,172 @@ def test_hands_reach_their_world_targets_when_the_torso_cannot_reach_its_own() -
     kin = forward_kinematics(desc, qpos)
     for t in (t for t in targets if t.part == "hands"):
         assert np.linalg.norm(kin.site_pos_m[t.frame] - t.pos_m, axis=1).mean() < 0.015
+
+
+def test_each_foot_in_contact_stays_put_when_both_are_down() -> None:
+    """A walk flagged as double support for 8 frames while the human takes a step: the IK cannot hold
+    both pinned feet, and the ground settling's root shift removes only the feet's mean drift, so each
+    foot kept its share (3.2 cm of sliding, skate 4.5 cm/s, before the per-foot correction); each leg is
+    now corrected on its own and each sole stays at its span position."""
+    from mocapd.robots.kinematics import forward_kinematics
+
+    motion, truth = synthetic_walk(duration_s=2.0)
+    flags = np.repeat(truth, 2, axis=1)  # heel and toe of each foot, (F, 4)
+    flags[20:28] = True  # both feet "down" for 8 frames while the human takes a step
+    contacts = FootContacts(motion.fps, flags, np.zeros(flags.shape), np.zeros(flags.shape))
+    rm = retarget_to_g1(motion, contacts)
+    soles = forward_kinematics(g1_description(rm.variant), rm.qpos()).sole_centre_m  # (F, 2, 3)
+    for side in range(2):
+        c = rm.contacts[:, side]
+        starts = np.flatnonzero(c & ~np.concatenate([[False], c[:-1]]))
+        for a in starts:
+            b = a + int(np.argmin(c[a:])) if not c[a:].all() else len(c)
+            xy = soles[a:b, side, :2]  # (S, 2)
+            assert np.linalg.norm(xy - xy.mean(axis=0), axis=1).max() < 0.002, (side, a, b)
+    assert rm.quality["foot_skate_cm_s"] < 1.0
+    assert rm.quality["speed_violations"] == 0 and rm.quality["sole_penetration_mm"] == 0.0
+
+
+def test_a_contact_on_the_ball_alone_rolls_the_foot_target_on_its_toe() -> None:
+    """Where only the human's ball is down and its heel is raised, the robot's foot target rolls on its
+    toe (the toe stays where the flat foot has it, the heel rises) instead of being pressed flat, which
+    asked the leg to reach a heel the human had lifted."""
+    from scipy.spatial.transform import Rotation
+
+    from mocapd.robots.human_contacts import pivots_from_pipeline
+    from mocapd.robots.targets import scaled_targets
+
+    flags = np.zeros((3, 4), dtype=bool)  # foot_l, ball_l, foot_r, ball_r
+    flags[0, [0, 1]] = True
+    flags[1, 1] = True
+    flags[2, 2] = True
+    fc = FootContacts(fps=30.0, contact=flags, height_m=np.zeros((3, 4)), speed_m_s=np.zeros((3, 4)))
+    np.testing.assert_array_equal(pivots_from_pipeline(fc, 3), [[0, 0], [1, 0], [0, -1]])
+
+    motion, _ = synthetic_walk(duration_s=1.0)
+    f = motion.num_frames
+    t = motion.local_translation_m.copy()
+    q = motion.local_quat_wxyz.copy()
+    k = motion.skeleton.index("foot_l")
+    q[:, k] = (Rotation.from_quat(q[:, k][:, [1, 2, 3, 0]]) * Rotation.from_euler("x", 0.3)).as_quat()[
+        :, [3, 0, 1, 2]
+    ]  # the left foot pitched: heel up, ball down (whichever way, the test reads the heights)
+    tilted = Motion(motion.skeleton, motion.fps, t, q)
+    pos = tilted.world_positions_m()
+    rest = tilted.skeleton.rest_positions_m()
+    names = tilted.skeleton.names
+    heel_up = (pos[:, names.index("foot_l"), 2] - rest[names.index("foot_l"), 2]) - (
+        pos[:, names.index("ball_l"), 2] - rest[names.index("ball_l"), 2]
+    )
+    contacts = np.zeros((f, 2), dtype=bool)
+    contacts[:, 0] = True
+    desc = g1_description()
+    pivots = np.zeros((f, 2), dtype=np.int8)
+    pivots[:, 0] = 1 if heel_up.mean() > 0 else -1
+    flat, _ = scaled_targets(tilted, desc, contacts)
+    rolled, _ = scaled_targets(tilted, desc, contacts, pivots=pivots)
+    foot = {t.frame: t for t in flat}["left_ankle_roll_link"]
+    roll = {t.frame: t for t in rolled}["left_ankle_roll_link"]
+    site = np.array(desc.sole_sites_m["toe" if pivots[0, 0] > 0 else "heel"])
+
+    def site_world(t: object) -> np.ndarray:
+        r = Rotation.from_quat(t.quat_wxyz[:, [1, 2, 3, 0]])  # type: ignore[attr-defined]
+        return t.pos_m + r.apply(site)  # type: ignore[attr-defined,no-any-return]
+
+    np.testing.assert_allclose(site_world(roll), site_world(foot), atol=1e-9)  # the pivot stays put
+    tilt = Rotation.from_quat(roll.quat_wxyz[:, [1, 2, 3, 0]]).apply([1.0, 0.0, 0.0])[:, 2]  # (F,)
+    assert np.all(np.abs(tilt) > 0.1)  # the foot is rolled, not flat
+    assert np.all(roll.pos_m[:, 2] > foot.pos_m[:, 2] + 0.005)  # the ankle rises with the heel (toes)
+
+
+def test_a_foot_rolling_onto_its_ball_keeps_its_toe_still() -> None:
+    """The last 6 frames of each left stance: the human's heel rises (the foot pitches up to 0.4 rad) and
+    only the ball is flagged down. The robot foot rolls on its toe, so the toe -- not the sole centre --
+    is what must not slide, also across the step where the heel leaves the ground (with the sole centre
+    held, the toe slid by up to 3.5 cm/s per step, 2.3 cm/s on average); its heading stays fixed."""
+    from scipy.spatial.transform import Rotation
+
+    from mocapd.robots.kinematics import forward_kinematics
+    from mocapd.robots.quality import contact_slip_cm_s
+
+    motion, truth = synthetic_walk(duration_s=2.0)
+    f, k = motion.num_frames, motion.skeleton.index("foot_l")
+    names, rest = motion.skeleton.names, motion.skeleton.rest_positions_m()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], truth[:, 0].astype(np.int8), [0]])))
+    ramp = np.zeros(f)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if b - a >= 12 and b < f:
+            ramp[b - 6 : b] = np.linspace(0.4 / 6, 0.4, 6)
+    rolled = ramp > 0
+
+    def tilted(sign: float) -> Motion:
+        q = motion.local_quat_wxyz.copy()
+        r = Rotation.from_quat(q[:, k][:, [1, 2, 3, 0]]) * Rotation.from_rotvec(
+            np.outer(sign * ramp, [1, 0, 0])
+        )
+        q[:, k] = r.as_quat()[:, [3, 0, 1, 2]]
+        return Motion(motion.skeleton, motion.fps, motion.local_translation_m, q)
+
+    def heel_up(m: Motion) -> float:
+        pos = m.world_positions_m()
+        dz = {j: pos[:, names.index(j), 2] - rest[names.index(j), 2] for j in ("foot_l", "ball_l")}
+        return float((dz["foot_l"] - dz["ball_l"])[rolled].mean())
+
+    m = tilted(1.0) if heel_up(tilted(1.0)) > 0 else tilted(-1.0)
+    assert heel_up(m) > 0.02
+    flags = np.repeat(truth, 2, axis=1)  # foot_l, ball_l, foot_r, ball_r
+    flags[rolled, 0] = False  # the left heel is up, its ball down
+    rm = retarget_to_g1(m, FootContacts(m.fps, flags, np.zeros(flags.shape), np.zeros(flags.shape)))
+    kin = forward_kinematics(g1_description(rm.variant), rm.qpos())
+    toe, heel = kin.site_pos_m["left_toe"], kin.site_pos_m["left_heel"]  # (F, 3)
+    steps = rolled[1:] & rm.contacts[:-1, 0]  # ball-only frames and the step onto the ball
+    assert steps.sum() >= 6
+    pitch = np.arcsin((heel[:, 2] - toe[:, 2]) / np.linalg.norm(heel - toe, axis=1))
+    assert pitch[rolled].max() > 0.2  # the robot foot does roll
+    speed = np.linalg.norm(np.diff(toe[:, :2], axis=0), axis=1) * m.fps * 100.0  # (F-1,) cm/s
+    assert speed[steps].max() < 0.2, speed[steps]
+    yaw = np.arctan2(*(toe - heel)[:, 1::-1].T)
+    assert np.ptp(yaw[rolled]) < 1e-3
+    pivots = np.zeros((f, 2), dtype=np.int8)
+    pivots[rolled, 0] = 1
+    assert contact_slip_cm_s(kin.site_pos_m, rm.contacts, pivots, m.fps) < 0.1
+    assert rm.quality["contact_slip_cm_s"] < 0.1
+    assert rm.quality["speed_violations"] == 0 and rm.quality["sole_penetration_mm"] == 0.0
+
+
+def test_contact_slip_follows_the_point_that_carries_the_contact() -> None:
+    """The toe counts while only the ball is down (and over the step onto it), the centre while flat."""
+    from mocapd.robots.quality import contact_point_of_step, contact_slip_cm_s
+
+    np.testing.assert_array_equal(
+        contact_point_of_step(
+            np.array([0, 0, 1, 1, -1, 1], np.int8), np.array([0, 1, 1, 0, -1, -1], np.int8)
+        ),
+        [0, 1, 1, 1, -1, 0],
+    )
+    f = 5
+    sites = {f"{s}_{p}": np.zeros((f, 3)) for s in ("left", "right") for p in ("sole", "toe", "heel")}
+    sites["left_sole"][:, 0] = np.arange(f) * 0.01  # the centre moves 1 cm a frame, the toe stays
+    contacts = np.zeros((f, 2), dtype=bool)
+    contacts[:, 0] = True
+    pivots = np.zeros((f, 2), dtype=np.int8)
+    assert contact_slip_cm_s(sites, contacts, pivots, 10.0) == pytest.approx(10.0)
+    pivots[2:, 0] = 1  # rolls onto the ball at frame 2: steps 1-2, 2-3, 3-4 follow the toe
+    assert contact_slip_cm_s(sites, contacts, pivots, 10.0) == pytest.approx(2.5)
+
+
+def test_the_pin_correction_is_clamped_to_the_joint_speed_limits() -> None:
+    """`_pin_feet` moves leg joints after the IK's velocity limits; `_clamp_speeds` keeps them within."""
+    from mocapd.robots.retarget import _clamp_speeds
+
+    desc = g1_description()
+    cols = np.array([i for i, n in enumerate(desc.joint_names) if "knee" in n or "hip_pitch" in n])
+    q = np.zeros((6, 7 + desc.num_dof))
+    q[3:, 7 + cols] = 1.0  # a 1 rad jump in one frame: 30 rad/s at 30 fps, over the knees' 20
+    assert joint_limit_figures(desc, q[:, 7:], 30.0)["speed_violations"] > 0
+    out = _clamp_speeds(q, cols, desc.velocity_rad_s[cols], 30.0)
+    speed = np.abs(np.diff(out[:, 7:], axis=0)) * 30.0
+    assert np.all(speed <= desc.velocity_rad_s * (1 + 1e-9))
+    assert joint_limit_figures(desc, out[:, 7:], 30.0)["speed_violations"] == 0
+    np.testing.assert_allclose(out[-1, 7 + cols], 1.0)  # it catches up within the limits
+    np.testing.assert_array_equal(_clamp_speeds(out, cols, desc.velocity_rad_s[cols], 30.0), out)
