@@ -186,8 +186,10 @@ def test_a_worker_whose_lease_was_reaped_stops_and_writes_nothing(db: Database, 
 
 def test_a_job_past_its_timeout_fails_runner_timeout(db: Database, store: LocalStore) -> None:
     acct = seed_account(db, "a")
-    jid = admit_job(db, store, acct, {"work_s": 2.0, "steps": 200})
-    assert _worker(db, store, job_timeout_s=0.2).run_once() is Outcome.FAILED
+    jid = admit_job(db, store, acct, {"work_s": 6.0, "steps": 600})
+    # 1 s: time to reach processing (the timeout is checked at each progress report, preflight's too)
+    # on a loaded machine; 0.2 s once expired at the preflight report
+    assert _worker(db, store, job_timeout_s=1.0).run_once() is Outcome.FAILED
     job = _job(db, jid)
     assert (job.status, job.error_code, job.error_stage) == ("failed", "runner_timeout", "processing")
     assert _ledger(db, jid) == ["hold", "release"]
