@@ -198,7 +198,7 @@ def _roll_on_toe_or_heel(
     flat = Rotation.from_euler("Z", yaw_rad)
     for g in frames:
         mode = int(pivot[g])
-        if mode == 0 or mode * pitch_rad[g] <= 0:
+        if mode == 0 or not mode * pitch_rad[g] > 0:  # flat, the other way, or unknown: stays flat
             continue
         site = np.array(desc.sole_sites_m["toe" if mode > 0 else "heel"])
         r = Rotation.from_euler("ZY", [yaw_rad, pitch_rad[g]])
@@ -307,8 +307,8 @@ def scaled_targets(
         c = contacts[:, c_col]
         dz = {j: pos_h[:, idx[f"{j}_{h}"], 2] - hp[idx[f"{j}_{h}"], 2] for j in ("foot", "ball")}  # (F,)
         heel_to_ball_m = float(np.linalg.norm((hp[idx[f"ball_{h}"]] - hp[idx[f"foot_{h}"]])[:2]))
-        pitch = np.arcsin(np.clip((dz["foot"] - dz["ball"]) / heel_to_ball_m, -1.0, 1.0))  # (F,) heel up > 0
-        pitch = np.clip(pitch, -MAX_ROLL_RAD, MAX_ROLL_RAD)
+        rise = (dz["foot"] - dz["ball"]) / max(heel_to_ball_m, 1e-6)  # (F,) heel up > 0
+        pitch = np.clip(np.arcsin(np.clip(np.nan_to_num(rise), -1.0, 1.0)), -MAX_ROLL_RAD, MAX_ROLL_RAD)
         k = 0
         while k < f:  # hold the foot flat and still over each contact span
             if not c[k]:
