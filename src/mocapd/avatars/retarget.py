@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 
 from mocapd.avatars.rig import Rig
 from mocapd.pipeline.contacts import FootContacts
+from mocapd.pipeline.runs import true_runs
 from mocapd.pipeline.skeleton import Motion
 
 __all__ = ["AvatarAnimation", "retarget_to_avatar"]
@@ -120,11 +121,6 @@ def _yaw_arc(a: FloatArray, b: FloatArray) -> FloatArray:
     if np.linalg.norm(a2) < 1e-9 or np.linalg.norm(b2) < 1e-9:
         return np.eye(3)
     return arc(a2, b2)
-
-
-def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True)]
 
 
 class _Solver:
@@ -516,7 +512,7 @@ def retarget_to_avatar(
         ankle = world[:, foot, :3, 3]
         correction = np.zeros((nf, 3))
         weight = np.zeros(nf)
-        for start, end in _runs(contact[:, i]):
+        for start, end in true_runs(contact[:, i]):
             _pin_run(correction, point, world, i, start, end)
             weight[start:end] = 1.0
             for k in range(1, _BLEND_FRAMES + 1):  # ramp out after lift-off and in before touch-down

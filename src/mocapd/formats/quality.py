@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.pipeline.layout import BLAZEPOSE_33, name_side
+from mocapd.pipeline.runs import true_runs
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -201,11 +202,10 @@ def _frames(inp: QualityInputs) -> dict[str, Any]:
 
 def _ranges_s(mask: BoolArray, time_s: FloatArray, fps: float) -> list[list[float]]:
     """``[start_s, end_s]`` of each run of True in ``mask`` (F,), times relative to the first frame."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))  # (2R,)
     t0 = float(time_s[0]) if time_s.size else 0.0
     return [
         [round(float(time_s[a]) - t0, 3), round(float(time_s[b - 1]) - t0 + 1.0 / fps, 3)]
-        for a, b in zip(edges[::2], edges[1::2], strict=True)
+        for a, b in true_runs(mask)
     ]
 
 

@@ -30,6 +30,7 @@ from typing import cast
 import numpy as np
 from numpy.typing import NDArray
 
+from mocapd.pipeline.runs import true_runs
 from mocapd.pipeline.skeleton import Motion, quat_mul, quat_rotate
 
 __all__ = ["CONTACT_JOINTS", "FootContacts", "detect_contacts", "foot_skate_m_s", "remove_foot_sliding"]
@@ -100,15 +101,9 @@ def _hysteresis(h: FloatArray, v: FloatArray, h_c: float, v_c: float) -> BoolArr
     return out
 
 
-def _runs(mask: BoolArray) -> list[tuple[int, int]]:
-    """[start, stop) of every run of True."""
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
-
-
 def _close_gaps(mask: BoolArray, max_gap: int) -> BoolArray:
     out = mask.copy()
-    runs = _runs(mask)
+    runs = true_runs(mask)
     for (_, e0), (s1, _) in zip(runs[:-1], runs[1:], strict=True):
         if s1 - e0 <= max_gap:
             out[e0:s1] = True
@@ -117,7 +112,7 @@ def _close_gaps(mask: BoolArray, max_gap: int) -> BoolArray:
 
 def _drop_short(mask: BoolArray, min_len: int) -> BoolArray:
     out = mask.copy()
-    for s, e in _runs(mask):
+    for s, e in true_runs(mask):
         if e - s < min_len:
             out[s:e] = False
     return out
@@ -258,7 +253,7 @@ def _pin_corrections(
 def _span_means(xy: FloatArray, mask: BoolArray) -> FloatArray:
     """(F, 2): on every run of ``mask``, the mean of ``xy`` over that run (zero elsewhere)."""
     out = np.zeros_like(xy)
-    for s, e in _runs(mask):
+    for s, e in true_runs(mask):
         out[s:e] = xy[s:e].mean(axis=0)
     return out
 

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix, csr_matrix
 
+from mocapd.pipeline.runs import true_runs
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Skeleton
 
 __all__ = ["ImageFitReport", "ImageFitScales", "fit_to_image"]
@@ -316,8 +317,7 @@ def fit_to_image(
     moved: list[FloatArray] = []
     windows = 0
     # runs of frames with a complete prior, each solved in overlapping windows
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+    for start, stop in true_runs(ok):
         fitted = np.zeros((stop - start, len(joints), 3))
         step = max(sc.window_frames - sc.overlap_frames, 1)
         w0 = start

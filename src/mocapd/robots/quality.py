@@ -20,10 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mocapd.robots.description import RobotDescription
+from mocapd.robots.human_contacts import contact_point_of_step
 from mocapd.robots.kinematics import RobotKinematics
 
 __all__ = [
-    "contact_point_of_step",
     "contact_slip_cm_s",
     "foot_skate_cm_s",
     "joint_limit_figures",
@@ -70,16 +70,6 @@ def foot_skate_cm_s(sole_centre_m: FloatArray, fps: float) -> float:
     if not both.any():
         return 0.0
     return float(step[both].mean() * 100.0)
-
-
-def contact_point_of_step(before: NDArray[np.int8], after: NDArray[np.int8]) -> NDArray[np.int8]:
-    """Which sole point stays on the ground over a frame step of a foot in contact, from its pivots
-    (`mocapd.robots.human_contacts.pivots_from_pipeline`: 1 ball only, -1 heel only, 0 flat) at both
-    ends: 1 the toe, -1 the heel, 0 the sole centre. The same pivot at both ends: its point; flat at one
-    end and rolled at the other: the rolling point (a flat foot rolls onto its ball about its toe, and
-    back down about it); ball at one end and heel at the other: the centre."""
-    b, a = before.astype(np.int8), after.astype(np.int8)
-    return np.where(b == a, a, np.where(b == 0, a, np.where(a == 0, b, 0))).astype(np.int8)
 
 
 def contact_slip_cm_s(

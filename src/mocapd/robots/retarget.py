@@ -30,14 +30,15 @@ from scipy.spatial.transform import Rotation
 
 from mocapd.errors import InputFault
 from mocapd.pipeline.contacts import FootContacts, detect_contacts
+from mocapd.pipeline.runs import true_runs
 from mocapd.pipeline.skeleton import Motion
 from mocapd.robots.description import RobotDescription
 from mocapd.robots.g1 import g1_description
-from mocapd.robots.human_contacts import contacts_from_pipeline, pivots_from_pipeline
+from mocapd.robots.human_contacts import contact_point_of_step, contacts_from_pipeline, pivots_from_pipeline
 from mocapd.robots.ik import solve_frames
 from mocapd.robots.kinematics import RobotKinematics, forward_kinematics
 from mocapd.robots.motion import RobotMotion
-from mocapd.robots.quality import contact_point_of_step, robot_quality
+from mocapd.robots.quality import robot_quality
 from mocapd.robots.targets import FrameTargets, human_foot_clearance_m, scaled_targets
 
 __all__ = ["retarget_to_g1"]
@@ -216,12 +217,6 @@ def _settle_on_ground(
     return out
 
 
-def _contact_spans(c: BoolArray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in ``c`` (F,)."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], c.astype(np.int8), [0]])))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
 def _pin_offsets(points_m: dict[int, FloatArray], contact: BoolArray, pivot: NDArray[np.int8]) -> FloatArray:
     """Move (F, 3) of one foot -- horizontal shift dx, dy and turn d_yaw about the sole centre -- that
     keeps the sole point carrying its contact still over each contact span.
@@ -245,7 +240,7 @@ def _pin_offsets(points_m: dict[int, FloatArray], contact: BoolArray, pivot: NDA
     centre = points_m[0]
     axis = points_m[1] - points_m[-1]  # (F, 2) toe - heel
     yaw = np.arctan2(axis[:, 1], axis[:, 0])  # (F,)
-    for a, b in _contact_spans(contact):
+    for a, b in true_runs(contact):
         point = contact_point_of_step(pivot[a : b - 1], pivot[a + 1 : b])  # (S-1,)
         dyaw = np.angle(np.exp(1j * np.diff(yaw[a:b])))  # (S-1,) the IK's heading steps, wrapped
         held = np.concatenate([[0.0], np.cumsum(np.where(point == 0, dyaw, 0.0))])  # (S,)
@@ -290,14 +285,14 @@ def _pin_feet(
     desc: RobotDescription,
     qpos: FloatArray,
     contacts: BoolArray,
-    pivots: NDArray[np.int8] | None = None,
-    fps: float | None = None,
+    pivots: NDArray[np.int8] | None,
+    fps: float,
 ) -> FloatArray:
     """Hold each foot in contact still: per foot, the leg's six joints move the foot so that the sole
     point carrying the contact stays put (`_pin_offsets`: the sole centre of a flat foot, the toe while
     it rolls on its ball, the heel while it rolls on its heel, chained so the point does not jump where
     the roll begins or ends; the heading held while rolling), the sole's height and tilt kept, root and
-    other joints fixed. ``pivots`` (F, 2) default to flat feet.
+    other joints fixed. ``pivots`` (F, 2) None: flat feet.
 
     The root shift of `_settle_on_ground` can hold one foot only; with both feet down it removes their
     mean drift and each foot keeps its share (and the IK leaves some when a leg cannot reach its pinned
@@ -306,7 +301,7 @@ def _pin_feet(
         dq = (J^T J + mu I)^-1 J^T e,  e = [p* - p, log(R* R^T)],
     keeping the best iterate (a leg at full stretch keeps its closest pose), angles clamped to the
     limits; the span's end moves are eased out over ``PIN_BLEND_FRAMES`` frames on either side so the
-    joints do not jump, and with ``fps`` the leg angles are then clamped to their speed limits
+    joints do not jump, and the leg angles are then clamped to their speed limits at ``fps``
     (`_clamp_speeds`). A sole point left below z = 0 by an inexact goal lifts the root.
     """
     model = desc.model()
@@ -352,8 +347,8 @@ def _pin_feet(
                 data.qpos[idx] = np.clip(data.qpos[idx] + dq, lo, hi)
                 mujoco.mj_kinematics(model, data)
             out[g, idx] = best_q
-        if fps is not None:  # the correction must not break the joints' speed limits
-            out = _clamp_speeds(out, np.array(cols), desc.velocity_rad_s[cols], fps)
+        # the correction must not break the joints' speed limits
+        out = _clamp_speeds(out, np.array(cols), desc.velocity_rad_s[cols], fps)
     # a leg that could not reach its goal exactly may have lowered a sole point: lift the root back
     lowest = forward_kinematics(desc, out).sole_points_m[..., 2].min(axis=(1, 2))  # (F,)
     out[:, 2] += np.maximum(-lowest, 0.0)

@@ -9,11 +9,11 @@ from mocapd.pipeline.contacts import (
     CONTACT_JOINTS,
     FootContacts,
     _pin_corrections,
-    _runs,
     detect_contacts,
     foot_skate_m_s,
     remove_foot_sliding,
 )
+from mocapd.pipeline.runs import true_runs
 from mocapd.pipeline.skeleton import DEFAULT_SKELETON, Motion
 from tests.conftest import shared_file
 from tests.support.cmu import cmu_motion
@@ -47,9 +47,9 @@ def test_cmu_walk_has_alternating_foot_contacts() -> None:
     assert (left[walking] & ~right[walking]).sum() > 30  # single support on each side
     assert (right[walking] & ~left[walking]).sum() > 30
     assert not (~left[walking] & ~right[walking]).all()
-    assert len(_runs(left)) >= 4 and len(_runs(right)) >= 4  # several steps each
+    assert len(true_runs(left)) >= 4 and len(true_runs(right)) >= 4  # several steps each
     for k in range(4):
-        for s, e in _runs(contacts.contact[:, k]):
+        for s, e in true_runs(contacts.contact[:, k]):
             assert e - s >= 3  # minimum duration
     in_contact = contacts.contact
     assert np.all(contacts.height_m[in_contact] < 1.2 * 0.04)
@@ -145,3 +145,9 @@ def test_pin_corrections_ramp_in_before_touch_down() -> None:
     np.testing.assert_allclose(c_heel[19:25, 0], release, atol=1e-12)
     assert not c_heel[:6].any() and not c_heel[23:].any()
     assert np.abs(np.diff(c_heel[:, 0])).max() <= 0.045 / 4 + 1e-12  # no jump in the correction
+
+
+def test_true_runs_are_the_start_stop_pairs_of_each_run_of_true() -> None:
+    mask = np.array([True, True, False, True, False, False, True])
+    assert true_runs(mask) == [(0, 2), (3, 4), (6, 7)]
+    assert true_runs(np.zeros(3, dtype=bool)) == [] and true_runs(np.ones(2, dtype=bool)) == [(0, 2)]

@@ -331,7 +331,8 @@ def test_a_foot_rolling_onto_its_ball_keeps_its_toe_still() -> None:
 
 def test_contact_slip_follows_the_point_that_carries_the_contact() -> None:
     """The toe counts while only the ball is down (and over the step onto it), the centre while flat."""
-    from mocapd.robots.quality import contact_point_of_step, contact_slip_cm_s
+    from mocapd.robots.human_contacts import contact_point_of_step
+    from mocapd.robots.quality import contact_slip_cm_s
 
     np.testing.assert_array_equal(
         contact_point_of_step(
