@@ -94,18 +94,18 @@ class OrthoCamera:
 
         The screen offsets ``s (c . r)`` and ``s (c . u)`` (``s`` pixels per metre, ``c`` the horizontal
         part of the centre) are rounded to integers; a level camera (no elevation) only has the first.
+        ``r`` is a horizontal unit vector (the image's right).
         """
         r, u, _ = self.axes()
         s = height_px / self.view_height_m
         c = np.asarray(centre_m, dtype=np.float64)
-        if not np.all(np.isfinite(c)) or s <= 0:
+        if not np.all(np.isfinite(c)):
             return c
         m = np.array([[r[0], r[1]], [u[0], u[1]]])  # (2, 2): horizontal centre -> screen offsets / s
         offsets = m @ c[:2]  # (2,)
         target = np.rint(s * offsets) / s
         if abs(float(np.linalg.det(m))) < 1e-6:  # level: depth does not move the picture
-            rh = r[:2]
-            xy = c[:2] + rh * (target[0] - offsets[0]) / float(rh @ rh)
+            xy = c[:2] + r[:2] * (target[0] - offsets[0])
         else:
             xy = np.linalg.solve(m, target)
         return np.array([xy[0], xy[1], c[2]])

@@ -294,12 +294,9 @@ def _package(
     progress("packaging", 0.0, force=True)
     # The motion files are written beside the preview (a helper thread): the preview is libx264 and
     # OpenCV work that releases the GIL, and it waits for nothing but the motion.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mocapd-writers")
-    written = pool.submit(write_targets)
-    try:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mocapd-writers") as pool:
+        written = pool.submit(write_targets)
         preview = _write_preview(source, settings, out_dir, progress, a, robot)
-    finally:
-        pool.shutdown(wait=True)
     files = [*written.result(), preview]  # a writer's failure is the job's
     progress("packaging", 0.9, force=True)
 
